@@ -1,0 +1,107 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "invalidator",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "invalidator", targets: ["invalidator"]),
+        .library(name: "InvalidatorCore", targets: ["InvalidatorCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config.
+        .systemLibrary(
+            name: "CHiredis",
+            pkgConfig: "hiredis",
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+
+        // Events, rules and planning: pure, no I/O, no C.
+        .target(
+            name: "InvalidatorCore",
+            dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+
+        // The only code that calls hiredis.
+        .target(
+            name: "InvalidatorRedis",
+            dependencies: [
+                "CHiredis",
+                "InvalidatorCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // The only code that calls librdkafka.
+        .target(
+            name: "InvalidatorKafka",
+            dependencies: [
+                "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        // Wires sources, planner, router, executor and dead letters.
+        .target(
+            name: "InvalidatorRuntime",
+            dependencies: [
+                "InvalidatorCore",
+                "InvalidatorRedis",
+                "InvalidatorKafka",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "invalidator",
+            dependencies: [
+                "InvalidatorCore",
+                "InvalidatorRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
+        .executableTarget(
+            name: "InvalidatorBenchmarks",
+            dependencies: ["InvalidatorCore"]
+        ),
+
+        // Starts real redis-server processes for tests.
+        .target(
+            name: "TestSupport",
+            path: "Tests/TestSupport"
+        ),
+
+        .testTarget(
+            name: "InvalidatorCoreTests",
+            dependencies: [
+                "InvalidatorCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            resources: [.copy("Golden")]
+        ),
+        .testTarget(
+            name: "InvalidatorRedisTests",
+            dependencies: ["InvalidatorRedis", "TestSupport"]
+        ),
+        .testTarget(
+            name: "InvalidatorKafkaTests",
+            dependencies: ["InvalidatorKafka"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,272 @@
+import Yams
+
+/// Parses `invalidator.yaml` text. File reading is the caller's job, so this stays pure.
+public enum ConfigurationLoader {
+    public static let defaultDeadLetterStream = "invalidator:dead-letters"
+
+    /// - Parameter environment: values for `${VAR}` and `${VAR:-default}` in string values.
+    public static func load(yaml: String, file: String, environment: [String: String]) throws(ValidationError) -> Configuration {
+        var reader = YAMLReader(file: file, environment: environment)
+        guard let root = reader.compose(yaml) else {
+            if reader.diagnostics.isEmpty {
+                reader.report("the config file is empty", line: 1, column: 1)
+            }
+            throw ValidationError(reader.diagnostics)
+        }
+        var configuration = Configuration()
+        let allowed: Set<String> = ["sources", "pools", "rules", "retry", "dead_letters", "http", "shutdown"]
+        guard let fields = reader.mapping(root, context: "the config", allowed: allowed) else {
+            throw ValidationError(reader.diagnostics)
+        }
+        if let pools = fields["pools"] {
+            configuration.pools = parsePools(pools, reader: &reader)
+        } else {
+            reader.report("the config needs at least one pool under 'pools:'", at: root)
+        }
+        let poolNames = configuration.pools.map(\.name)
+        if let sources = fields["sources"] {
+            configuration.sources = parseSources(sources, poolNames: poolNames, reader: &reader)
+        }
+        if let rules = fields["rules"] {
+            configuration.rules = parseRulesReference(rules, poolNames: poolNames, reader: &reader)
+        } else {
+            reader.report("the config needs 'rules:' (a path, a list of paths, or an inline list)", at: root)
+        }
+        if let retry = fields["retry"] {
+            configuration.retry = parseRetry(retry, reader: &reader)
+        }
+        if let deadLetters = fields["dead_letters"] {
+            configuration.deadLetters = parseDeadLetters(deadLetters, poolNames: poolNames, reader: &reader)
+        } else if let first = poolNames.first {
+            configuration.deadLetters = .redisStream(pool: first, stream: defaultDeadLetterStream)
+        }
+        if let http = fields["http"], let httpFields = reader.mapping(http, context: "http", allowed: ["listen"]),
+           let listen = httpFields["listen"] {
+            configuration.http.listen = reader.string(listen, context: "http.listen") ?? configuration.http.listen
+        }
+        if let shutdown = fields["shutdown"],
+           let shutdownFields = reader.mapping(shutdown, context: "shutdown", allowed: ["drain_timeout"]),
+           let drain = shutdownFields["drain_timeout"] {
+            configuration.shutdown.drainTimeout = reader.duration(drain, context: "shutdown.drain_timeout") ?? configuration.shutdown.drainTimeout
+        }
+        guard reader.diagnostics.isEmpty else { throw ValidationError(reader.diagnostics) }
+        return configuration
+    }
+
+    private static func parsePools(_ node: Node, reader: inout YAMLReader) -> [PoolConfiguration] {
+        guard case .mapping(let mapping) = node else {
+            reader.report("pools must be a mapping of pool name to pool", at: node)
+            return []
+        }
+        let allowed: Set<String> = [
+            "mode", "nodes", "username", "password", "database", "tag_prefix", "connect_timeout", "command_timeout",
+        ]
+        var pools: [PoolConfiguration] = []
+        for (key, value) in mapping {
+            guard let name = reader.string(key, context: "a pool name") else { continue }
+            let context = "pool '\(name)'"
+            guard let fields = reader.mapping(value, context: context, allowed: allowed) else { continue }
+            guard let nodesNode = fields["nodes"] else {
+                reader.report("\(context) needs nodes", at: value)
+                continue
+            }
+            var pool = PoolConfiguration(name: name, nodes: [])
+            for (address, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
+                if NodeAddress(address) == nil {
+                    reader.report("\(context) node '\(address)' must be host:port", at: addressNode)
+                }
+                pool.nodes.append(address)
+            }
+            if let modeNode = fields["mode"], let modeName = reader.string(modeNode, context: "\(context) mode") {
+                if let mode = PoolConfiguration.Mode(rawValue: modeName) {
+                    pool.mode = mode
+                } else {
+                    reader.report("\(context) mode '\(modeName)' is not one of single, replicated, sharded, cluster", at: modeNode)
+                }
+            }
+            if pool.nodes.isEmpty {
+                reader.report("\(context) needs at least one node", at: nodesNode)
+            } else if pool.mode == .single, pool.nodes.count > 1 {
+                reader.report("\(context) is single but lists \(pool.nodes.count) nodes; use replicated, sharded or cluster", at: nodesNode)
+            }
+            pool.username = fields["username"].flatMap { reader.string($0, context: "\(context) username") }
+            pool.password = fields["password"].flatMap { reader.string($0, context: "\(context) password") }
+            if let database = fields["database"] {
+                pool.database = reader.integer(database, context: "\(context) database", range: 0...65535) ?? 0
+                if pool.mode == .cluster, pool.database != 0 {
+                    reader.report("\(context) is a cluster; Redis Cluster has only database 0", at: database)
+                }
+            }
+            if let prefix = fields["tag_prefix"] {
+                pool.tagPrefix = reader.string(prefix, context: "\(context) tag_prefix") ?? pool.tagPrefix
+            }
+            if let timeout = fields["connect_timeout"] {
+                pool.connectTimeout = reader.duration(timeout, context: "\(context) connect_timeout") ?? pool.connectTimeout
+            }
+            if let timeout = fields["command_timeout"] {
+                pool.commandTimeout = reader.duration(timeout, context: "\(context) command_timeout") ?? pool.commandTimeout
+            }
+            pools.append(pool)
+        }
+        return pools
+    }
+
+    private static func parseSources(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> Sources {
+        var sources = Sources()
+        guard let fields = reader.mapping(node, context: "sources", allowed: ["kafka", "redis_pubsub", "redis_stream"]) else {
+            return sources
+        }
+        if let kafka = fields["kafka"] {
+            sources.kafka = parseKafka(kafka, reader: &reader)
+        }
+        if let pubsub = fields["redis_pubsub"],
+           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format"]),
+           let pool = requiredPool(values["pool"], in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader) {
+            var source = RedisPubSubSourceConfiguration(pool: pool)
+            source.channels = values["channels"].flatMap { reader.strings($0, context: "sources.redis_pubsub.channels") } ?? []
+            source.patterns = values["patterns"].flatMap { reader.strings($0, context: "sources.redis_pubsub.patterns") } ?? []
+            source.format = format(values["format"], context: "sources.redis_pubsub.format", reader: &reader)
+            if source.channels.isEmpty, source.patterns.isEmpty {
+                reader.report("sources.redis_pubsub needs channels or patterns", at: pubsub)
+            }
+            sources.redisPubSub = source
+        }
+        if let stream = fields["redis_stream"],
+           let values = reader.mapping(stream, context: "sources.redis_stream", allowed: ["pool", "streams", "group", "format", "claim_idle"]),
+           let pool = requiredPool(values["pool"], in: stream, context: "sources.redis_stream", poolNames: poolNames, reader: &reader) {
+            let streams = values["streams"].flatMap { reader.strings($0, context: "sources.redis_stream.streams") } ?? []
+            if streams.isEmpty {
+                reader.report("sources.redis_stream needs streams", at: stream)
+            }
+            var source = RedisStreamSourceConfiguration(pool: pool, streams: streams)
+            source.group = values["group"].flatMap { reader.string($0, context: "sources.redis_stream.group") } ?? source.group
+            source.format = format(values["format"], context: "sources.redis_stream.format", reader: &reader)
+            if let idle = values["claim_idle"] {
+                source.claimIdle = reader.duration(idle, context: "sources.redis_stream.claim_idle") ?? source.claimIdle
+            }
+            sources.redisStream = source
+        }
+        return sources
+    }
+
+    private static func parseKafka(_ node: Node, reader: inout YAMLReader) -> KafkaSourceConfiguration? {
+        let allowed: Set<String> = ["brokers", "topics", "group", "format", "properties"]
+        guard let values = reader.mapping(node, context: "sources.kafka", allowed: allowed) else { return nil }
+        guard let brokersNode = values["brokers"], let brokers = reader.string(brokersNode, context: "sources.kafka.brokers"),
+              let topicsNode = values["topics"], let topics = reader.strings(topicsNode, context: "sources.kafka.topics"),
+              !topics.isEmpty
+        else {
+            reader.report("sources.kafka needs brokers and topics", at: node)
+            return nil
+        }
+        var kafka = KafkaSourceConfiguration(brokers: brokers, topics: topics)
+        kafka.group = values["group"].flatMap { reader.string($0, context: "sources.kafka.group") } ?? kafka.group
+        kafka.format = format(values["format"], context: "sources.kafka.format", reader: &reader)
+        if let properties = values["properties"] {
+            if case .mapping(let mapping) = properties {
+                for (key, value) in mapping {
+                    if let name = reader.string(key, context: "a Kafka property name"),
+                       let text = reader.string(value, context: "Kafka property \(name)") {
+                        kafka.properties[name] = text
+                    }
+                }
+            } else {
+                reader.report("sources.kafka.properties must be a mapping", at: properties)
+            }
+        }
+        return kafka
+    }
+
+    private static func format(_ node: Node?, context: String, reader: inout YAMLReader) -> EventFormat {
+        guard let node, let name = reader.string(node, context: context) else { return .auto }
+        guard let format = EventFormat(rawValue: name) else {
+            reader.report("\(context) '\(name)' is not one of native, debezium, cloudevents, auto", at: node)
+            return .auto
+        }
+        return format
+    }
+
+    private static func requiredPool(
+        _ node: Node?, in parent: Node, context: String, poolNames: [String], reader: inout YAMLReader
+    ) -> String? {
+        guard let node else {
+            reader.report("\(context) needs a pool", at: parent)
+            return nil
+        }
+        guard let name = reader.string(node, context: "\(context).pool") else { return nil }
+        if !poolNames.contains(name) {
+            reader.report("\(context).pool '\(name)' is not a pool defined under pools", at: node)
+        }
+        return name
+    }
+
+    private static func parseRulesReference(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> RulesSource {
+        switch node {
+        case .scalar:
+            return .files(reader.string(node, context: "rules").map { [$0] } ?? [])
+        case .sequence(let sequence):
+            if sequence.allSatisfy({ if case .scalar = $0 { true } else { false } }) {
+                return .files(reader.strings(node, context: "rules") ?? [])
+            }
+            return .inline(RuleSet(RulesLoader.parseRules(node, knownPools: poolNames, reader: &reader)))
+        default:
+            reader.report("rules must be a path, a list of paths, or an inline list of rules", at: node)
+            return .files([])
+        }
+    }
+
+    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryPolicy {
+        var retry = RetryPolicy()
+        guard let values = reader.mapping(node, context: "retry", allowed: ["attempts", "initial_backoff", "max_backoff"]) else {
+            return retry
+        }
+        if let attempts = values["attempts"] {
+            retry.attempts = reader.integer(attempts, context: "retry.attempts", range: 1...100) ?? retry.attempts
+        }
+        if let initial = values["initial_backoff"] {
+            retry.initialBackoff = reader.duration(initial, context: "retry.initial_backoff") ?? retry.initialBackoff
+        }
+        if let maximum = values["max_backoff"] {
+            retry.maxBackoff = reader.duration(maximum, context: "retry.max_backoff") ?? retry.maxBackoff
+        }
+        if retry.maxBackoff < retry.initialBackoff {
+            reader.report("retry.max_backoff is shorter than retry.initial_backoff", at: node)
+        }
+        return retry
+    }
+
+    private static func parseDeadLetters(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> DeadLetterDestination? {
+        guard let values = reader.mapping(node, context: "dead_letters", allowed: ["pool", "stream", "kafka_topic"]) else {
+            return nil
+        }
+        if let topic = values["kafka_topic"] {
+            if values["pool"] != nil || values["stream"] != nil {
+                reader.report("dead_letters takes either kafka_topic or pool and stream, not both", at: node)
+            }
+            return reader.string(topic, context: "dead_letters.kafka_topic").map { .kafkaTopic($0) }
+        }
+        guard let pool = requiredPool(values["pool"], in: node, context: "dead_letters", poolNames: poolNames, reader: &reader) else {
+            return nil
+        }
+        let stream = values["stream"].flatMap { reader.string($0, context: "dead_letters.stream") } ?? defaultDeadLetterStream
+        return .redisStream(pool: pool, stream: stream)
+    }
+}
+
+/// `host:port` as written in a config.
+public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+              (1...65535).contains(port)
+        else { return nil }
+        let host = text[..<colon].trimmingPrefix("[")
+        guard !host.isEmpty else { return nil }
+        self.host = String(host.hasSuffix("]") ? host.dropLast() : host)
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}

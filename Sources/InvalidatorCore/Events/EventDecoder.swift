@@ -1,0 +1,231 @@
+/// Turns message bytes into a `ChangeEvent`.
+public struct EventDecoder: Sendable {
+    public var format: EventFormat
+
+    public init(format: EventFormat = .auto) {
+        self.format = format
+    }
+
+    public func decode(_ bytes: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes: bytes)
+        } catch {
+            throw EventDecodingError(.invalidJSON, error.description)
+        }
+        guard case .object(let object) = document else {
+            throw EventDecodingError(.schemaViolation, "an event must be a JSON object")
+        }
+        return try decode(object)
+    }
+
+    public func decode(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+        switch format == .auto ? Self.detectFormat(of: object) : format {
+        case .native, .auto: return try Self.decodeNative(object)
+        case .debezium: return try Self.decodeDebezium(object)
+        case .cloudevents: return try Self.decodeCloudEvent(object)
+        }
+    }
+
+    /// CloudEvents binary mode: context attributes from `ce_*` message headers (the
+    /// caller strips the `ce_` prefix), the body is `data`, a native event.
+    public func decodeCloudEventBinary(attributes: [String: String], data: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
+        for required in ["specversion", "id", "source", "type"] where attributes[required] == nil {
+            throw EventDecodingError(.schemaViolation, "CloudEvent header ce_\(required) is missing")
+        }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes: data)
+        } catch {
+            throw EventDecodingError(.invalidJSON, error.description)
+        }
+        guard case .object(let object) = document else {
+            throw EventDecodingError(.schemaViolation, "CloudEvent data must be a JSON object")
+        }
+        return try Self.applyCloudEventDefaults(
+            to: Self.decodeNative(object), id: attributes["id"], time: attributes["time"], tenant: attributes["tenant"])
+    }
+
+    static func detectFormat(of object: JSONObject) -> EventFormat {
+        if object["specversion"] != nil { return .cloudevents }
+        if object["payload"]?.objectValue != nil { return .debezium }
+        if object["source"]?.objectValue != nil, object["op"] != nil, object["entity"] == nil { return .debezium }
+        return .native
+    }
+
+    // MARK: Native
+
+    static func decodeNative(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+        let entity = try requiredString("entity", in: object)
+        let opText = try requiredString("op", in: object)
+        guard let op = ChangeEvent.Operation(rawValue: opText) else {
+            throw EventDecodingError(.schemaViolation, "op '\(opText)' is not one of create, update, delete, read")
+        }
+        return ChangeEvent(
+            entity: entity,
+            ids: try ids(in: object),
+            op: op,
+            tenant: try optionalString("tenant", in: object),
+            changed: try changedFields(in: object),
+            attributes: try optionalObject("attributes", in: object) ?? JSONObject(),
+            before: try optionalObject("before", in: object),
+            after: try optionalObject("after", in: object),
+            version: try optionalScalar("version", in: object),
+            occurredAt: try optionalString("occurred_at", in: object),
+            eventID: try optionalString("event_id", in: object)
+        )
+    }
+
+    private static func ids(in object: JSONObject) throws(EventDecodingError) -> [String] {
+        switch (object["id"], object["ids"]) {
+        case (let single?, nil):
+            return [try idText(single, field: "id")]
+        case (nil, .array(let values)?):
+            guard !values.isEmpty else { throw EventDecodingError(.schemaViolation, "ids must not be empty") }
+            var ids: [String] = []
+            ids.reserveCapacity(values.count)
+            for value in values {
+                ids.append(try idText(value, field: "ids"))
+            }
+            return ids
+        case (nil, _?):
+            throw EventDecodingError(.schemaViolation, "ids must be an array")
+        case (_?, _?):
+            throw EventDecodingError(.schemaViolation, "an event has id or ids, not both")
+        case (nil, nil):
+            throw EventDecodingError(.schemaViolation, "id or ids is required")
+        }
+    }
+
+    private static func idText(_ value: JSONValue, field: String) throws(EventDecodingError) -> String {
+        switch value {
+        case .string(let text) where !text.isEmpty: return text
+        case .number(let text): return text
+        default: throw EventDecodingError(.schemaViolation, "\(field) must be a non-empty string or a number")
+        }
+    }
+
+    private static func changedFields(in object: JSONObject) throws(EventDecodingError) -> [String]? {
+        guard let value = object["changed"], value != .null else { return nil }
+        guard case .array(let elements) = value else {
+            throw EventDecodingError(.schemaViolation, "changed must be an array of strings")
+        }
+        var names: [String] = []
+        for element in elements {
+            guard case .string(let name) = element else {
+                throw EventDecodingError(.schemaViolation, "changed must be an array of strings")
+            }
+            names.append(name)
+        }
+        return names
+    }
+
+    private static func requiredString(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String {
+        guard let value = try optionalString(key, in: object), !value.isEmpty else {
+            throw EventDecodingError(.schemaViolation, "\(key) is required and must be a non-empty string")
+        }
+        return value
+    }
+
+    private static func optionalString(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let text)?: return text
+        default: throw EventDecodingError(.schemaViolation, "\(key) must be a string")
+        }
+    }
+
+    private static func optionalScalar(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .string(let text)?, .number(let text)?: return text
+        default: throw EventDecodingError(.schemaViolation, "\(key) must be a string or a number")
+        }
+    }
+
+    private static func optionalObject(_ key: String, in object: JSONObject) throws(EventDecodingError) -> JSONObject? {
+        switch object[key] {
+        case nil, .null?: return nil
+        case .object(let value)?: return value
+        default: throw EventDecodingError(.schemaViolation, "\(key) must be an object")
+        }
+    }
+
+    // MARK: Debezium
+
+    static func decodeDebezium(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+        let payload = try optionalObject("payload", in: object) ?? object
+        let opCode = try optionalString("op", in: payload)
+        let op: ChangeEvent.Operation
+        switch opCode {
+        case "c": op = .create
+        case "u": op = .update
+        case "d": op = .delete
+        case "r": op = .read
+        case let other?: throw EventDecodingError(.schemaViolation, "Debezium op '\(other)' is not one of c, u, d, r")
+        case nil: throw EventDecodingError(.schemaViolation, "Debezium payload.op is required")
+        }
+        guard let source = try optionalObject("source", in: payload) else {
+            throw EventDecodingError(.schemaViolation, "Debezium payload.source is required")
+        }
+        let table = try optionalString("table", in: source)
+        let collection = try optionalString("collection", in: source)
+        guard let entity = table ?? collection, !entity.isEmpty else {
+            throw EventDecodingError(.schemaViolation, "Debezium payload.source.table is required")
+        }
+        let before = try optionalObject("before", in: payload)
+        let after = try optionalObject("after", in: payload)
+        guard let row = after ?? before else {
+            throw EventDecodingError(.schemaViolation, "Debezium payload has neither before nor after")
+        }
+        guard let id = (after?["id"] ?? before?["id"])?.scalarText, !id.isEmpty else {
+            throw EventDecodingError(.schemaViolation, "Debezium row has no id column")
+        }
+        let occurredAt = (payload["ts_ms"] ?? source["ts_ms"]).flatMap { value -> String? in
+            guard case .number(let text) = value, let milliseconds = Int64(text) else { return nil }
+            return RFC3339.format(millisecondsSinceEpoch: milliseconds)
+        }
+        return ChangeEvent(
+            entity: entity, ids: [id], op: op,
+            tenant: (after?["tenant"] ?? before?["tenant"])?.scalarText,
+            changed: nil, attributes: row, before: before, after: after,
+            version: nil, occurredAt: occurredAt, eventID: nil
+        )
+    }
+
+    // MARK: CloudEvents
+
+    static func decodeCloudEvent(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+        for required in ["specversion", "id", "source", "type"] where object[required] == nil {
+            throw EventDecodingError(.schemaViolation, "CloudEvent attribute \(required) is missing")
+        }
+        let data: JSONObject
+        switch object["data"] {
+        case .object(let value)?:
+            data = value
+        case .string(let text)?:
+            guard case .object(let value)? = try? JSONParser.parse(bytes: Array(text.utf8)) else {
+                throw EventDecodingError(.schemaViolation, "CloudEvent data string is not a JSON object")
+            }
+            data = value
+        case nil where object["data_base64"] != nil:
+            throw EventDecodingError(.schemaViolation, "CloudEvent data_base64 is not supported; send JSON data")
+        default:
+            throw EventDecodingError(.schemaViolation, "CloudEvent data must be a native change event object")
+        }
+        return try applyCloudEventDefaults(
+            to: decodeNative(data),
+            id: object["id"]?.scalarText, time: object["time"]?.stringValue, tenant: object["tenant"]?.stringValue)
+    }
+
+    /// The envelope's id, time and `tenant` extension fill what the data leaves out.
+    static func applyCloudEventDefaults(
+        to event: ChangeEvent, id: String?, time: String?, tenant: String?
+    ) throws(EventDecodingError) -> ChangeEvent {
+        var event = event
+        event.eventID = event.eventID ?? id
+        event.occurredAt = event.occurredAt ?? time
+        event.tenant = event.tenant ?? tenant
+        return event
+    }
+}

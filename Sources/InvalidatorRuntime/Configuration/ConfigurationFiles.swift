@@ -1,0 +1,75 @@
+import Foundation
+import InvalidatorCore
+
+/// A config with its rules loaded from disk.
+public struct LoadedConfiguration: Sendable {
+    public var configuration: Configuration
+    public var rules: RuleSet
+    /// Absolute paths of the rules files, watched for hot reload; empty for inline rules.
+    public var rulesFiles: [String]
+}
+
+/// A file that could not be read; distinct from a file that was read and is invalid.
+public struct FileReadError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot read \(path): \(reason)" }
+}
+
+/// Reads config and rules files. The parsing itself is pure and lives in InvalidatorCore.
+public enum ConfigurationFiles {
+    public static func readText(_ path: String) throws(FileReadError) -> String {
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            guard let text = String(data: data, encoding: .utf8) else {
+                throw FileReadError(path: path, reason: "not UTF-8 text")
+            }
+            return text
+        } catch let error as FileReadError {
+            throw error
+        } catch {
+            let reason = (error as NSError).localizedFailureReason ?? (error as NSError).localizedDescription
+            throw FileReadError(path: path, reason: reason.contains("exist") ? "no such file" : reason)
+        }
+    }
+
+    /// Loads `path` and every rules file it names.
+    public static func load(
+        configPath path: String, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws -> LoadedConfiguration {
+        let configuration = try ConfigurationLoader.load(yaml: readText(path), file: path, environment: environment)
+        switch configuration.rules {
+        case .inline(let rules):
+            return LoadedConfiguration(configuration: configuration, rules: rules, rulesFiles: [])
+        case .files(let paths):
+            let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
+            let resolved = paths.map { $0.hasPrefix("/") ? $0 : folder.appendingPathComponent($0).path }
+            let rules = try loadRules(paths: resolved, knownPools: configuration.pools.map(\.name))
+            return LoadedConfiguration(configuration: configuration, rules: rules, rulesFiles: resolved)
+        }
+    }
+
+    /// Loads and merges rules files; a rule name may appear in only one of them.
+    public static func loadRules(paths: [String], knownPools: [String]?) throws -> RuleSet {
+        var rules: [Rule] = []
+        var fileByRuleName: [String: String] = [:]
+        var diagnostics: [Diagnostic] = []
+        for path in paths {
+            let text = try readText(path)
+            do {
+                for rule in try RulesLoader.load(yaml: text, file: path, knownPools: knownPools).rules {
+                    if let other = fileByRuleName[rule.name] {
+                        diagnostics.append(Diagnostic(file: path, line: 1, column: 1, message: "rule '\(rule.name)' is also defined in \(other)"))
+                    } else {
+                        fileByRuleName[rule.name] = path
+                        rules.append(rule)
+                    }
+                }
+            } catch {
+                diagnostics += error.diagnostics
+            }
+        }
+        guard diagnostics.isEmpty else { throw ValidationError(diagnostics) }
+        return RuleSet(rules)
+    }
+}

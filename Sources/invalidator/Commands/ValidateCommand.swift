@@ -1,0 +1,48 @@
+import ArgumentParser
+import Foundation
+import InvalidatorCore
+import InvalidatorRuntime
+
+struct ValidateCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "validate",
+        abstract: "Check a config file (with its rules) or a rules file.",
+        discussion: """
+            Exit 0 when valid, 1 when not. Every problem is printed as file:line:column: message.
+
+            Examples:
+              invalidator validate --config invalidator.yaml
+              invalidator validate --rules rules.yaml
+            """
+    )
+
+    @Option(help: "A config file; its rules files are checked too.")
+    var config: String?
+
+    @Option(help: "A rules file, checked on its own (pool names are not checked).")
+    var rules: String?
+
+    func validate() throws {
+        guard (config == nil) != (rules == nil) else {
+            throw ValidationError("give exactly one of --config or --rules")
+        }
+    }
+
+    func run() async throws {
+        do {
+            if let config {
+                let loaded = try ConfigurationFiles.load(configPath: config)
+                let pools = loaded.configuration.pools.count
+                print("\(config): valid: \(loaded.rules.rules.count) rules, \(pools) pool\(pools == 1 ? "" : "s")")
+            } else if let rules {
+                let loaded = try ConfigurationFiles.loadRules(paths: [rules], knownPools: nil)
+                print("\(rules): valid: \(loaded.rules.count) rules")
+            }
+        } catch let error as InvalidatorCore.ValidationError {
+            FileHandle.standardError.write(Data((error.description + "\n").utf8))
+            throw ExitCode(1)
+        } catch let error as FileReadError {
+            throw CommandFailure(message: error.description)
+        }
+    }
+}
