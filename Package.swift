@@ -92,11 +92,16 @@ let package = Package(
                 "InvalidatorCore",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
-            resources: [.copy("Golden")]
+            exclude: ["Golden"]
         ),
         .testTarget(
             name: "InvalidatorRedisTests",
-            dependencies: ["InvalidatorRedis", "TestSupport"]
+            dependencies: [
+                "InvalidatorRedis",
+                "InvalidatorCore",
+                "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "InvalidatorKafkaTests",

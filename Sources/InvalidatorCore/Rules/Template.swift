@@ -45,7 +45,9 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
                     throw CompileError(offset: offset(index), message: "unclosed '{' in template '\(source)'; write '{{' for a literal brace")
                 }
                 let placeholder = try Placeholder.parse(String(source[next..<close]))
-                    .mapError { CompileError(offset: offset(index), message: "\($0) in template '\(source)'") }
+                    .mapError {
+                        CompileError(offset: offset(index), message: "\($0) in template '\(source)'; known: \(Placeholder.knownNames)")
+                    }
                     .get()
                 if !literal.isEmpty {
                     segments.append(.literal(literal))
@@ -168,7 +170,7 @@ public struct Placeholder: Hashable, Sendable, CustomStringConvertible {
 
 struct PlaceholderError: Error, CustomStringConvertible {
     var name: String
-    var description: String { "unknown placeholder {\(name)}; known: \(Placeholder.knownNames)" }
+    var description: String { "unknown placeholder {\(name)}" }
 }
 
 /// Redis glob syntax, as SCAN MATCH reads it.

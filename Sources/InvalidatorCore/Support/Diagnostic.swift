@@ -20,8 +20,12 @@ public struct Diagnostic: Hashable, Sendable, CustomStringConvertible {
 public struct ValidationError: Error, Hashable, Sendable, CustomStringConvertible {
     public var diagnostics: [Diagnostic]
 
+    /// Keeps the diagnostics in file order, whatever order they were found in.
     public init(_ diagnostics: [Diagnostic]) {
-        self.diagnostics = diagnostics
+        self.diagnostics = diagnostics.enumerated().sorted { left, right in
+            (left.element.file, left.element.line, left.element.column, left.offset)
+                < (right.element.file, right.element.line, right.element.column, right.offset)
+        }.map(\.element)
     }
 
     public var description: String { diagnostics.map(\.description).joined(separator: "\n") }
