@@ -84,6 +84,8 @@ private struct Cursor {
         guard depth <= JSONParser.maximumDepth else { throw error("nesting too deep") }
         position += 1
         var fields: [JSONObject.Field] = []
+        // A change event has about a dozen top-level fields; nested objects are small.
+        fields.reserveCapacity(depth == 1 ? 16 : 4)
         skipWhitespace()
         if position < buffer.count, buffer[position] == UInt8(ascii: "}") {
             position += 1

@@ -62,7 +62,9 @@ public struct JSONObject: Hashable, Sendable {
     /// The last field named `key`, as JavaScript does with duplicate keys.
     public subscript(key: String) -> JSONValue? {
         get {
-            for field in fields.reversed() where field.key == key {
+            // Comparing lengths first skips String's slow unequal-comparison path for most fields.
+            let length = key.utf8.count
+            for field in fields.reversed() where field.key.utf8.count == length && field.key == key {
                 return field.value
             }
             return nil

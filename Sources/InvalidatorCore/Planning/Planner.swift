@@ -27,92 +27,100 @@ public struct Planner: Sendable {
     }
 
     public func plan(_ event: ChangeEvent) -> Plan {
-        let matched = rules.matching(event)
+        var matchedRules: [String] = []
         var builders = pools.map { PoolPlanBuilder(pool: $0) }
+        let renderer = TemplateRenderer(event: event)
         do {
-            for rule in matched {
-                let rendered = try RenderedRule(rule: rule, event: event)
-                for poolIndex in targetPoolIndexes(of: rule) {
-                    builders[poolIndex].add(rendered, rule: rule)
+            try rules.forEachMatch(of: event) { (rule) throws(PlanRejection) in
+                matchedRules.append(rule.name)
+                let rendered = try renderer.render(rule)
+                if let names = rule.pools {
+                    for name in names {
+                        if let index = poolIndexes[name] { builders[index].add(rendered, rule: rule) }
+                    }
+                } else {
+                    for index in builders.indices { builders[index].add(rendered, rule: rule) }
                 }
             }
         } catch {
-            return Plan(event: event, matchedRules: matched.map(\.name), pools: [], rejection: error)
+            return Plan(event: event, matchedRules: matchedRules, pools: [], rejection: error)
         }
         return Plan(
             event: event,
-            matchedRules: matched.map(\.name),
+            matchedRules: matchedRules,
             pools: builders.compactMap { $0.isEmpty ? nil : $0.build() },
             rejection: nil)
     }
-
-    private func targetPoolIndexes(of rule: Rule) -> [Int] {
-        guard let names = rule.pools else { return Array(pools.indices) }
-        return names.compactMap { poolIndexes[$0] }
-    }
 }
 
-/// A rule's templates rendered against one event, before pools are applied.
+/// A rule's operations rendered against one event, before pool specifics (tag
+/// prefixes) are applied. One array, because most plans are small and hot.
 private struct RenderedRule {
-    var deletes: [String] = []
-    var patterns: [String] = []
-    var tags: [String] = []
-    var expires: [(key: String, ttl: Duration)] = []
-    var bumps: [String] = []
-    var precompute: [PrecomputeJob] = []
-
-    init(rule: Rule, event: ChangeEvent) throws(PlanRejection) {
-        let renderer = TemplateRenderer(event: event, rule: rule.name)
-        deletes = try renderer.render(rule.delete)
-        patterns = try renderer.render(rule.patterns, escapingGlobs: true)
-        tags = try renderer.render(rule.tags)
-        bumps = try renderer.render(rule.bump)
-        if let expire = rule.expire {
-            expires = try renderer.render(expire.keys).map { ($0, expire.ttl) }
-        }
-        for job in rule.precompute {
-            precompute += try renderer.render(job)
-        }
-    }
+    /// Tags are stored unprefixed in `.purgeTag`; each pool adds its own prefix.
+    var operations: [CacheOperation] = []
+    /// How many leading operations are plain deletes (for `redelete_after`).
+    var deleteCount = 0
 }
 
 private struct TemplateRenderer {
     let event: ChangeEvent
-    let rule: String
+
+    func render(_ rule: Rule) throws(PlanRejection) -> RenderedRule {
+        var rendered = RenderedRule()
+        rendered.operations.reserveCapacity(16)
+        try render(rule.delete, rule: rule.name, into: &rendered.operations) { .delete(key: $0) }
+        rendered.deleteCount = rendered.operations.count
+        try render(rule.patterns, rule: rule.name, escapingGlobs: true, into: &rendered.operations) { .deletePattern(pattern: $0) }
+        try render(rule.tags, rule: rule.name, into: &rendered.operations) { .purgeTag(setKey: $0) }
+        if let expire = rule.expire {
+            let ttl = expire.ttl.milliseconds
+            try render(expire.keys, rule: rule.name, into: &rendered.operations) { .expire(key: $0, ttlMilliseconds: ttl) }
+        }
+        try render(rule.bump, rule: rule.name, into: &rendered.operations) { .bump(key: $0) }
+        for job in rule.precompute {
+            try render(job, rule: rule.name, into: &rendered.operations)
+        }
+        return rendered
+    }
 
     /// Every template, once per id when it uses `{id}`; optional misses skipped.
-    func render(_ templates: [Template], escapingGlobs: Bool = false) throws(PlanRejection) -> [String] {
-        var keys: [String] = []
+    private func render(
+        _ templates: [Template], rule: String, escapingGlobs: Bool = false,
+        into operations: inout [CacheOperation], as makeOperation: (String) -> CacheOperation
+    ) throws(PlanRejection) {
         for template in templates {
             if template.usesID {
                 for id in event.ids {
-                    if let key = try render(template, id: id, escapingGlobs: escapingGlobs) { keys.append(key) }
+                    if let key = try render(template, rule: rule, id: id, escapingGlobs: escapingGlobs) {
+                        operations.append(makeOperation(key))
+                    }
                 }
-            } else if let key = try render(template, id: event.ids[0], escapingGlobs: escapingGlobs) {
-                keys.append(key)
+            } else if let key = try render(template, rule: rule, id: event.ids[0], escapingGlobs: escapingGlobs) {
+                operations.append(makeOperation(key))
             }
         }
-        return keys
     }
 
-    func render(_ job: Rule.Precompute) throws(PlanRejection) -> [PrecomputeJob] {
+    private func render(_ job: Rule.Precompute, rule: String, into operations: inout [CacheOperation]) throws(PlanRejection) {
         let usesID = job.stream.usesID || job.args.contains { $0.value.usesID }
-        var jobs: [PrecomputeJob] = []
         for id in usesID ? event.ids : [event.ids[0]] {
-            guard let stream = try render(job.stream, id: id, escapingGlobs: false) else { continue }
+            guard let stream = try render(job.stream, rule: rule, id: id, escapingGlobs: false) else { continue }
             var args: [PrecomputeJob.Argument] = []
             for argument in job.args {
-                if let value = try render(argument.value, id: id, escapingGlobs: false, checkLength: false) {
+                if let value = try render(argument.value, rule: rule, id: id, escapingGlobs: false, checkLength: false) {
                     args.append(PrecomputeJob.Argument(name: argument.name, value: value))
                 }
             }
-            jobs.append(PrecomputeJob(stream: stream, job: job.job, args: args, eventID: event.eventID, occurredAt: event.occurredAt))
+            operations.append(.precompute(PrecomputeJob(
+                stream: stream, job: job.job, args: args, eventID: event.eventID, occurredAt: event.occurredAt)))
         }
-        return jobs
     }
 
     /// The rendered key, or nil when an optional placeholder had no value.
-    func render(_ template: Template, id: String, escapingGlobs: Bool, checkLength: Bool = true) throws(PlanRejection) -> String? {
+    private func render(
+        _ template: Template, rule: String, id: String, escapingGlobs: Bool, checkLength: Bool = true
+    ) throws(PlanRejection) -> String? {
+        // No reserveCapacity: most keys fit the 15-byte small-string form, which never allocates.
         var output = ""
         for segment in template.segments {
             switch segment {
@@ -121,30 +129,33 @@ private struct TemplateRenderer {
             case .placeholder(let placeholder):
                 guard let value = placeholder.value(in: event, id: id) else {
                     if placeholder.isOptional { return nil }
-                    throw rejection(.unresolvedPlaceholder, template, "the event has no value for \(placeholder)")
+                    throw rejection(.unresolvedPlaceholder, rule, template, "the event has no value for \(placeholder)")
                 }
-                if value.unicodeScalars.contains(where: Template.isControl) {
-                    throw rejection(.invalidKey, template, "the value of \(placeholder) contains a control character")
+                if Template.containsControlCharacter(value) {
+                    throw rejection(.invalidKey, rule, template, "the value of \(placeholder) contains a control character")
                 }
                 output += escapingGlobs ? Glob.escape(value) : value
             }
         }
         if checkLength, output.utf8.count > Planner.maximumKeyBytes {
-            throw rejection(.invalidKey, template, "the rendered key is \(output.utf8.count) bytes, over the \(Planner.maximumKeyBytes)-byte limit")
+            throw rejection(.invalidKey, rule, template, "the rendered key is \(output.utf8.count) bytes, over the \(Planner.maximumKeyBytes)-byte limit")
         }
         return output
     }
 
-    private func rejection(_ reason: PlanRejection.Reason, _ template: Template, _ message: String) -> PlanRejection {
+    private func rejection(_ reason: PlanRejection.Reason, _ rule: String, _ template: Template, _ message: String) -> PlanRejection {
         PlanRejection(reason: reason, rule: rule, template: template.source, message: message)
     }
 }
 
 /// Collects one pool's operations, dropping repeats.
 private struct PoolPlanBuilder {
+    /// Below this many operations a linear scan beats hashing; above it, a set keeps bulk events linear.
+    private static let linearDeduplicationLimit = 32
+
     let pool: PoolTarget
     var operations: [PlannedOperation] = []
-    var seen: Set<CacheOperation> = []
+    var seen: Set<CacheOperation>?
     var redeletes: [Redelete] = []
 
     init(pool: PoolTarget) {
@@ -154,21 +165,32 @@ private struct PoolPlanBuilder {
     var isEmpty: Bool { operations.isEmpty && redeletes.isEmpty }
 
     mutating func add(_ rendered: RenderedRule, rule: Rule) {
-        for key in rendered.deletes { append(.delete(key: key), rule: rule.name) }
-        for pattern in rendered.patterns { append(.deletePattern(pattern: pattern), rule: rule.name) }
-        for tag in rendered.tags { append(.purgeTag(setKey: pool.tagPrefix + tag), rule: rule.name) }
-        for (key, ttl) in rendered.expires { append(.expire(key: key, ttlMilliseconds: ttl.milliseconds), rule: rule.name) }
-        for key in rendered.bumps { append(.bump(key: key), rule: rule.name) }
-        for job in rendered.precompute { append(.precompute(job), rule: rule.name) }
-        if let delay = rule.redeleteAfter, !rendered.deletes.isEmpty {
-            redeletes.append(Redelete(after: delay, keys: rendered.deletes, rule: rule.name))
+        operations.reserveCapacity(operations.count + rendered.operations.count)
+        for operation in rendered.operations {
+            if case .purgeTag(let tag) = operation {
+                append(.purgeTag(setKey: pool.tagPrefix + tag), rule: rule.name)
+            } else {
+                append(operation, rule: rule.name)
+            }
+        }
+        if let delay = rule.redeleteAfter, rendered.deleteCount > 0 {
+            let keys = rendered.operations.prefix(rendered.deleteCount).compactMap { operation -> String? in
+                if case .delete(let key) = operation { key } else { nil }
+            }
+            redeletes.append(Redelete(after: delay, keys: keys, rule: rule.name))
         }
     }
 
     private mutating func append(_ operation: CacheOperation, rule: String) {
-        if seen.insert(operation).inserted {
-            operations.append(PlannedOperation(operation, rule: rule))
+        if seen == nil, operations.count >= Self.linearDeduplicationLimit {
+            seen = Set(operations.map(\.operation))
         }
+        if seen != nil {
+            guard seen!.insert(operation).inserted else { return }
+        } else if operations.contains(where: { $0.operation == operation }) {
+            return
+        }
+        operations.append(PlannedOperation(operation, rule: rule))
     }
 
     func build() -> PoolPlan {

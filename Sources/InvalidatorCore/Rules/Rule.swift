@@ -76,23 +76,43 @@ public struct Rule: Hashable, Sendable {
 /// Rules in file order, indexed by entity for fast matching.
 public struct RuleSet: Hashable, Sendable {
     public let rules: [Rule]
-    private let indexesByEntity: [String: [Int]]
+    /// Candidate rules per entity. Boxed so the hot path hands out a reference
+    /// instead of copying a rule's dozen arrays for every event.
+    private let rulesByEntity: [String: [SharedRule]]
+
+    private final class SharedRule: Hashable, Sendable {
+        let rule: Rule
+        init(_ rule: Rule) { self.rule = rule }
+        static func == (left: SharedRule, right: SharedRule) -> Bool { left.rule == right.rule }
+        func hash(into hasher: inout Hasher) { hasher.combine(rule) }
+    }
 
     public init(_ rules: [Rule]) {
         self.rules = rules
-        var index: [String: [Int]] = [:]
-        for (position, rule) in rules.enumerated() {
+        var index: [String: [SharedRule]] = [:]
+        for rule in rules {
+            let shared = SharedRule(rule)
             for entity in Set(rule.match.entities) {
-                index[entity, default: []].append(position)
+                index[entity, default: []].append(shared)
             }
         }
-        self.indexesByEntity = index
+        self.rulesByEntity = index
     }
 
     /// The rules that match `event`, in file order.
     public func matching(_ event: ChangeEvent) -> [Rule] {
-        guard let candidates = indexesByEntity[event.entity] else { return [] }
-        return candidates.lazy.map { rules[$0] }.filter { $0.match.matches(event) }
+        var matched: [Rule] = []
+        forEachMatch(of: event) { matched.append($0) }
+        return matched
+    }
+
+    /// Calls `body` with each rule that matches `event`, in file order, without
+    /// building an array (the planner's hot path).
+    public func forEachMatch<Failure: Error>(of event: ChangeEvent, _ body: (Rule) throws(Failure) -> Void) throws(Failure) {
+        guard let candidates = rulesByEntity[event.entity] else { return }
+        for candidate in candidates where candidate.rule.match.matches(event) {
+            try body(candidate.rule)
+        }
     }
 
     /// Every pool name a rule mentions, in first-mention order.

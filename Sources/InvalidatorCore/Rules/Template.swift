@@ -15,9 +15,7 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
     public var description: String { source }
 
     /// True when the template uses `{id}`, so a bulk event renders it once per id.
-    public var usesID: Bool {
-        segments.contains { if case .placeholder(let placeholder) = $0 { placeholder.field == .id } else { false } }
-    }
+    public let usesID: Bool
 
     /// A compile error with the character offset in `source` where it was found.
     public struct CompileError: Error, Hashable, Sendable {
@@ -71,10 +69,16 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
             throw CompileError(offset: 0, message: "empty template")
         }
         self.segments = segments
+        self.usesID = segments.contains { if case .placeholder(let placeholder) = $0 { placeholder.field == .id } else { false } }
     }
 
     static func isControl(_ scalar: Unicode.Scalar) -> Bool {
         scalar.value < 0x20 || scalar.value == 0x7F
+    }
+
+    /// Control characters are ASCII, so a byte scan finds them without decoding.
+    static func containsControlCharacter(_ text: String) -> Bool {
+        text.utf8.contains { $0 < 0x20 || $0 == 0x7F }
     }
 
     /// For patterns: false when a glob wildcard comes before any literal text, as
@@ -176,17 +180,24 @@ struct PlaceholderError: Error, CustomStringConvertible {
 /// Redis glob syntax, as SCAN MATCH reads it.
 public enum Glob {
     static let wildcards: Set<Character> = ["*", "?", "["]
-    static let special: Set<Character> = ["*", "?", "[", "]", "\\"]
+
+    /// Every metacharacter is ASCII, so escaping works on bytes and leaves UTF-8 sequences intact.
+    private static func isSpecial(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "*"), UInt8(ascii: "?"), UInt8(ascii: "["), UInt8(ascii: "]"), UInt8(ascii: "\\"): true
+        default: false
+        }
+    }
 
     /// `value` with every glob metacharacter backslash-escaped, so it matches only itself.
     public static func escape(_ value: String) -> String {
-        guard value.contains(where: special.contains) else { return value }
-        var escaped = ""
+        guard value.utf8.contains(where: isSpecial) else { return value }
+        var escaped: [UInt8] = []
         escaped.reserveCapacity(value.utf8.count + 4)
-        for character in value {
-            if special.contains(character) { escaped.append("\\") }
-            escaped.append(character)
+        for byte in value.utf8 {
+            if isSpecial(byte) { escaped.append(UInt8(ascii: "\\")) }
+            escaped.append(byte)
         }
-        return escaped
+        return String(decoding: escaped, as: UTF8.self)
     }
 }
