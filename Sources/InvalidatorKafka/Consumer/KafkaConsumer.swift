@@ -1,0 +1,133 @@
+import Dispatch
+import Foundation
+import Logging
+
+/// A Kafka consumer in a consumer group, with explicit offset commits.
+///
+/// A dedicated thread polls librdkafka; read what it delivers from `events`.
+///
+/// Rebalances (cooperative-sticky by default) arrive as events, in order with the
+/// messages: `.partitionsAssigned` before the first message of a partition, and
+/// `.partitionsRevoked` after the last one. A revoke waits for its
+/// `KafkaRevocation.complete()` (see there), so in-flight work can be finished and
+/// committed while the partitions are still this consumer's.
+///
+/// Commits: `commit` stores, for each partition, the offset of the next message to
+/// read (`KafkaMessage.nextOffset` of the last message done). Nothing is committed
+/// automatically. Commits run one at a time in call order, so a later commit is
+/// never overtaken by an earlier one.
+///
+/// Closing: finish and commit in-flight work, then `close()`. Once `close()` is
+/// called no event is delivered, a revoke still waiting for `complete()` proceeds,
+/// and the revoke of the final leave is not waited for.
+/// Dropping the last reference (including any events iterator) closes it too.
+public final class KafkaConsumer: Sendable {
+    let core: ConsumerCore
+    private let client: KafkaClient
+    /// Blocking librdkafka calls run here, off Swift's cooperative pool, in call order.
+    private let blockingCalls = DispatchQueue(label: "kafka-consumer-commits")
+
+    /// Creates the consumer, subscribes to the topics and starts polling.
+    public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
+        let core = ConsumerCore(configuration: configuration, logger: logger)
+        // The callbacks retain `core`, which retains the client: the cycle ends when
+        // the poll thread destroys the handle and releases the callbacks.
+        let client = try KafkaClient(
+            kind: .consumer,
+            properties: configuration.librdkafkaProperties,
+            callbacks: ClientCallbacks(
+                logger: logger,
+                rebalance: { core.rebalance($0) },
+                error: { core.report($0) }
+            )
+        )
+        core.attach(client)
+        do {
+            try client.subscribe(configuration.topics)
+        } catch {
+            client.destroy()
+            throw error
+        }
+        self.core = core
+        self.client = client
+        let thread = Thread { core.runPollLoop(client) }
+        thread.name = "kafka-consumer"
+        thread.start()
+    }
+
+    deinit {
+        core.requestStop()
+    }
+
+    /// Messages and rebalances, for one reader at a time.
+    public var events: KafkaConsumerEvents {
+        KafkaConsumerEvents(consumer: self)
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public var assignment: Set<TopicPartition> {
+        core.assignment
+    }
+
+    /// Commits, for each partition, the next offset to read, and returns once the group
+    /// coordinator has stored them all. Throws if any partition's commit failed; a
+    /// failed commit changes nothing and may be repeated (or superseded by a later one).
+    public func commit(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        try await offThePool { [client] () throws(KafkaError) in try client.commit(offsets) }
+    }
+
+    /// The group's committed offsets (next offset to read) for `partitions`;
+    /// partitions with no committed offset are absent.
+    public func committed(
+        _ partitions: [TopicPartition], timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> [TopicPartition: Int64] {
+        try await offThePool { [client] () throws(KafkaError) in
+            try client.committed(partitions, timeoutMs: timeout.milliseconds)
+        }
+    }
+
+    /// Stops delivering messages of `partitions` until `resume`. Takes effect at once:
+    /// their messages already buffered are held back, not delivered. Only assigned
+    /// partitions can be paused, and a revoke forgets the pause.
+    public func pause(_ partitions: [TopicPartition]) {
+        core.pause(partitions)
+    }
+
+    /// Delivers `partitions` again, starting with the messages held back by `pause`.
+    public func resume(_ partitions: [TopicPartition]) {
+        core.resume(partitions)
+    }
+
+    /// The partition's low and high watermarks as last seen by the fetcher (no request
+    /// is made); the high watermark minus the committed offset is the lag.
+    public func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64, high: Int64)? {
+        client.cachedWatermarks(partition)
+    }
+
+    /// Leaves the group and releases the consumer; returns when that is done.
+    /// Ends `events`. Idempotent.
+    public func close() async {
+        core.requestStop()
+        await core.waitUntilClosed()
+    }
+
+    private func offThePool<R: Sendable>(
+        _ body: @escaping @Sendable () throws(KafkaError) -> R
+    ) async throws(KafkaError) -> R {
+        try await withCheckedContinuation { continuation in
+            blockingCalls.async {
+                continuation.resume(returning: Result { () throws(KafkaError) in try body() })
+            }
+        }.get()
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, clamped to what librdkafka's `int` timeouts accept.
+    var milliseconds: Int32 {
+        let (seconds, attoseconds) = components
+        let ms = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        return Int32(clamping: max(0, ms))
+    }
+}

@@ -1,0 +1,53 @@
+/// Settings of a `KafkaConsumer`.
+public struct KafkaConsumerConfiguration: Sendable {
+    /// `bootstrap.servers`: comma-separated `host:port` list.
+    public var brokers: String
+    /// `group.id`.
+    public var group: String
+    public var topics: [String]
+    /// librdkafka properties passed verbatim (SASL, TLS, fetch tuning ...). They override
+    /// `defaultProperties` and the settings above.
+    public var properties: [String: String]
+    /// Most messages buffered between the poll thread and the event sequence. When the
+    /// buffer holds this many, fetching pauses until the reader has taken half of them.
+    public var maxBufferedMessages: Int
+    /// Most messages delivered in one `.messages` event.
+    public var maxBatchSize: Int
+    /// How long a revoke waits for `KafkaRevocation.complete()` before it proceeds anyway.
+    /// Keep it below `max.poll.interval.ms` (default 300 s).
+    public var revocationTimeout: Duration
+
+    /// Properties set before `properties`: offsets are committed only explicitly,
+    /// a new group starts at the earliest offset, and rebalances are cooperative.
+    public static let defaultProperties: [String: String] = [
+        "enable.auto.commit": "false",
+        "enable.auto.offset.store": "false",
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+    ]
+
+    public init(
+        brokers: String,
+        group: String,
+        topics: [String],
+        properties: [String: String] = [:],
+        maxBufferedMessages: Int = 20_000,
+        maxBatchSize: Int = 1_000,
+        revocationTimeout: Duration = .seconds(30)
+    ) {
+        self.brokers = brokers
+        self.group = group
+        self.topics = topics
+        self.properties = properties
+        self.maxBufferedMessages = maxBufferedMessages
+        self.maxBatchSize = maxBatchSize
+        self.revocationTimeout = revocationTimeout
+    }
+
+    /// Every librdkafka property, in the order they are applied.
+    var librdkafkaProperties: [(String, String)] {
+        Self.defaultProperties.sorted { $0.key < $1.key }
+            + [("bootstrap.servers", brokers), ("group.id", group)]
+            + properties.sorted { $0.key < $1.key }
+    }
+}
