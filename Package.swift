@@ -62,6 +62,7 @@ let package = Package(
                 "InvalidatorKafka",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -70,8 +71,10 @@ let package = Package(
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorRuntime",
+                "InvalidatorKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
 
@@ -101,6 +104,15 @@ let package = Package(
                 "InvalidatorCore",
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "InvalidatorRuntimeTests",
+            dependencies: [
+                "InvalidatorRuntime",
+                "InvalidatorKafka",
+                "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(

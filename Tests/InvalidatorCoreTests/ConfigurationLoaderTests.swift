@@ -70,7 +70,7 @@ import Testing
         let configuration = try load("pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\n")
         #expect(configuration.pool(named: "main")?.mode == .single)
         #expect(configuration.pool(named: "main")?.tagPrefix == "tag:")
-        #expect(configuration.retry == RetryPolicy())
+        #expect(configuration.retry == RetryConfiguration())
         #expect(configuration.deadLetters == .redisStream(pool: "main", stream: "invalidator:dead-letters"))
         #expect(configuration.http.listen == "0.0.0.0:9090")
     }

@@ -3,7 +3,7 @@ public struct Configuration: Hashable, Sendable {
     public var sources = Sources()
     public var pools: [PoolConfiguration] = []
     public var rules: RulesSource = .files([])
-    public var retry = RetryPolicy()
+    public var retry = RetryConfiguration()
     public var deadLetters: DeadLetterDestination?
     public var http = HTTPConfiguration()
     public var shutdown = ShutdownConfiguration()
@@ -102,7 +102,7 @@ public struct PoolConfiguration: Hashable, Sendable {
     }
 }
 
-public struct RetryPolicy: Hashable, Sendable {
+public struct RetryConfiguration: Hashable, Sendable {
     public var attempts = 8
     public var initialBackoff: Duration = .milliseconds(50)
     public var maxBackoff: Duration = .seconds(10)

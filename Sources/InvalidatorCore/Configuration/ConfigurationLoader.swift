@@ -215,8 +215,8 @@ public enum ConfigurationLoader {
         }
     }
 
-    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryPolicy {
-        var retry = RetryPolicy()
+    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryConfiguration {
+        var retry = RetryConfiguration()
         guard let values = reader.mapping(node, context: "retry", allowed: ["attempts", "initial_backoff", "max_backoff"]) else {
             return retry
         }

@@ -1,7 +1,7 @@
 /// RFC 3339 timestamps without Foundation, for the hot decode path.
-enum RFC3339 {
+public enum RFC3339 {
     /// `2026-11-20T10:00:00.123Z` for milliseconds since the Unix epoch.
-    static func format(millisecondsSinceEpoch: Int64) -> String {
+    public static func format(millisecondsSinceEpoch: Int64) -> String {
         let (seconds, milliseconds) = millisecondsSinceEpoch.quotientAndRemainder(dividingBy: 1000)
         let (daysRaw, secondsOfDayRaw) = seconds.quotientAndRemainder(dividingBy: 86_400)
         let days = secondsOfDayRaw < 0 ? daysRaw - 1 : daysRaw

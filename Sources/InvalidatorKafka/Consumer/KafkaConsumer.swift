@@ -27,7 +27,9 @@ public final class KafkaConsumer: Sendable {
     /// Blocking librdkafka calls run here, off Swift's cooperative pool, in call order.
     private let blockingCalls = DispatchQueue(label: "kafka-consumer-commits")
 
-    /// Creates the consumer, subscribes to the topics and starts polling.
+    /// Creates the consumer, subscribes to the topics and starts polling. With no
+    /// topics it does not join the group: it can still read the group's committed
+    /// offsets (`committed`) without causing a rebalance.
     public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let core = ConsumerCore(configuration: configuration, logger: logger)
         // The callbacks retain `core`, which retains the client: the cycle ends when
@@ -43,7 +45,9 @@ public final class KafkaConsumer: Sendable {
         )
         core.attach(client)
         do {
-            try client.subscribe(configuration.topics)
+            if !configuration.topics.isEmpty {
+                try client.subscribe(configuration.topics)
+            }
         } catch {
             client.destroy()
             throw error

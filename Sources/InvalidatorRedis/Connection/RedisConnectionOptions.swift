@@ -1,0 +1,33 @@
+/// How to open and keep a connection to one Redis node.
+public struct RedisConnectionOptions: Sendable, Hashable {
+    /// ACL user name; nil authenticates with the password only (`requirepass`).
+    public var username: String?
+    public var password: String?
+    /// Selected after connecting when not 0. Redis Cluster only has database 0.
+    public var database: Int
+    public var connectTimeout: Duration
+    /// Applies to each read and write on the socket.
+    public var commandTimeout: Duration
+    /// After a failed connect, the next attempt waits this long, doubling per
+    /// consecutive failure up to `reconnectMaxBackoff`; calls in between fail fast.
+    public var reconnectInitialBackoff: Duration
+    public var reconnectMaxBackoff: Duration
+
+    public init(
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        connectTimeout: Duration = .seconds(2),
+        commandTimeout: Duration = .seconds(5),
+        reconnectInitialBackoff: Duration = .milliseconds(20),
+        reconnectMaxBackoff: Duration = .seconds(1)
+    ) {
+        self.username = username
+        self.password = password
+        self.database = database
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.reconnectInitialBackoff = reconnectInitialBackoff
+        self.reconnectMaxBackoff = reconnectMaxBackoff
+    }
+}

@@ -1,0 +1,34 @@
+/// One reply from Redis, as decoded by hiredis.
+///
+/// A server error reply (for example `-NOPERM ...`) is a value, not a thrown
+/// error: in a pipeline, one command failing says nothing about the others.
+public enum RedisReply: Sendable, Hashable {
+    case status(String)
+    case error(String)
+    case integer(Int64)
+    case bulk([UInt8])
+    case null
+    case array([RedisReply])
+
+    /// The server error carried by this reply, if it is one.
+    public var error: RedisError? {
+        if case .error(let message) = self { RedisError(serverMessage: message) } else { nil }
+    }
+
+    /// Status and bulk replies as text.
+    public var string: String? {
+        switch self {
+        case .status(let text): text
+        case .bulk(let bytes): String(decoding: bytes, as: UTF8.self)
+        default: nil
+        }
+    }
+
+    public var integer: Int64? {
+        if case .integer(let value) = self { value } else { nil }
+    }
+
+    public var array: [RedisReply]? {
+        if case .array(let elements) = self { elements } else { nil }
+    }
+}

@@ -1,0 +1,28 @@
+/// Batch sizes and fairness limits for executing operations.
+public struct ExecutionTuning: Sendable, Hashable {
+    /// Keys per UNLINK command.
+    public var unlinkBatchSize: Int
+    /// The COUNT hint of each SCAN / SSCAN call.
+    public var scanCount: Int
+    /// SCAN calls one pattern or tag may make before the others (and other
+    /// callers sharing the connection) get a turn.
+    public var scanIterationsPerRound: Int
+    /// Identical precompute jobs within this window are enqueued once.
+    public var precomputeDeduplicationWindow: Duration
+    /// MOVED / ASK hops followed for one command before giving up.
+    public var maxRedirections: Int
+
+    public init(
+        unlinkBatchSize: Int = 512,
+        scanCount: Int = 1000,
+        scanIterationsPerRound: Int = 8,
+        precomputeDeduplicationWindow: Duration = .seconds(1),
+        maxRedirections: Int = 5
+    ) {
+        self.unlinkBatchSize = max(1, unlinkBatchSize)
+        self.scanCount = max(1, scanCount)
+        self.scanIterationsPerRound = max(1, scanIterationsPerRound)
+        self.precomputeDeduplicationWindow = precomputeDeduplicationWindow
+        self.maxRedirections = max(0, maxRedirections)
+    }
+}

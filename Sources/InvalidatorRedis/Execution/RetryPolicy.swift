@@ -1,0 +1,32 @@
+/// Retries per node and operation: exponential backoff with full jitter.
+public struct RetryPolicy: Sendable, Hashable {
+    /// Total attempts including the first one.
+    public var attempts: Int
+    public var initialBackoff: Duration
+    public var maxBackoff: Duration
+
+    public init(attempts: Int = 8, initialBackoff: Duration = .milliseconds(50), maxBackoff: Duration = .seconds(10)) {
+        self.attempts = max(1, attempts)
+        self.initialBackoff = initialBackoff
+        self.maxBackoff = maxBackoff
+    }
+
+    /// The wait after failed attempt number `attempt` (1-based): uniformly random
+    /// between zero and `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
+    /// Full jitter keeps many workers from retrying in lockstep.
+    public func backoff(afterAttempt attempt: Int) -> Duration {
+        let doublings = min(max(attempt - 1, 0), 30)
+        let ceiling = min(initialBackoff * (1 << doublings), maxBackoff)
+        let ceilingNanoseconds = max(ceiling.nanoseconds, 0)
+        return .nanoseconds(Int64.random(in: 0...ceilingNanoseconds))
+    }
+}
+
+extension Duration {
+    var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    var milliseconds: Int64 { nanoseconds / 1_000_000 }
+}

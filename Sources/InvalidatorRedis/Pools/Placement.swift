@@ -1,0 +1,51 @@
+import InvalidatorCore
+
+/// Where operations of a pool run, for one batch.
+enum Placement: Sendable {
+    case single(RedisEndpoint)
+    case replicated([RedisEndpoint])
+    case sharded(KetamaRing)
+    case cluster(ClusterTopology)
+
+    /// Whether keys must be grouped by hash slot (multi-key commands, snapshot names).
+    var usesSlots: Bool {
+        if case .cluster = self { true } else { false }
+    }
+
+    var allNodes: [RedisEndpoint] {
+        switch self {
+        case .single(let node): [node]
+        case .replicated(let nodes): nodes
+        case .sharded(let ring): ring.servers
+        case .cluster(let topology): topology.primaries
+        }
+    }
+
+    /// The nodes `operation` runs on; empty when its cluster slot has no owner.
+    /// Tags run where their set lives: the set key's owner in a cluster, and
+    /// every node of a sharded pool (as patterns do).
+    func nodes(for operation: CacheOperation) -> [RedisEndpoint] {
+        switch (self, operation) {
+        case (_, .deletePattern), (.sharded, .purgeTag):
+            return allNodes
+        case (.single, _), (.replicated, _):
+            return allNodes
+        case (.sharded(let ring), _):
+            return operation.routingKey.map { [ring.server(for: $0)] } ?? allNodes
+        case (.cluster(let topology), _):
+            guard let key = operation.routingKey else { return allNodes }
+            return topology.owner(ofSlot: HashSlot.slot(of: key)).map { [$0] } ?? []
+        }
+    }
+
+    /// The node owning a tag member found in a set on `holder`: each copy of a
+    /// replicated pool purges its own members; sharded and cluster pools route
+    /// members like any other key.
+    func owner(ofMember key: String, foundOn holder: RedisEndpoint) -> RedisEndpoint? {
+        switch self {
+        case .single, .replicated: holder
+        case .sharded(let ring): ring.server(for: key)
+        case .cluster(let topology): topology.owner(ofSlot: HashSlot.slot(of: key))
+        }
+    }
+}

@@ -1,0 +1,165 @@
+import InvalidatorCore
+import Logging
+
+/// A named set of Redis nodes that executes batches of ``CacheOperation``.
+///
+/// Routing follows the pool's ``RedisPoolConfiguration/Mode``. Each node has
+/// one connection (on its own thread) and one circuit breaker; nodes work
+/// concurrently, so a slow or dead node does not hold up the others. Safe to
+/// share: concurrent `execute` calls interleave on each node's connection.
+public final class RedisPool: Sendable {
+    public let configuration: RedisPoolConfiguration
+    private let logger: Logger
+    private let nodes: NodeRegistry
+    private let cluster: ClusterDirectory?
+    private let ring: KetamaRing?
+    private let deduplicator: PrecomputeDeduplicator
+    private let runner: CommandRunner
+
+    public init(configuration: RedisPoolConfiguration, logger: Logger) {
+        var logger = logger
+        logger[metadataKey: "pool"] = "\(configuration.name)"
+        self.configuration = configuration
+        self.logger = logger
+        let nodes = NodeRegistry(
+            options: configuration.connectionOptions,
+            breakerPolicy: configuration.circuitBreaker,
+            logger: logger
+        )
+        self.nodes = nodes
+        let cluster = configuration.mode == .cluster ? ClusterDirectory(seeds: configuration.nodes, nodes: nodes) : nil
+        self.cluster = cluster
+        self.ring = configuration.mode == .sharded
+            ? KetamaRing(servers: configuration.nodes, keyHash: configuration.shardingKeyHash)
+            : nil
+        self.deduplicator = PrecomputeDeduplicator(window: configuration.tuning.precomputeDeduplicationWindow)
+        self.runner = CommandRunner(
+            nodes: nodes,
+            retry: configuration.retry,
+            maxRedirections: configuration.tuning.maxRedirections,
+            cluster: cluster,
+            logger: logger
+        )
+    }
+
+    /// Applies `operations` and reports, per node, which succeeded and which
+    /// failed (with the error and attempts made). Never throws: every failure is
+    /// in the report, attributed to the node it happened on.
+    ///
+    /// Duplicate operations run once. Invalidations (deletes, expires, bumps,
+    /// patterns, tags) run first on all nodes; precompute jobs are enqueued only
+    /// afterwards, so a worker never warms an entry before it was invalidated.
+    public func execute(_ operations: [CacheOperation]) async -> ExecutionReport {
+        var seen: Set<CacheOperation> = []
+        let unique = operations.filter { seen.insert($0).inserted }
+        let invalidations = unique.filter { $0.kind != .precompute }
+        let jobs = unique.compactMap { operation -> PrecomputeJob? in
+            if case .precompute(let job) = operation { job } else { nil }
+        }
+        let (admittedJobs, duplicateJobs) = deduplicator.admit(jobs)
+
+        var report = ReportBuilder()
+        for stage in [invalidations, admittedJobs.map(CacheOperation.precompute)] where !stage.isEmpty {
+            report.merge(await run(stage))
+        }
+        return report.build(pool: configuration.name, deduplicated: duplicateJobs.map(CacheOperation.precompute))
+    }
+
+    /// PINGs every node; nil for a node means it answered. For readiness checks.
+    public func ping() async -> [RedisEndpoint: RedisError?] {
+        let endpoints: [RedisEndpoint]
+        do {
+            endpoints = try await placement().allNodes
+        } catch {
+            return Dictionary(uniqueKeysWithValues: configuration.nodes.map { ($0, error) })
+        }
+        return await withTaskGroup(of: (RedisEndpoint, RedisError?).self) { group in
+            for endpoint in endpoints {
+                group.addTask { [nodes] in
+                    do throws(RedisError) {
+                        return (endpoint, try await nodes.client(for: endpoint).connection.send(["PING"]).error)
+                    } catch {
+                        return (endpoint, error)
+                    }
+                }
+            }
+            var results: [RedisEndpoint: RedisError?] = [:]
+            for await (endpoint, error) in group { results[endpoint] = error }
+            return results
+        }
+    }
+
+    /// Pipelines raw commands on the node that owns `routingKey` (the first node of
+    /// a replicated pool), with the pool's retries, circuit breaker and
+    /// redirections. Error replies come back as replies; throws only when the node
+    /// could not be reached. For writers such as the dead-letter store.
+    public func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
+        let node = try await placement().nodes(for: .delete(key: routingKey)).first ?? configuration.nodes[0]
+        var replies: [RedisReply] = []
+        for outcome in await runner.run(commands, on: node) {
+            switch outcome.result {
+            case .success(let reply): replies.append(reply)
+            case .failure(let error) where error.isConnectionFailure || error.code == .circuitOpen: throw error
+            case .failure(let error): replies.append(.error(error.message))
+            }
+        }
+        return replies
+    }
+
+    /// Closes every connection. Later calls reconnect.
+    public func close() async {
+        await nodes.closeAll()
+    }
+
+    // MARK: Stages
+
+    private func run(_ operations: [CacheOperation]) async -> ReportBuilder {
+        var report = ReportBuilder()
+        let placement: Placement
+        do {
+            placement = try await self.placement()
+        } catch {
+            // Without a topology there is no owner to blame; the first seed stands for the cluster.
+            for operation in operations {
+                report.recordFailure(operation, on: configuration.nodes[0], error: error, attempts: 1)
+            }
+            return report
+        }
+
+        var order: [RedisEndpoint] = []
+        var operationsByNode: [RedisEndpoint: [CacheOperation]] = [:]
+        for operation in operations {
+            let targets = placement.nodes(for: operation)
+            if targets.isEmpty {
+                let error = RedisError(code: .clusterDown, message: "no node serves the slot of \(operation.routingKey ?? "")")
+                report.recordFailure(operation, on: configuration.nodes[0], error: error, attempts: 0)
+            }
+            for node in targets {
+                if operationsByNode[node] == nil { order.append(node) }
+                operationsByNode[node, default: []].append(operation)
+            }
+        }
+
+        return await withTaskGroup(of: ReportBuilder.self) { group in
+            for node in order {
+                let execution = NodeExecution(node: node, runner: runner, placement: placement, tuning: configuration.tuning)
+                group.addTask { [operationsByNode] in
+                    var execution = execution
+                    await execution.apply(operationsByNode[node]!)
+                    return execution.report
+                }
+            }
+            for await nodeReport in group { report.merge(nodeReport) }
+            return report
+        }
+    }
+
+    private func placement() async throws(RedisError) -> Placement {
+        switch configuration.mode {
+        case .single: .single(configuration.nodes[0])
+        case .replicated: .replicated(configuration.nodes)
+        case .sharded: .sharded(ring!)
+        case .cluster: .cluster(try await cluster!.topology())
+        }
+    }
+}

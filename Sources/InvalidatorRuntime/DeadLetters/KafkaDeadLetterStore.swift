@@ -1,0 +1,49 @@
+import InvalidatorCore
+import InvalidatorKafka
+import Logging
+
+/// Dead letters as messages on a Kafka topic: the record as JSON in the value,
+/// the original event's key facts as headers in the style of Kafka Connect's
+/// error headers (`__invalidator.errors.*`).
+public final class KafkaDeadLetterStore: DeadLetterStore {
+    private let producer: KafkaProducer
+    public let topic: String
+
+    public init(brokers: String, topic: String, properties: [String: String], logger: Logger = Logger(label: "invalidator.dead-letters")) throws {
+        // Durable means acknowledged by all in-sync replicas.
+        var properties = properties.filter { !$0.key.hasPrefix("group.") && !$0.key.hasPrefix("fetch.") && $0.key != "auto.offset.reset" }
+        properties["acks"] = "all"
+        self.producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: brokers, properties: properties), logger: logger)
+        self.topic = topic
+    }
+
+    public func write(_ records: [DeadLetter]) async throws {
+        for record in records {
+            try await producer.send(KafkaProducerRecord(
+                topic: topic, key: Array((record.node ?? record.reason.rawValue).utf8),
+                value: Array(record.json.serialized().utf8), headers: Self.headers(record)))
+        }
+        try await producer.flush()
+    }
+
+    static func headers(_ record: DeadLetter) -> [KafkaHeader] {
+        var headers = [
+            KafkaHeader(key: "__invalidator.errors.reason", string: record.reason.rawValue),
+            KafkaHeader(key: "__invalidator.errors.exception.class.name", string: record.errorClass),
+            KafkaHeader(key: "__invalidator.errors.exception.message", string: record.errorMessage),
+            KafkaHeader(key: "__invalidator.errors.attempts", string: String(record.attempts)),
+            KafkaHeader(key: "__invalidator.errors.worker", string: record.worker),
+        ]
+        if case .kafka(let topic, let partition, let offset) = record.source {
+            headers += [
+                KafkaHeader(key: "__invalidator.errors.topic", string: topic),
+                KafkaHeader(key: "__invalidator.errors.partition", string: String(partition)),
+                KafkaHeader(key: "__invalidator.errors.offset", string: String(offset)),
+            ]
+        }
+        for (name, value) in [("rule", record.rule), ("pool", record.pool), ("node", record.node)] {
+            if let value { headers.append(KafkaHeader(key: "__invalidator.errors.\(name)", string: value)) }
+        }
+        return headers
+    }
+}

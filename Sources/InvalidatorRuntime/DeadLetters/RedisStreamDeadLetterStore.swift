@@ -1,0 +1,29 @@
+import InvalidatorCore
+import InvalidatorRedis
+
+/// Dead letters as entries of a Redis stream: the whole record as JSON in
+/// `record`, with `reason`, `rule` and `node` beside it for quick filtering
+/// (`XRANGE`, `redis-cli`).
+public struct RedisStreamDeadLetterStore: DeadLetterStore {
+    public let pool: RedisPool
+    public let stream: String
+
+    public init(pool: RedisPool, stream: String) {
+        self.pool = pool
+        self.stream = stream
+    }
+
+    public func write(_ records: [DeadLetter]) async throws {
+        let commands = records.map { record in
+            ["XADD", stream, "*",
+             "reason", record.reason.rawValue,
+             "rule", record.rule ?? "",
+             "node", record.node ?? "",
+             "record", record.json.serialized()]
+        }
+        let replies = try await pool.pipeline(commands, routingKey: stream)
+        if let failure = replies.lazy.compactMap({ $0.error }).first {
+            throw failure
+        }
+    }
+}

@@ -1,0 +1,68 @@
+import InvalidatorCore
+import InvalidatorRedis
+
+/// Operations of one pool that failed on one node for one event: exactly what a
+/// dead letter for that node must carry.
+public struct NodeFailure: Sendable {
+    public var pool: String
+    public var node: String
+    public var operations: [PlannedOperation]
+    public var error: RedisError
+    public var attempts: Int
+}
+
+/// Executes the plans of a batch of events together: operations are coalesced per
+/// pool (a key many events invalidate is deleted once), pools run concurrently,
+/// and failures are traced back to the event that asked for them.
+public struct BatchExecutor: Sendable {
+    public let pools: PoolSet
+
+    public init(pools: PoolSet) {
+        self.pools = pools
+    }
+
+    /// - Parameter plans: per event, its work per pool.
+    /// - Returns: per event index, the node failures that event must dead-letter.
+    public func execute(_ plans: [[PoolPlan]]) async -> [Int: [NodeFailure]] {
+        var work: [(pool: String, operations: [CacheOperation])] = []
+        var owners: [[CacheOperation: (event: Int, planned: PlannedOperation)]] = []
+        var workIndexByPool: [String: Int] = [:]
+        for (eventIndex, plan) in plans.enumerated() {
+            for poolPlan in plan {
+                let index = workIndexByPool[poolPlan.pool] ?? {
+                    work.append((poolPlan.pool, []))
+                    owners.append([:])
+                    workIndexByPool[poolPlan.pool] = work.count - 1
+                    return work.count - 1
+                }()
+                for planned in poolPlan.operations where owners[index][planned.operation] == nil {
+                    // The first event that asks for an operation owns it; later duplicates ride along.
+                    owners[index][planned.operation] = (eventIndex, planned)
+                    work[index].operations.append(planned.operation)
+                }
+            }
+        }
+        guard !work.isEmpty else { return [:] }
+        let reports = await pools.execute(work)
+        var failures: [Int: [NodeFailure]] = [:]
+        for report in reports where !report.isSuccess {
+            guard let index = workIndexByPool[report.pool] else { continue }
+            for node in report.nodes where !node.failed.isEmpty {
+                var byEvent: [Int: NodeFailure] = [:]
+                for failure in node.failed {
+                    guard let owner = owners[index][failure.operation] else { continue }
+                    var entry = byEvent[owner.event] ?? NodeFailure(
+                        pool: report.pool, node: node.node.description, operations: [],
+                        error: failure.error, attempts: failure.attempts)
+                    entry.operations.append(owner.planned)
+                    entry.attempts = max(entry.attempts, failure.attempts)
+                    byEvent[owner.event] = entry
+                }
+                for (event, failure) in byEvent {
+                    failures[event, default: []].append(failure)
+                }
+            }
+        }
+        return failures
+    }
+}

@@ -1,0 +1,98 @@
+/// Which messages of each partition are finished, so a committed position never
+/// passes a message whose operations are not yet applied or dead-lettered.
+///
+/// Messages are tracked in the order they arrive (offsets increase within a
+/// partition). A message may carry several pieces of work (its batch, a delayed
+/// redelete); it is finished when all of them are. The commit position of a
+/// partition is the offset after the longest finished prefix.
+public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
+    private struct PartitionState: Sendable {
+        /// Offsets in arrival order; `head` is the first unfinished one.
+        var offsets: [Int64] = []
+        var head = 0
+        var remainingWork: [Int64: Int] = [:]
+        /// One past the longest finished prefix.
+        var finishedPosition: Int64?
+        /// The position last handed out for commit.
+        var committed: Int64?
+    }
+
+    private var partitions: [Partition: PartitionState] = [:]
+    public private(set) var inFlight = 0
+
+    public init() {}
+
+    /// Starts tracking a message with one piece of work.
+    public mutating func track(_ partition: Partition, offset: Int64) {
+        partitions[partition, default: PartitionState()].offsets.append(offset)
+        partitions[partition]!.remainingWork[offset] = 1
+        inFlight += 1
+    }
+
+    /// Adds a piece of work to a tracked, unfinished message (e.g. a scheduled redelete).
+    public mutating func addWork(_ partition: Partition, offset: Int64) {
+        guard partitions[partition]?.remainingWork[offset] != nil else { return }
+        partitions[partition]!.remainingWork[offset]! += 1
+    }
+
+    /// Finishes one piece of a message's work.
+    public mutating func complete(_ partition: Partition, offset: Int64) {
+        guard var state = partitions[partition], let remaining = state.remainingWork[offset] else { return }
+        if remaining > 1 {
+            state.remainingWork[offset] = remaining - 1
+        } else {
+            state.remainingWork[offset] = nil
+            inFlight -= 1
+        }
+        partitions[partition] = state
+    }
+
+    /// The next offset to commit for `partition` if it moved since the last call:
+    /// one past the longest finished prefix. Nil when there is nothing new to commit.
+    public mutating func takeCommitPosition(_ partition: Partition) -> Int64? {
+        guard var state = partitions[partition] else { return nil }
+        while state.head < state.offsets.count, state.remainingWork[state.offsets[state.head]] == nil {
+            state.finishedPosition = state.offsets[state.head] + 1
+            state.head += 1
+        }
+        // Drop the finished prefix now and then, so the array does not grow forever.
+        if state.head > 1024, state.head * 2 > state.offsets.count {
+            state.offsets.removeFirst(state.head)
+            state.head = 0
+        }
+        guard let position = state.finishedPosition, position != state.committed else {
+            partitions[partition] = state
+            return nil
+        }
+        state.committed = position
+        partitions[partition] = state
+        return position
+    }
+
+    /// Commit positions that moved, for every partition.
+    public mutating func takeCommitPositions() -> [Partition: Int64] {
+        var positions: [Partition: Int64] = [:]
+        for partition in Array(partitions.keys) {
+            if let position = takeCommitPosition(partition) {
+                positions[partition] = position
+            }
+        }
+        return positions
+    }
+
+    /// Forgets the last handed-out position after a failed commit, so the next
+    /// `takeCommitPosition` offers it again.
+    public mutating func resetCommitted(_ partition: Partition) {
+        partitions[partition]?.committed = nil
+    }
+
+    /// Stops tracking a partition (revoked); its unfinished messages no longer count as in flight.
+    public mutating func forget(_ partition: Partition) {
+        guard let state = partitions.removeValue(forKey: partition) else { return }
+        inFlight -= state.remainingWork.count
+    }
+
+    public func unfinishedCount(_ partition: Partition) -> Int {
+        partitions[partition]?.remainingWork.count ?? 0
+    }
+}

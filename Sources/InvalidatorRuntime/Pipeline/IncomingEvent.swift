@@ -1,0 +1,33 @@
+import InvalidatorCore
+
+/// A message as a source received it, before decoding.
+public struct IncomingEvent: Sendable {
+    public var source: SourceCoordinates
+    /// nil for a Kafka tombstone, which carries no change and is skipped.
+    public var payload: [UInt8]?
+    /// Message headers (Kafka), for CloudEvents binary mode.
+    public var headers: [(key: String, value: [UInt8]?)]
+    /// Broker timestamp in milliseconds, used for latency when the event has no `occurred_at`.
+    public var timestampMilliseconds: Int64?
+    /// The format the source is configured with.
+    public var format: EventFormat
+
+    public init(source: SourceCoordinates, payload: [UInt8]?, format: EventFormat = .auto,
+                headers: [(key: String, value: [UInt8]?)] = [], timestampMilliseconds: Int64? = nil) {
+        self.source = source
+        self.format = format
+        self.payload = payload
+        self.headers = headers
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+
+    /// `ce_*` headers without the prefix, when the message is a binary-mode CloudEvent.
+    var cloudEventAttributes: [String: String]? {
+        guard headers.contains(where: { $0.key == "ce_specversion" }) else { return nil }
+        var attributes: [String: String] = [:]
+        for header in headers where header.key.hasPrefix("ce_") {
+            attributes[String(header.key.dropFirst(3))] = header.value.map { String(decoding: $0, as: UTF8.self) }
+        }
+        return attributes
+    }
+}

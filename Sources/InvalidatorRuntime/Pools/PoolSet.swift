@@ -1,0 +1,68 @@
+import InvalidatorCore
+import InvalidatorRedis
+import Logging
+
+/// Every configured pool, built once and shared by all sources.
+public final class PoolSet: Sendable {
+    /// In config order.
+    public let pools: [RedisPool]
+    private let poolsByName: [String: RedisPool]
+
+    public init(configuration: Configuration, logger: Logger) throws(RedisConfigurationError) {
+        var pools: [RedisPool] = []
+        for pool in configuration.pools {
+            pools.append(RedisPool(configuration: try RedisPoolConfiguration(pool, retry: configuration.retry), logger: logger))
+        }
+        self.pools = pools
+        self.poolsByName = Dictionary(uniqueKeysWithValues: pools.map { ($0.configuration.name, $0) })
+    }
+
+    public func pool(named name: String) -> RedisPool? {
+        poolsByName[name]
+    }
+
+    /// Runs each pool's operations, pools concurrently; reports in the order given.
+    public func execute(_ work: [(pool: String, operations: [CacheOperation])]) async -> [ExecutionReport] {
+        await withTaskGroup(of: (Int, ExecutionReport).self) { group in
+            for (index, item) in work.enumerated() {
+                guard let pool = poolsByName[item.pool] else { continue }
+                group.addTask { (index, await pool.execute(item.operations)) }
+            }
+            var reports: [(Int, ExecutionReport)] = []
+            for await report in group { reports.append(report) }
+            return reports.sorted { $0.0 < $1.0 }.map(\.1)
+        }
+    }
+
+    /// Nodes that do not answer PING, per pool; empty when every pool answers.
+    public func unreachableNodes() async -> [String: [String]] {
+        var unreachable: [String: [String]] = [:]
+        for pool in pools {
+            let down = await pool.ping().filter { $0.value != nil }.map(\.key.description).sorted()
+            if !down.isEmpty { unreachable[pool.configuration.name] = down }
+        }
+        return unreachable
+    }
+
+    public func close() async {
+        for pool in pools { await pool.close() }
+    }
+}
+
+extension RedisPoolConfiguration {
+    /// The Redis layer's view of a configured pool.
+    init(_ pool: PoolConfiguration, retry: RetryConfiguration) throws(RedisConfigurationError) {
+        try self.init(
+            name: pool.name,
+            mode: Mode(rawValue: pool.mode.rawValue)!,
+            nodes: pool.nodes,
+            username: pool.username,
+            password: pool.password,
+            database: pool.database,
+            tagPrefix: pool.tagPrefix,
+            connectTimeout: pool.connectTimeout,
+            commandTimeout: pool.commandTimeout,
+            retry: RetryPolicy(attempts: retry.attempts, initialBackoff: retry.initialBackoff, maxBackoff: retry.maxBackoff)
+        )
+    }
+}

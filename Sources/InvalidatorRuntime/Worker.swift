@@ -1,0 +1,104 @@
+import Foundation
+import InvalidatorCore
+import InvalidatorRedis
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// The long-running worker: every configured source feeding one pipeline.
+public final class Worker: Sendable {
+    public let pools: PoolSet
+    public let pipeline: EventPipeline
+    public let kafka: KafkaEventSource?
+    private let configuration: Configuration
+    private let logger: Logger
+
+    /// A worker id for dead letters: the pod name on Kubernetes, else host and pid.
+    public static var defaultWorkerID: String {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["POD_NAME"] ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
+    }
+
+    public init(
+        loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
+        workerID: String = Worker.defaultWorkerID, logger: Logger
+    ) throws {
+        let configuration = loaded.configuration
+        guard !configuration.sources.isEmpty else {
+            throw ConfigurationProblem("the config has no sources; add sources.kafka, sources.redis_pubsub or sources.redis_stream")
+        }
+        self.configuration = configuration
+        self.logger = logger
+        let pools = try PoolSet(configuration: configuration, logger: logger)
+        self.pools = pools
+        let store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools)
+        let pipeline = EventPipeline(
+            rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets)),
+            pools: pools, deadLetters: store, workerID: workerID, logger: logger)
+        self.pipeline = pipeline
+        self.kafka = configuration.sources.kafka.map {
+            KafkaEventSource(configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+        }
+    }
+
+    static func deadLetterStore(_ configuration: Configuration, pools: PoolSet) throws -> any DeadLetterStore {
+        switch configuration.deadLetters {
+        case .redisStream(let pool, let stream)?:
+            guard let redis = pools.pool(named: pool) else { throw ConfigurationProblem("dead_letters.pool '\(pool)' is not defined") }
+            return RedisStreamDeadLetterStore(pool: redis, stream: stream)
+        case .kafkaTopic(let topic)?:
+            guard let brokers = configuration.sources.kafka?.brokers else {
+                throw ConfigurationProblem("dead_letters.kafka_topic needs sources.kafka for its brokers")
+            }
+            return try KafkaDeadLetterStore(brokers: brokers, topic: topic, properties: configuration.sources.kafka?.properties ?? [:])
+        case nil:
+            throw ConfigurationProblem("the config has no dead_letters destination")
+        }
+    }
+
+    public var services: [any Service] {
+        [kafka].compactMap { $0 }
+    }
+
+    /// The services in a group whose graceful shutdown turns into cancellation
+    /// once the drain timeout has passed, so a batch stuck on an unavailable
+    /// dead-letter store cannot hold shutdown forever (it is then not committed).
+    public func makeServiceGroup() -> ServiceGroup {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            logger: logger)
+        configuration.maximumGracefulShutdownDuration = self.configuration.shutdown.drainTimeout + .seconds(1)
+        return ServiceGroup(configuration: configuration)
+    }
+
+    /// Runs until SIGTERM or SIGINT, then drains and exits. A second signal
+    /// cancels at once; only finished work is committed.
+    public func run() async throws {
+        let group = makeServiceGroup()
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            tasks.addTask { [logger] in
+                var signalCount = 0
+                for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                    signalCount += 1
+                    if signalCount == 1 {
+                        logger.info("shutting down: draining in-flight work", metadata: ["signal": "\(signal)"])
+                        await group.triggerGracefulShutdown()
+                    } else {
+                        logger.warning("second signal: stopping now, committing only finished work")
+                        throw CancellationError()
+                    }
+                }
+            }
+            defer { tasks.cancelAll() }
+            try await tasks.next()
+        }
+        await pools.close()
+    }
+}
+
+/// A configuration that parses but cannot run.
+public struct ConfigurationProblem: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}

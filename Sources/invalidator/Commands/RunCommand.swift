@@ -1,0 +1,52 @@
+import ArgumentParser
+import Foundation
+import InvalidatorCore
+import InvalidatorRuntime
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the worker: consume change events and invalidate caches until SIGTERM.",
+        discussion: """
+            The config path defaults to $INVALIDATOR_CONFIG, else invalidator.yaml. On SIGTERM the \
+            worker stops fetching, drains in-flight work for up to shutdown.drain_timeout, commits \
+            and exits 0; a second SIGTERM stops at once, committing only finished work.
+
+            Examples:
+              invalidator run --config /etc/invalidator/invalidator.yaml
+              INVALIDATOR_CONFIG=invalidator.yaml invalidator run --log-format json
+            """
+    )
+
+    @Option(help: "The config file.")
+    var config: String = ProcessInfo.processInfo.environment["INVALIDATOR_CONFIG"] ?? "invalidator.yaml"
+
+    @OptionGroup var logging: LoggingOptions
+
+    func run() async throws {
+        let logger = logging.bootstrap()
+        let loaded = try loadConfiguration(config)
+        let worker: Worker
+        do {
+            worker = try Worker(loaded: loaded, logger: logger)
+        } catch {
+            throw CommandFailure(message: "\(error)")
+        }
+        logger.info("invalidator starting", metadata: [
+            "config": "\(config)", "rules": "\(loaded.rules.rules.count)", "pools": "\(loaded.configuration.pools.count)",
+        ])
+        try await worker.run()
+        logger.info("invalidator stopped")
+    }
+}
+
+/// Loads a config and its rules, turning every failure into a one-line error.
+func loadConfiguration(_ path: String) throws -> LoadedConfiguration {
+    do {
+        return try ConfigurationFiles.load(configPath: path)
+    } catch let error as InvalidatorCore.ValidationError {
+        throw CommandFailure(message: "invalid configuration:\n" + error.description)
+    } catch {
+        throw CommandFailure(message: "\(error)")
+    }
+}

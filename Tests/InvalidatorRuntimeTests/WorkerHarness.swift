@@ -1,0 +1,155 @@
+import Foundation
+import InvalidatorCore
+import InvalidatorKafka
+import InvalidatorRuntime
+import Logging
+import ServiceLifecycle
+import TestSupport
+import Testing
+
+/// A mock Kafka cluster, a real redis-server and a config wired to both.
+final class WorkerHarness: Sendable {
+    static let rules = """
+        rules:
+          - name: user
+            match: { entity: user }
+            delete: ["user:{id}"]
+          - name: slow-page
+            match: { entity: page }
+            delete: ["page:{id}"]
+            redelete_after: 300ms
+          - name: sessions
+            match: { entity: session }
+            patterns: ["session:{id}:*"]
+          - name: tenant
+            match: { entity: org }
+            delete: ["org:{tenant}:{id}"]
+        """
+
+    let kafka: KafkaMockCluster
+    let redis: RedisServer
+    let deadLetterRedis: RedisServer
+    let topic = "entity-changes"
+    let partitions: Int32
+    let group: String
+    let folder: URL
+
+    init(partitions: Int32 = 4, retryAttempts: Int = 2, group: String = "invalidator-\(UUID().uuidString.prefix(8))") async throws {
+        self.partitions = partitions
+        self.group = group
+        kafka = try KafkaMockCluster(brokers: 1)
+        try kafka.createTopic(topic, partitions: partitions)
+        redis = try await RedisServer.start()
+        deadLetterRedis = try await RedisServer.start()
+        folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-test-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try Self.rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
+        let config = """
+            sources:
+              kafka:
+                brokers: "\(kafka.bootstrapServers)"
+                topics: ["\(topic)"]
+                group: \(group)
+                properties:
+                  fetch.wait.max.ms: "5"
+                  session.timeout.ms: "6000"
+            pools:
+              primary: { nodes: ["\(redis.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms }
+              dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 500ms }
+            rules: rules.yaml
+            retry: { attempts: \(retryAttempts), initial_backoff: 10ms, max_backoff: 50ms }
+            dead_letters: { pool: dead, stream: "dead-letters" }
+            shutdown: { drain_timeout: 5s }
+            """
+        try config.write(to: configPath, atomically: true, encoding: .utf8)
+    }
+
+    deinit {
+        kafka.close()
+        try? FileManager.default.removeItem(at: folder)
+    }
+
+    var configPath: URL { folder.appendingPathComponent("invalidator.yaml") }
+
+    /// Pools only used for the rules; the dead pool gets nothing but dead letters.
+    func makeWorker() throws -> Worker {
+        let loaded = try ConfigurationFiles.load(configPath: configPath.path, environment: [:])
+        var logger = Logger(label: "test")
+        logger.logLevel = .warning
+        return try Worker(loaded: loaded, workerID: "test-worker", logger: logger)
+    }
+
+    func produce(_ events: [String], partition: Int32? = nil) async throws {
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: kafka.bootstrapServers), logger: Logger(label: "producer"))
+        for (index, event) in events.enumerated() {
+            try await producer.send(KafkaProducerRecord(
+                topic: topic, partition: partition ?? Int32(index) % partitions, value: Array(event.utf8)))
+        }
+        try await producer.flush()
+        await producer.close()
+    }
+
+    /// The group's committed offsets, summed over partitions.
+    func committedTotal() async throws -> Int64 {
+        let consumer = try KafkaConsumer(
+            // No topics: it reads the group's offsets without joining (no rebalance of the workers).
+            configuration: KafkaConsumerConfiguration(brokers: kafka.bootstrapServers, group: group, topics: [], properties: [:]),
+            logger: Logger(label: "probe"))
+        let offsets: [TopicPartition: Int64]
+        do {
+            offsets = try await consumer.committed((0..<partitions).map { TopicPartition(topic, $0) })
+        } catch {
+            await consumer.close()
+            throw error
+        }
+        await consumer.close()
+        return offsets.values.reduce(0) { $0 + max($1, 0) }
+    }
+
+    func deadLetterReasons() throws -> [String] {
+        let output = try deadLetterRedis.call("XRANGE", "dead-letters", "-", "+")
+        let lines = output.split(separator: "\n").map(String.init)
+        return lines.indices.filter { lines[$0] == "reason" && $0 + 1 < lines.count }.map { lines[$0 + 1] }
+    }
+}
+
+/// Runs services until `stop()`; the same ServiceGroup calls a process's SIGTERM would.
+final class RunningWorker: Sendable {
+    let worker: Worker
+    private let group: ServiceGroup
+    private let task: Task<Void, any Error>
+
+    init(_ worker: Worker) {
+        self.worker = worker
+        let group = worker.makeServiceGroup()
+        self.group = group
+        task = Task { try await group.run() }
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
+    }
+}
+
+/// Polls `condition` until it holds or `timeout` passes.
+func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try condition()
+}
+
+func seedKeys(_ server: RedisServer, _ keys: [String]) async throws {
+    try await server.seed(keys)
+}
+
+func existingKeys(_ server: RedisServer, _ keys: [String]) throws -> Int {
+    var count = 0
+    for chunk in stride(from: 0, to: keys.count, by: 500) {
+        count += Int(try server.call(["EXISTS"] + keys[chunk..<min(chunk + 500, keys.count)])) ?? 0
+    }
+    return count
+}

@@ -1,0 +1,275 @@
+import Foundation
+
+/// A real `redis-server` process on a free local port, for tests.
+///
+/// The process is killed and its directory removed when the value is released,
+/// so a failing test cleans up too. Each test should start its own servers.
+public final class RedisServer: @unchecked Sendable {
+    // @unchecked Sendable: `process` and `client` are only used while holding `lock`.
+    public let port: Int
+    public let directory: URL
+    private let extraArguments: [String]
+    private let lock = NSLock()
+    private var process: Process?
+    private var client: RedisTestClient?
+
+    /// `127.0.0.1:port`, as used in pool configurations.
+    public var endpoint: String { "127.0.0.1:\(port)" }
+
+    /// Starts a server, retrying on another port if the chosen one was taken in between.
+    public static func start(_ extraArguments: [String] = []) async throws -> RedisServer {
+        try await runBlocking { try startBlocking(extraArguments) }
+    }
+
+    /// Starts `count` independent servers.
+    public static func start(count: Int, _ extraArguments: [String] = []) async throws -> [RedisServer] {
+        var servers: [RedisServer] = []
+        for _ in 0..<count {
+            servers.append(try await start(extraArguments))
+        }
+        return servers
+    }
+
+    fileprivate static func startBlocking(_ extraArguments: [String]) throws -> RedisServer {
+        var lastError: Error = TestSupportError("no attempt made")
+        for _ in 0..<5 {
+            let server = try RedisServer(port: try freePort(), extraArguments: extraArguments)
+            do {
+                try server.launch()
+                return server
+            } catch {
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    private init(port: Int, extraArguments: [String]) throws {
+        self.port = port
+        self.extraArguments = extraArguments
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(port)-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    deinit {
+        kill()
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Shuts the server down cleanly (SIGTERM) and waits for it.
+    public func stop() {
+        terminate(signal: SIGTERM)
+    }
+
+    /// Kills the server (SIGKILL), as a crash would.
+    public func kill() {
+        terminate(signal: SIGKILL)
+    }
+
+    /// Starts the server again on the same port (after `stop()` or `kill()`).
+    public func restart() async throws {
+        try await runBlocking { try self.launch() }
+    }
+
+    /// Sends one command over a plain socket and returns the reply formatted like
+    /// `redis-cli` raw output (integers as digits, nil as "", arrays one element
+    /// per line, errors as their text). Much faster than ``cli(_:)``.
+    @discardableResult
+    public func call(_ arguments: String...) throws -> String {
+        try call(arguments)
+    }
+
+    @discardableResult
+    public func call(_ arguments: [String]) throws -> String {
+        try lock.withLock {
+            let client = try self.client ?? RedisTestClient(port: port)
+            self.client = client
+            do {
+                return try client.call(arguments)
+            } catch {
+                self.client = nil
+                throw error
+            }
+        }
+    }
+
+    /// Keys matching `pattern`, via SCAN.
+    public func keys(matching pattern: String = "*") throws -> Set<String> {
+        var keys: Set<String> = []
+        var cursor = "0"
+        repeat {
+            let page = try call("SCAN", cursor, "MATCH", pattern, "COUNT", "1000").split(separator: "\n", omittingEmptySubsequences: false)
+            cursor = String(page[0])
+            keys.formUnion(page.dropFirst().filter { !$0.isEmpty }.map(String.init))
+        } while cursor != "0"
+        return keys
+    }
+
+    /// Runs `redis-cli` against this server and returns its output, trimmed.
+    @discardableResult
+    public func cli(_ arguments: String...) async throws -> String {
+        try await runBlocking { try self.cliBlocking(arguments) }
+    }
+
+    /// Loads `commands` quickly through `redis-cli --pipe`.
+    public func pipe(_ commands: [[String]]) async throws {
+        var protocolText = Data()
+        for command in commands {
+            protocolText.append(Data("*\(command.count)\r\n".utf8))
+            for argument in command {
+                protocolText.append(Data("$\(argument.utf8.count)\r\n\(argument)\r\n".utf8))
+            }
+        }
+        let output = try await runBlocking { [protocolText] in try self.cliBlocking(["--pipe"], input: protocolText) }
+        guard output.contains("errors: 0") else { throw TestSupportError("redis-cli --pipe: \(output)") }
+    }
+
+    /// SETs each key to "v".
+    public func seed(_ keys: [String]) async throws {
+        try await pipe(keys.map { ["SET", $0, "v"] })
+    }
+
+    private func cliBlocking(_ arguments: [String], input: Data? = nil) throws -> String {
+        try Self.run("/usr/bin/redis-cli", ["-p", String(port)] + arguments, input: input)
+    }
+
+    // MARK: Process
+
+    private func launch() throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        process.arguments = [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
+        ] + extraArguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        lock.withLock { self.process = process }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline {
+            if !process.isRunning { break }
+            // With requirepass, NOAUTH proves the server is up as well as PONG does.
+            if let reply = try? cliBlocking(["PING"]), reply == "PONG" || reply.hasPrefix("NOAUTH") { return }
+            Thread.sleep(forTimeInterval: 0.02)
+        }
+        kill()
+        throw TestSupportError("redis-server did not start on port \(port)")
+    }
+
+    private func terminate(signal: Int32) {
+        guard let process = lock.withLock({ () -> Process? in
+            defer {
+                self.process = nil
+                self.client = nil
+            }
+            return self.process
+        }) else { return }
+        if process.isRunning {
+            Foundation.kill(process.processIdentifier, signal)
+        }
+        process.waitUntilExit()
+    }
+
+    static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        let inputPipe = input.map { _ in Pipe() }
+        if let inputPipe { process.standardInput = inputPipe }
+        try process.run()
+        if let inputPipe, let input {
+            inputPipe.fileHandleForWriting.write(input)
+            try inputPipe.fileHandleForWriting.close()
+        }
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// A port free now, whose cluster bus port (port + 10000) is free too.
+    static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = Int.random(in: 20000..<40000)
+            if canBind(port) && canBind(port + 10000) { return port }
+        }
+        throw TestSupportError("no free port found")
+    }
+
+    private static func canBind(_ port: Int) -> Bool {
+        let socketDescriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard socketDescriptor >= 0 else { return false }
+        defer { close(socketDescriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(socketDescriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
+        }
+    }
+}
+
+/// Three or more `redis-server --cluster-enabled yes` primaries joined into a cluster.
+public final class RedisCluster: Sendable {
+    public let servers: [RedisServer]
+
+    public var endpoints: [String] { servers.map(\.endpoint) }
+
+    private init(servers: [RedisServer]) {
+        self.servers = servers
+    }
+
+    /// Starts the servers, assigns all slots with `redis-cli --cluster create`
+    /// (no replicas) and waits for `cluster_state:ok` on every node.
+    public static func start(primaries: Int = 3) async throws -> RedisCluster {
+        try await runBlocking { try startBlocking(primaries: primaries) }
+    }
+
+    private static func startBlocking(primaries: Int) throws -> RedisCluster {
+        let servers = try (0..<primaries).map { _ in
+            try RedisServer.startBlocking(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+        }
+        let cluster = RedisCluster(servers: servers)
+        let output = try RedisServer.run(
+            "/usr/bin/redis-cli",
+            ["--cluster", "create"] + cluster.endpoints + ["--cluster-replicas", "0", "--cluster-yes"]
+        )
+        guard output.contains("[OK] All 16384 slots covered") else {
+            throw TestSupportError("cluster create failed: \(output)")
+        }
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let states = try servers.map { try $0.call("CLUSTER", "INFO") }
+            if states.allSatisfy({ $0.contains("cluster_state:ok") }) { return cluster }
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        throw TestSupportError("cluster did not reach cluster_state:ok")
+    }
+
+    /// The server owning `key`'s slot: the only one that answers without MOVED.
+    public func server(owning key: String) throws -> RedisServer {
+        for server in servers where try !server.call("EXISTS", key).hasPrefix("MOVED") {
+            return server
+        }
+        throw TestSupportError("no owner for \(key)")
+    }
+}
+
+/// Runs blocking work (processes, sleeps) on its own thread so it never holds
+/// one of the few threads of Swift's cooperative pool that other tests need.
+func runBlocking<Result: Sendable>(_ work: @escaping @Sendable () throws -> Result) async throws -> Result {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Swift.Result { try work() }) }.start()
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
