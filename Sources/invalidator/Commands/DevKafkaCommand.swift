@@ -16,6 +16,7 @@ struct DevKafkaCommand: AsyncParsableCommand {
             Examples:
               invalidator dev-kafka
               invalidator dev-kafka --topics entity-changes:16,other:1
+              invalidator dev-kafka --publish examples/events.jsonl
             """
     )
 
@@ -24,6 +25,9 @@ struct DevKafkaCommand: AsyncParsableCommand {
 
     @Option(help: "Number of mock brokers.")
     var brokers: Int32 = 1
+
+    @Option(help: "A file of JSON events, one per line, published to the first topic once it exists.")
+    var publish: String?
 
     @OptionGroup var logging: LoggingOptions
 
@@ -40,6 +44,9 @@ struct DevKafkaCommand: AsyncParsableCommand {
         for (name, partitions) in specifications {
             try cluster.createTopic(name, partitions: partitions)
         }
+        if let publish {
+            try await publishEvents(from: publish, topic: specifications[0].0, bootstrap: cluster.bootstrapServers, logger: logger)
+        }
         // Written unbuffered, so a script reading the pipe sees the address at once.
         FileHandle.standardOutput.write(Data((cluster.bootstrapServers + "\n").utf8))
         logger.info("dev Kafka running", metadata: [
@@ -47,5 +54,19 @@ struct DevKafkaCommand: AsyncParsableCommand {
         ])
         for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { break }
         cluster.close()
+    }
+
+    private func publishEvents(from path: String, topic: String, bootstrap: String, logger: Logger) async throws {
+        guard let contents = FileManager.default.contents(atPath: path) else {
+            throw CommandFailure(message: "cannot read \(path)")
+        }
+        let lines = String(decoding: contents, as: UTF8.self).split(separator: "\n").filter { !$0.allSatisfy(\.isWhitespace) }
+        let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: bootstrap), logger: logger)
+        for line in lines {
+            try await producer.send(KafkaProducerRecord(topic: topic, value: Array(line.utf8)))
+        }
+        try await producer.flush()
+        await producer.close()
+        logger.info("published events", metadata: ["count": "\(lines.count)", "topic": "\(topic)"])
     }
 }
