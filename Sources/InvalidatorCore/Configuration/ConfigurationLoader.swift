@@ -20,6 +20,9 @@ public enum ConfigurationLoader {
         }
         if let pools = fields["pools"] {
             configuration.pools = parsePools(pools, reader: &reader)
+            if configuration.pools.isEmpty, case .mapping = pools {
+                reader.report("the config needs at least one pool under 'pools:'", at: pools)
+            }
         } else {
             reader.report("the config needs at least one pool under 'pools:'", at: root)
         }

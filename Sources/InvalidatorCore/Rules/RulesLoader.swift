@@ -79,6 +79,7 @@ public enum RulesLoader {
             }
             rule.pools = named.map(\.0)
         }
+        let problemsBeforeActions = reader.diagnostics.count
         rule.delete = templates(fields["delete"], context: "\(context) delete", reader: &reader)
         rule.patterns = templates(fields["patterns"], context: "\(context) patterns", reader: &reader, isPattern: true)
         rule.tags = templates(fields["tags"], context: "\(context) tags", reader: &reader)
@@ -97,7 +98,8 @@ public enum RulesLoader {
         }
         let doesWork = !rule.delete.isEmpty || !rule.patterns.isEmpty || !rule.tags.isEmpty || rule.expire != nil
             || !rule.bump.isEmpty || !rule.precompute.isEmpty
-        if !doesWork, !fields.keys.contains(where: ["delete", "patterns", "tags", "expire", "bump", "precompute"].contains) {
+        // A rule whose actions failed to compile already has its diagnostics.
+        if !doesWork, reader.diagnostics.count == problemsBeforeActions {
             reader.report("\(context) has no action; give it delete, patterns, tags, expire, bump or precompute", at: node)
         }
         return (rule, nameNode)

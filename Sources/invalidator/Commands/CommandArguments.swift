@@ -6,7 +6,9 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
     case text, json
 }
 
-struct EventFormatArgument: ExpressibleByArgument {
+struct EventFormatArgument: ExpressibleByArgument, CustomStringConvertible {
+    var description: String { format.rawValue }
+
     var format: EventFormat
     static let auto = EventFormatArgument(format: .auto)
 
