@@ -151,3 +151,10 @@ import Testing
         #expect(problems(yaml).first?.contains("no delete keys") == true)
     }
 }
+
+extension RulesLoaderTests {
+    @Test func emptyActionListsAreNoAction() {
+        let yaml = "rules:\n  - name: r\n    match: { entity: u }\n    delete: []\n"
+        #expect(problems(yaml).first?.contains("rule 'r' has no action") == true)
+    }
+}

@@ -34,7 +34,7 @@ final class WorkerHarness: Sendable {
     let group: String
     let folder: URL
 
-    init(partitions: Int32 = 4, retryAttempts: Int = 2, group: String = "invalidator-\(UUID().uuidString.prefix(8))") async throws {
+    init(partitions: Int32 = 4, retryAttempts: Int = 2, initialBackoff: String = "10ms", group: String = "invalidator-\(UUID().uuidString.prefix(8))") async throws {
         self.partitions = partitions
         self.group = group
         kafka = try KafkaMockCluster(brokers: 1)
@@ -57,7 +57,7 @@ final class WorkerHarness: Sendable {
               primary: { nodes: ["\(redis.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms }
               dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 500ms }
             rules: rules.yaml
-            retry: { attempts: \(retryAttempts), initial_backoff: 10ms, max_backoff: 50ms }
+            retry: { attempts: \(retryAttempts), initial_backoff: \(initialBackoff), max_backoff: 10s }
             dead_letters: { pool: dead, stream: "dead-letters" }
             shutdown: { drain_timeout: 5s }
             """
@@ -91,6 +91,11 @@ final class WorkerHarness: Sendable {
 
     /// The group's committed offsets, summed over partitions.
     func committedTotal() async throws -> Int64 {
+        try await committedOffsets().values.reduce(0) { $0 + max($1, 0) }
+    }
+
+    /// The group's committed offset (next to read) per partition; negative when none.
+    func committedOffsets() async throws -> [Int32: Int64] {
         let consumer = try KafkaConsumer(
             // No topics: it reads the group's offsets without joining (no rebalance of the workers).
             configuration: KafkaConsumerConfiguration(brokers: kafka.bootstrapServers, group: group, topics: [], properties: [:]),
@@ -103,7 +108,7 @@ final class WorkerHarness: Sendable {
             throw error
         }
         await consumer.close()
-        return offsets.values.reduce(0) { $0 + max($1, 0) }
+        return Dictionary(uniqueKeysWithValues: offsets.map { ($0.key.partition, $0.value) })
     }
 
     func deadLetterReasons() throws -> [String] {
@@ -133,13 +138,13 @@ final class RunningWorker: Sendable {
 }
 
 /// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(30), _ condition: () throws -> Bool) async throws -> Bool {
+func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
-        if try condition() { return true }
+        if try await condition() { return true }
         try await Task.sleep(for: .milliseconds(50))
     }
-    return try condition()
+    return try await condition()
 }
 
 func seedKeys(_ server: RedisServer, _ keys: [String]) async throws {

@@ -130,21 +130,23 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     private func cliBlocking(_ arguments: [String], input: Data? = nil) throws -> String {
-        try Self.run("/usr/bin/redis-cli", ["-p", String(port)] + arguments, input: input)
+        try Self.run("redis-cli", ["-p", String(port)] + arguments, input: input)
     }
 
     // MARK: Process
 
     private func launch() throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
+        // env execs redis-server in place, so the pid is the server's.
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [
-            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
         ] + extraArguments
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         try process.run()
+        try startWatchdog(for: process.processIdentifier)
         lock.withLock { self.process = process }
         let deadline = Date().addingTimeInterval(5)
         while Date() < deadline {
@@ -155,6 +157,25 @@ public final class RedisServer: @unchecked Sendable {
         }
         kill()
         throw TestSupportError("redis-server did not start on port \(port)")
+    }
+
+    /// If the test process dies without releasing this server (a crash, an
+    /// abort), a small shell loop kills the server and removes its directory.
+    /// It exits on its own once the server stops first.
+    private func startWatchdog(for serverProcess: Int32) throws {
+        let watchdog = Process()
+        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
+        watchdog.arguments = ["-c", """
+            while kill -0 \(getpid()) 2>/dev/null; do
+              kill -0 \(serverProcess) 2>/dev/null || exit 0
+              sleep 1
+            done
+            kill -9 \(serverProcess) 2>/dev/null
+            rm -rf '\(directory.path)'
+            """]
+        watchdog.standardOutput = FileHandle.nullDevice
+        watchdog.standardError = FileHandle.nullDevice
+        try watchdog.run()
     }
 
     private func terminate(signal: Int32) {
@@ -171,10 +192,11 @@ public final class RedisServer: @unchecked Sendable {
         process.waitUntilExit()
     }
 
-    static func run(_ executable: String, _ arguments: [String], input: Data? = nil) throws -> String {
+    /// Runs a program found on PATH and returns its output, trimmed.
+    static func run(_ program: String, _ arguments: [String], input: Data? = nil) throws -> String {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [program] + arguments
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -237,7 +259,7 @@ public final class RedisCluster: Sendable {
         }
         let cluster = RedisCluster(servers: servers)
         let output = try RedisServer.run(
-            "/usr/bin/redis-cli",
+            "redis-cli",
             ["--cluster", "create"] + cluster.endpoints + ["--cluster-replicas", "0", "--cluster-yes"]
         )
         guard output.contains("[OK] All 16384 slots covered") else {

@@ -7,7 +7,7 @@ import Foundation
 /// nor hop between threads. Jobs run in FIFO order.
 final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
     // @unchecked Sendable: `pendingJobs` and `isShuttingDown` are only touched
-    // while holding `condition`; the thread itself is immutable after init.
+    // while holding `condition`, and there is no other mutable state.
     private let condition = NSCondition()
     private var pendingJobs: [UnownedJob] = []
     private var isShuttingDown = false

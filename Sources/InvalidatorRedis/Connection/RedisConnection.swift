@@ -62,6 +62,22 @@ public actor RedisConnection {
         try await pipeline([command])[0]
     }
 
+    /// Waits for the next reply the server pushes without a command being sent,
+    /// such as a pub/sub message after SUBSCRIBE. The command timeout bounds the
+    /// wait; when it passes, this throws `.timeout` and the connection (and its
+    /// subscriptions) must be set up again.
+    public func receive() async throws(RedisError) -> RedisReply {
+        guard let context else {
+            throw RedisError(code: .connection, message: "\(endpoint): not connected")
+        }
+        do throws(RedisError) {
+            return try readReply(from: context)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
     /// Closes the socket now; the next call reconnects.
     public func close() {
         disconnect()

@@ -3,10 +3,14 @@
 /// A server error reply (for example `-NOPERM ...`) is a value, not a thrown
 /// error: in a pipeline, one command failing says nothing about the others.
 public enum RedisReply: Sendable, Hashable {
+    /// A simple string such as `OK`.
     case status(String)
+    /// An error reply, with its code prefix (`NOPERM ...`).
     case error(String)
     case integer(Int64)
+    /// A bulk string; bytes because values need not be UTF-8.
     case bulk([UInt8])
+    /// A nil bulk string or nil array (a missing key for GET).
     case null
     case array([RedisReply])
 

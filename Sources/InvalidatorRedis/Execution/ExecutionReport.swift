@@ -48,16 +48,20 @@ struct ReportBuilder {
     }
 
     mutating func recordSuccess(_ operation: CacheOperation, on node: RedisEndpoint) {
-        let key = NodeOperation(node: node, operation: operation)
-        if seen.insert(key).inserted { order.append(key) }
+        register(NodeOperation(node: node, operation: operation))
     }
 
+    /// The first failure of an operation on a node is kept; it fails even if other steps succeed.
     mutating func recordFailure(_ operation: CacheOperation, on node: RedisEndpoint, error: RedisError, attempts: Int) {
-        recordSuccess(operation, on: node)
         let key = NodeOperation(node: node, operation: operation)
+        register(key)
         if failures[key] == nil {
             failures[key] = .init(operation: operation, node: node, error: error, attempts: attempts)
         }
+    }
+
+    private mutating func register(_ key: NodeOperation) {
+        if seen.insert(key).inserted { order.append(key) }
     }
 
     mutating func merge(_ other: ReportBuilder) {

@@ -31,17 +31,16 @@ struct NodeExecution {
 
     // MARK: Keys
 
-    /// Deletes become multi-key UNLINKs; everything else is one command per operation.
+    /// Deletes become multi-key UNLINKs; everything else is one command per
+    /// operation. Operations are unique (the pool drops duplicates).
     private mutating func applyKeyOperations(_ operations: [CacheOperation]) async {
         guard !operations.isEmpty else { return }
-        var deletesByKey: [String: [CacheOperation]] = [:]
         var deletedKeys: [String] = []
         var commands: [(arguments: [String], operations: [CacheOperation])] = []
         for operation in operations {
             switch operation {
             case .delete(let key):
-                if deletesByKey[key] == nil { deletedKeys.append(key) }
-                deletesByKey[key, default: []].append(operation)
+                deletedKeys.append(key)
             case .expire(let key, let milliseconds):
                 commands.append((Commands.shortenTTL(key: key, milliseconds: milliseconds), [operation]))
             case .bump(let key):
@@ -49,11 +48,11 @@ struct NodeExecution {
             case .precompute(let job):
                 commands.append((Commands.enqueue(job), [operation]))
             case .deletePattern, .purgeTag:
-                preconditionFailure("routed to apply(_:)")
+                preconditionFailure("apply(_:) handles patterns and tags")
             }
         }
         let unlinks = Commands.unlink(deletedKeys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        commands = unlinks.map { unlink in (unlink, unlink.dropFirst().flatMap { deletesByKey[$0]! }) } + commands
+        commands = unlinks.map { unlink in (unlink, unlink.dropFirst().map { CacheOperation.delete(key: $0) }) } + commands
 
         let outcomes = await runner.run(commands.map(\.arguments), on: node)
         for (command, outcome) in zip(commands, outcomes) {
@@ -181,15 +180,16 @@ struct NodeExecution {
             if iterations % tuning.scanIterationsPerRound == 0 { await Task.yield() }
         } while cursor != "0"
 
-        let finish: [[String]] = allMembersUnlinked
-            ? [["UNLINK", snapshot]]
-            : [["SUNIONSTORE", setKey, setKey, snapshot], ["UNLINK", snapshot]]
-        let outcomes = await runner.run(allMembersUnlinked ? finish : [finish[0]], on: holder)
-        if !allMembersUnlinked, outcomes[0].error == nil {
-            _ = await runner.run([finish[1]], on: holder)
+        if allMembersUnlinked {
+            record(operation, await runner.run([["UNLINK", snapshot]], on: holder)[0])
+            return
         }
-        for outcome in outcomes {
-            record(operation, outcome)
+        // The failure is already recorded; put the members back so a retry finds them.
+        let restored = await runner.run([["SUNIONSTORE", setKey, setKey, snapshot]], on: holder)[0]
+        if restored.error == nil {
+            _ = await runner.run([["UNLINK", snapshot]], on: holder)
+        } else {
+            record(operation, restored)
         }
     }
 

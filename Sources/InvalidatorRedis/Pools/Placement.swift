@@ -26,9 +26,7 @@ enum Placement: Sendable {
     /// every node of a sharded pool (as patterns do).
     func nodes(for operation: CacheOperation) -> [RedisEndpoint] {
         switch (self, operation) {
-        case (_, .deletePattern), (.sharded, .purgeTag):
-            return allNodes
-        case (.single, _), (.replicated, _):
+        case (_, .deletePattern), (.sharded, .purgeTag), (.single, _), (.replicated, _):
             return allNodes
         case (.sharded(let ring), _):
             return operation.routingKey.map { [ring.server(for: $0)] } ?? allNodes

@@ -11,8 +11,7 @@ public final class RedisPool: Sendable {
     public let configuration: RedisPoolConfiguration
     private let logger: Logger
     private let nodes: NodeRegistry
-    private let cluster: ClusterDirectory?
-    private let ring: KetamaRing?
+    private let routing: Routing
     private let deduplicator: PrecomputeDeduplicator
     private let runner: CommandRunner
 
@@ -27,11 +26,16 @@ public final class RedisPool: Sendable {
             logger: logger
         )
         self.nodes = nodes
-        let cluster = configuration.mode == .cluster ? ClusterDirectory(seeds: configuration.nodes, nodes: nodes) : nil
-        self.cluster = cluster
-        self.ring = configuration.mode == .sharded
-            ? KetamaRing(servers: configuration.nodes, keyHash: configuration.shardingKeyHash)
-            : nil
+        var cluster: ClusterDirectory?
+        switch configuration.mode {
+        case .single: routing = .fixed(.single(configuration.nodes[0]))
+        case .replicated: routing = .fixed(.replicated(configuration.nodes))
+        case .sharded: routing = .fixed(.sharded(KetamaRing(servers: configuration.nodes, keyHash: configuration.shardingKeyHash)))
+        case .cluster:
+            let directory = ClusterDirectory(seeds: configuration.nodes, nodes: nodes)
+            cluster = directory
+            routing = .cluster(directory)
+        }
         self.deduplicator = PrecomputeDeduplicator(window: configuration.tuning.precomputeDeduplicationWindow)
         self.runner = CommandRunner(
             nodes: nodes,
@@ -58,11 +62,58 @@ public final class RedisPool: Sendable {
         }
         let (admittedJobs, duplicateJobs) = deduplicator.admit(jobs)
 
-        var report = ReportBuilder()
+        var builder = ReportBuilder()
         for stage in [invalidations, admittedJobs.map(CacheOperation.precompute)] where !stage.isEmpty {
-            report.merge(await run(stage))
+            builder.merge(await run(stage))
         }
-        return report.build(pool: configuration.name, deduplicated: duplicateJobs.map(CacheOperation.precompute))
+        let report = builder.build(pool: configuration.name, deduplicated: duplicateJobs.map(CacheOperation.precompute))
+        for node in report.nodes where !node.failed.isEmpty {
+            logger.warning("redis operations failed", metadata: [
+                "node": "\(node.node)",
+                "failed": "\(node.failed.count)",
+                "succeeded": "\(node.succeeded.count)",
+                "error": "\(node.failed[0].error)",
+            ])
+        }
+        return report
+    }
+
+    /// Runs raw commands, pipelined, on the node that owns `routingKey` (the
+    /// cluster slot owner, the ketama owner, the single node, or the first node
+    /// of a replicated pool), with the pool's retries, circuit breaker and
+    /// redirections. For writes that are not cache operations, such as dead letters.
+    ///
+    /// - Returns: one reply per command; error replies (NOPERM, WRONGTYPE...) are values.
+    /// - Throws: ``RedisError`` when the node could not be reached (after retries).
+    public func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
+        let node = try await node(for: routingKey)
+        let outcomes = await runner.run(commands, on: node)
+        return try outcomes.map { outcome throws(RedisError) in
+            switch outcome.result {
+            case .success(let reply): return reply
+            case .failure(let error) where error.isConnectionFailure || error.code == .circuitOpen: throw error
+            case .failure(let error): return .error(error.message)
+            }
+        }
+    }
+
+    /// A new connection, not shared with operations, to the node owning
+    /// `routingKey` (chosen as for ``pipeline(_:routingKey:)``), with the pool's
+    /// credentials and database. For blocking reads (XREADGROUP BLOCK, SUBSCRIBE)
+    /// that would otherwise hold up cache operations; close it when done.
+    public func dedicatedConnection(routingKey: String, commandTimeout: Duration? = nil) async throws(RedisError) -> RedisConnection {
+        var options = configuration.connectionOptions
+        options.commandTimeout = commandTimeout ?? options.commandTimeout
+        return RedisConnection(endpoint: try await node(for: routingKey), options: options, logger: logger)
+    }
+
+    /// The node owning `routingKey`, as used for raw commands.
+    public func node(for routingKey: String) async throws(RedisError) -> RedisEndpoint {
+        let placement = try await placement()
+        guard let node = placement.nodes(for: .delete(key: routingKey)).first else {
+            throw RedisError(code: .clusterDown, message: "no node serves the slot of \(routingKey)")
+        }
+        return node
     }
 
     /// PINGs every node; nil for a node means it answered. For readiness checks.
@@ -87,23 +138,6 @@ public final class RedisPool: Sendable {
             for await (endpoint, error) in group { results[endpoint] = error }
             return results
         }
-    }
-
-    /// Pipelines raw commands on the node that owns `routingKey` (the first node of
-    /// a replicated pool), with the pool's retries, circuit breaker and
-    /// redirections. Error replies come back as replies; throws only when the node
-    /// could not be reached. For writers such as the dead-letter store.
-    public func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
-        let node = try await placement().nodes(for: .delete(key: routingKey)).first ?? configuration.nodes[0]
-        var replies: [RedisReply] = []
-        for outcome in await runner.run(commands, on: node) {
-            switch outcome.result {
-            case .success(let reply): replies.append(reply)
-            case .failure(let error) where error.isConnectionFailure || error.code == .circuitOpen: throw error
-            case .failure(let error): replies.append(.error(error.message))
-            }
-        }
-        return replies
     }
 
     /// Closes every connection. Later calls reconnect.
@@ -154,12 +188,17 @@ public final class RedisPool: Sendable {
         }
     }
 
+    /// Placement is fixed by configuration, except in a cluster, where it is the
+    /// topology known at the start of the batch.
+    private enum Routing {
+        case fixed(Placement)
+        case cluster(ClusterDirectory)
+    }
+
     private func placement() async throws(RedisError) -> Placement {
-        switch configuration.mode {
-        case .single: .single(configuration.nodes[0])
-        case .replicated: .replicated(configuration.nodes)
-        case .sharded: .sharded(ring!)
-        case .cluster: .cluster(try await cluster!.topology())
+        switch routing {
+        case .fixed(let placement): placement
+        case .cluster(let directory): .cluster(try await directory.topology())
         }
     }
 }

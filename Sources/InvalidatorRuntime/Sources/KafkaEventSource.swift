@@ -18,6 +18,7 @@ public final class KafkaEventSource: Service, Sendable {
     private let logger: Logger
     private let tracker = Mutex(CompletionTracker<TopicPartition>())
     private let subscribed = Atomic<Bool>(false)
+    private let processed = Atomic<Int>(0)
 
     public init(
         configuration: KafkaSourceConfiguration, pipeline: EventPipeline, drainTimeout: Duration,
@@ -34,6 +35,9 @@ public final class KafkaEventSource: Service, Sendable {
 
     /// True once the consumer has joined its group.
     public var isSubscribed: Bool { subscribed.load(ordering: .relaxed) }
+
+    /// Events processed since start (applied or dead-lettered).
+    public var processedEvents: Int { processed.load(ordering: .relaxed) }
 
     /// Events fetched and not yet finished.
     public var inFlight: Int { tracker.withLock { $0.inFlight } }
@@ -99,6 +103,7 @@ public final class KafkaEventSource: Service, Sendable {
             tracker.withLock { $0.complete(messages[index].topicPartition, offset: messages[index].offset) }
         }
         guard result.isDurable else { return false }
+        processed.add(messages.count, ordering: .relaxed)
         tracker.withLock { tracker in
             for (index, message) in messages.enumerated() where !result.awaitingRedelete.contains(index) {
                 tracker.complete(message.topicPartition, offset: message.offset)
