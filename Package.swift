@@ -80,7 +80,11 @@ let package = Package(
 
         .executableTarget(
             name: "InvalidatorBenchmarks",
-            dependencies: ["InvalidatorCore"]
+            dependencies: [
+                "InvalidatorCore",
+                "InvalidatorRedis",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
 
         // Starts real redis-server processes for tests.

@@ -1,14 +1,16 @@
-/// `swift run -c release InvalidatorBenchmarks [decode]`
+/// `swift run -c release InvalidatorBenchmarks decode|redis [count]`
 @main
 enum Benchmarks {
-    static func main() throws {
+    static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
-        let which = arguments.first ?? "decode"
-        switch which {
+        let count = arguments.dropFirst().first.flatMap { Int($0) }
+        switch arguments.first ?? "decode" {
         case "decode":
-            try DecodeBenchmark.run(count: Int(arguments.dropFirst().first ?? "") ?? 200_000, rounds: 5)
+            try DecodeBenchmark.run(count: count ?? 200_000, rounds: 5)
+        case "redis":
+            try await RedisBenchmark.run(keys: count ?? 1_000_000, batch: 10_000)
         default:
-            print("usage: InvalidatorBenchmarks [decode]")
+            print("usage: InvalidatorBenchmarks decode|redis [count]")
         }
     }
 }

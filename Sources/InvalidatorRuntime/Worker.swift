@@ -10,6 +10,8 @@ public final class Worker: Sendable {
     public let pools: PoolSet
     public let pipeline: EventPipeline
     public let kafka: KafkaEventSource?
+    public let redisPubSub: RedisPubSubSource?
+    public let redisStream: RedisStreamSource?
     private let configuration: Configuration
     private let logger: Logger
 
@@ -39,6 +41,21 @@ public final class Worker: Sendable {
         self.kafka = configuration.sources.kafka.map {
             KafkaEventSource(configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
         }
+        self.redisPubSub = try configuration.sources.redisPubSub.map {
+            RedisPubSubSource(
+                configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_pubsub", in: pools),
+                pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+        }
+        self.redisStream = try configuration.sources.redisStream.map {
+            RedisStreamSource(
+                configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_stream", in: pools),
+                pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+        }
+    }
+
+    static func sourcePool(_ name: String, of source: String, in pools: PoolSet) throws -> RedisPool {
+        guard let pool = pools.pool(named: name) else { throw ConfigurationProblem("\(source).pool '\(name)' is not defined") }
+        return pool
     }
 
     static func deadLetterStore(_ configuration: Configuration, pools: PoolSet) throws -> any DeadLetterStore {
@@ -57,7 +74,7 @@ public final class Worker: Sendable {
     }
 
     public var services: [any Service] {
-        [kafka].compactMap { $0 }
+        [kafka as (any Service)?, redisPubSub, redisStream].compactMap { $0 }
     }
 
     /// The services in a group whose graceful shutdown turns into cancellation

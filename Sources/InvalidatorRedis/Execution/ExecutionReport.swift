@@ -37,9 +37,14 @@ public struct ExecutionReport: Sendable {
 }
 
 /// Collects per-node outcomes; a node's operation fails if any of its steps failed.
+///
+/// Hot path: a batch of plain deletes records one success per key, so deletes
+/// skip hashing (each is recorded exactly once per node: the pool drops duplicate
+/// operations and a key sits in one UNLINK). Patterns and tags record one outcome
+/// per step and are deduplicated with a set.
 struct ReportBuilder {
     private var order: [NodeOperation] = []
-    private var seen: Set<NodeOperation> = []
+    private var multiStepSeen: Set<NodeOperation> = []
     private var failures: [NodeOperation: ExecutionReport.OperationFailure] = [:]
 
     private struct NodeOperation: Hashable {
@@ -48,38 +53,48 @@ struct ReportBuilder {
     }
 
     mutating func recordSuccess(_ operation: CacheOperation, on node: RedisEndpoint) {
-        register(NodeOperation(node: node, operation: operation))
+        let key = NodeOperation(node: node, operation: operation)
+        if case .delete = operation {
+            order.append(key)
+        } else if multiStepSeen.insert(key).inserted {
+            order.append(key)
+        }
     }
 
-    /// The first failure of an operation on a node is kept; it fails even if other steps succeed.
     mutating func recordFailure(_ operation: CacheOperation, on node: RedisEndpoint, error: RedisError, attempts: Int) {
+        recordSuccess(operation, on: node)
         let key = NodeOperation(node: node, operation: operation)
-        register(key)
         if failures[key] == nil {
             failures[key] = .init(operation: operation, node: node, error: error, attempts: attempts)
         }
     }
 
-    private mutating func register(_ key: NodeOperation) {
-        if seen.insert(key).inserted { order.append(key) }
-    }
-
+    /// Merges the outcomes of other nodes or of a later stage (never the same node and operation twice).
     mutating func merge(_ other: ReportBuilder) {
-        for key in other.order where seen.insert(key).inserted { order.append(key) }
+        order += other.order
+        multiStepSeen.formUnion(other.multiStepSeen)
         failures.merge(other.failures) { first, _ in first }
     }
 
     func build(pool: String, deduplicated: [CacheOperation]) -> ExecutionReport {
-        var byNode: [RedisEndpoint: ExecutionReport.NodeResult] = [:]
+        var results: [ExecutionReport.NodeResult] = []
+        var indexByNode: [RedisEndpoint: Int] = [:]
+        var current = -1
         for key in order {
-            var result = byNode[key.node] ?? .init(node: key.node, succeeded: [], failed: [])
-            if let failure = failures[key] {
-                result.failed.append(failure)
-            } else {
-                result.succeeded.append(key.operation)
+            // Outcomes come in runs of one node: look the node up only when it changes.
+            if current < 0 || results[current].node != key.node {
+                current = indexByNode[key.node] ?? {
+                    results.append(.init(node: key.node, succeeded: [], failed: []))
+                    indexByNode[key.node] = results.count - 1
+                    return results.count - 1
+                }()
             }
-            byNode[key.node] = result
+            if !failures.isEmpty, let failure = failures[key] {
+                results[current].failed.append(failure)
+            } else {
+                results[current].succeeded.append(key.operation)
+            }
         }
-        return ExecutionReport(pool: pool, nodes: byNode.values.sorted { $0.node < $1.node }, deduplicated: deduplicated)
+        return ExecutionReport(pool: pool, nodes: results.sorted { $0.node < $1.node }, deduplicated: deduplicated)
     }
 }

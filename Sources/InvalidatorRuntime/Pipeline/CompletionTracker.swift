@@ -15,6 +15,22 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
         var finishedPosition: Int64?
         /// The position last handed out for commit.
         var committed: Int64?
+
+        /// Moves past the finished prefix; returns the commit position if it changed.
+        mutating func advance() -> Int64? {
+            while head < offsets.count, remainingWork[offsets[head]] == nil {
+                finishedPosition = offsets[head] + 1
+                head += 1
+            }
+            // Drop the finished prefix now and then, so the array does not grow forever.
+            if head > 1024, head * 2 > offsets.count {
+                offsets.removeFirst(head)
+                head = 0
+            }
+            guard let position = finishedPosition, position != committed else { return nil }
+            committed = position
+            return position
+        }
     }
 
     private var partitions: [Partition: PartitionState] = [:]
@@ -37,36 +53,21 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// Finishes one piece of a message's work.
     public mutating func complete(_ partition: Partition, offset: Int64) {
-        guard var state = partitions[partition], let remaining = state.remainingWork[offset] else { return }
+        // Mutated in place through the dictionary: a copy would duplicate `remainingWork` per message.
+        guard let remaining = partitions[partition]?.remainingWork[offset] else { return }
         if remaining > 1 {
-            state.remainingWork[offset] = remaining - 1
+            partitions[partition]!.remainingWork[offset] = remaining - 1
         } else {
-            state.remainingWork[offset] = nil
+            partitions[partition]!.remainingWork[offset] = nil
             inFlight -= 1
         }
-        partitions[partition] = state
     }
 
     /// The next offset to commit for `partition` if it moved since the last call:
     /// one past the longest finished prefix. Nil when there is nothing new to commit.
     public mutating func takeCommitPosition(_ partition: Partition) -> Int64? {
-        guard var state = partitions[partition] else { return nil }
-        while state.head < state.offsets.count, state.remainingWork[state.offsets[state.head]] == nil {
-            state.finishedPosition = state.offsets[state.head] + 1
-            state.head += 1
-        }
-        // Drop the finished prefix now and then, so the array does not grow forever.
-        if state.head > 1024, state.head * 2 > state.offsets.count {
-            state.offsets.removeFirst(state.head)
-            state.head = 0
-        }
-        guard let position = state.finishedPosition, position != state.committed else {
-            partitions[partition] = state
-            return nil
-        }
-        state.committed = position
-        partitions[partition] = state
-        return position
+        guard partitions[partition] != nil else { return nil }
+        return partitions[partition]!.advance()
     }
 
     /// Commit positions that moved, for every partition.

@@ -1,0 +1,276 @@
+import InvalidatorCore
+import InvalidatorRedis
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// Consumes change events from Redis pub/sub: at most once.
+///
+/// Pub/sub keeps nothing for a subscriber that is not connected. Events published
+/// while the subscription is down (a node restart, a network cut, or a worker so slow
+/// that the node closed it at its pub/sub output buffer limit) are lost. Each loss is
+/// logged as a warning saying so, and each resubscription is counted in
+/// ``reconnections``. Use `redis_stream` where a lost invalidation is not acceptable.
+///
+/// One dedicated connection subscribes to every channel (SUBSCRIBE) and pattern
+/// (PSUBSCRIBE) on the node owning the first channel or pattern name; in a cluster,
+/// every node sees every PUBLISH. Messages are processed in batches of what has
+/// arrived, up to `batchSize`, without waiting for a batch to fill: each poll sends
+/// PING and takes the messages queued before its reply. A poll that finds nothing
+/// waits a little (doubling up to `maximumIdleWait`) before the next. (A blocking
+/// `receive()` cannot wait indefinitely: its timeout ends the connection, which would
+/// drop the subscription, and lose events, on every quiet period.)
+///
+/// On graceful shutdown it stops polling, unsubscribes, processes the messages that
+/// arrived before the unsubscription was confirmed, and lets delayed redeletes finish
+/// up to the drain timeout.
+public final class RedisPubSubSource: Service, Sendable {
+    public let configuration: RedisPubSubSourceConfiguration
+    private let pool: RedisPool
+    private let pipeline: EventPipeline
+    private let drainTimeout: Duration
+    private let batchSize: Int
+    private let maximumIdleWait: Duration
+    private let logger: Logger
+    private let subscribed = Atomic<Bool>(false)
+    private let reconnectionCount = Atomic<Int>(0)
+    private let processed = Atomic<Int>(0)
+    private let stop = StopSignal()
+
+    public init(
+        configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
+        batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), logger: Logger
+    ) {
+        self.configuration = configuration
+        self.pool = pool
+        self.pipeline = pipeline
+        self.drainTimeout = drainTimeout
+        self.batchSize = batchSize
+        self.maximumIdleWait = maximumIdleWait
+        var logger = logger
+        logger[metadataKey: "source"] = "redis_pubsub"
+        self.logger = logger
+    }
+
+    /// True while the channels and patterns are subscribed.
+    public var isSubscribed: Bool { subscribed.load(ordering: .relaxed) }
+
+    /// Times the subscription was lost and set up again since start.
+    public var reconnections: Int { reconnectionCount.load(ordering: .relaxed) }
+
+    /// Events processed since start (applied or dead-lettered).
+    public var processedEvents: Int { processed.load(ordering: .relaxed) }
+
+    private var routingKey: String {
+        configuration.channels.first ?? configuration.patterns.first ?? ""
+    }
+
+    public func run() async throws {
+        logger.info("subscribing", metadata: [
+            "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
+        ])
+        await withTaskCancellationOrGracefulShutdownHandler {
+            await consume()
+        } onCancelOrGracefulShutdown: {
+            self.stop.set()
+        }
+        // Stop (done), then let delayed redeletes finish up to the drain timeout.
+        let drained = await pipeline.redeletes.drain(until: ContinuousClock.now + drainTimeout)
+        logger.info("redis pub/sub source stopped", metadata: [
+            "drained": "\(drained)", "reconnections": "\(reconnections)",
+        ])
+    }
+
+    /// Subscribes and processes messages until shutdown, resubscribing with backoff
+    /// whenever the connection is lost.
+    private func consume() async {
+        var subscription: Subscription?
+        var backoff = ReconnectBackoff()
+        var lostAt: ContinuousClock.Instant?
+        var idleWait = Duration.milliseconds(1)
+        while !stop.isSet {
+            do throws(RedisError) {
+                if subscription == nil {
+                    let connection = try await pool.dedicatedConnection(routingKey: routingKey)
+                    subscription = Subscription(connection: connection)
+                    let early = try await subscription!.subscribe(
+                        channels: configuration.channels, patterns: configuration.patterns, format: configuration.format)
+                    subscribed.store(true, ordering: .relaxed)
+                    if let lostAt {
+                        let count = reconnectionCount.add(1, ordering: .relaxed).newValue
+                        logger.warning("resubscribed; events published while unsubscribed were lost (at-most-once)", metadata: [
+                            "node": "\(connection.endpoint)", "unsubscribed_for": "\(ContinuousClock.now - lostAt)",
+                            "reconnections": "\(count)", "failures": "\(backoff.failures)",
+                        ])
+                    } else {
+                        logger.info("subscribed", metadata: ["node": "\(connection.endpoint)"])
+                    }
+                    lostAt = nil
+                    backoff.reset()
+                    if !early.isEmpty { await process(early) }
+                }
+                let messages = try await subscription!.poll(limit: batchSize, format: configuration.format)
+                if messages.isEmpty {
+                    await stop.pause(for: idleWait)
+                    idleWait = min(idleWait * 2, maximumIdleWait)
+                } else {
+                    idleWait = .milliseconds(1)
+                    await process(messages)
+                }
+            } catch {
+                if let subscription {
+                    await subscription.connection.close()
+                }
+                subscription = nil
+                let wasSubscribed = subscribed.exchange(false, ordering: .relaxed)
+                if wasSubscribed {
+                    lostAt = ContinuousClock.now
+                    logger.warning("subscription lost; events published until it is back are lost (at-most-once)", metadata: [
+                        "error": "\(error)", "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
+                    ])
+                }
+                let delay = backoff.next()
+                if !wasSubscribed, backoff.failures == 1 || backoff.failures % 20 == 0 {
+                    logger.warning("cannot subscribe; retrying with backoff", metadata: [
+                        "error": "\(error)", "attempt": "\(backoff.failures)",
+                    ])
+                }
+                await stop.pause(for: delay)
+            }
+        }
+        if let subscription {
+            // Messages already on their way to this worker are processed, not dropped:
+            // everything queued before the server's unsubscription confirmations.
+            if !Task.isCancelled, let last = try? await subscription.unsubscribe(format: configuration.format), !last.isEmpty {
+                await process(last)
+            }
+            await subscription.connection.close()
+        }
+        subscribed.store(false, ordering: .relaxed)
+    }
+
+    private func process(_ batch: [IncomingEvent]) async {
+        let result = await pipeline.process(batch)
+        if result.isDurable {
+            processed.add(batch.count, ordering: .relaxed)
+        }
+    }
+}
+
+/// A connection in subscribed mode, read in PING-delimited polls.
+private struct Subscription {
+    let connection: RedisConnection
+    /// A PING was sent and its reply not read yet: messages before it are still queued.
+    var awaitingPong = false
+
+    init(connection: RedisConnection) {
+        self.connection = connection
+    }
+
+    /// SUBSCRIBE then PSUBSCRIBE, waiting for every confirmation.
+    /// - Returns: messages that arrived in between.
+    mutating func subscribe(channels: [String], patterns: [String], format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+        var early: [IncomingEvent] = []
+        for (command, names) in [("SUBSCRIBE", channels), ("PSUBSCRIBE", patterns)] where !names.isEmpty {
+            var confirmed = 0
+            var reply = try await connection.send([command] + names)
+            while true {
+                switch try PubSubPush(reply) {
+                case .confirmation(let kind) where kind == command.lowercased():
+                    confirmed += 1
+                case .message(let channel, let payload):
+                    early.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+                case .confirmation, .pong:
+                    break
+                case .unsubscribed:
+                    throw RedisError(code: .protocolViolation, message: "unsubscribed by the server")
+                }
+                if confirmed == names.count { break }
+                reply = try await connection.receive()
+            }
+        }
+        return early
+    }
+
+    /// Messages that have arrived, up to `limit`: everything queued before the reply
+    /// to a PING sent now (or still outstanding from the previous poll).
+    mutating func poll(limit: Int, format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+        var events: [IncomingEvent] = []
+        var reply: RedisReply
+        if awaitingPong {
+            reply = try await connection.receive()
+        } else {
+            reply = try await connection.send(["PING"])
+            awaitingPong = true
+        }
+        while true {
+            switch try PubSubPush(reply) {
+            case .message(let channel, let payload):
+                events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+            case .pong:
+                awaitingPong = false
+                return events
+            case .confirmation:
+                break
+            case .unsubscribed:
+                throw RedisError(code: .protocolViolation, message: "unsubscribed by the server")
+            }
+            if events.count >= limit { return events }
+            reply = try await connection.receive()
+        }
+    }
+
+    /// UNSUBSCRIBE and PUNSUBSCRIBE from everything.
+    /// - Returns: the messages that arrived before the last confirmation.
+    func unsubscribe(format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+        var events: [IncomingEvent] = []
+        // `send` returns whichever reply comes next; every reply is classified below.
+        var replies = [try await connection.send(["UNSUBSCRIBE"]), try await connection.send(["PUNSUBSCRIBE"])]
+        while true {
+            for reply in replies {
+                switch try PubSubPush(reply) {
+                case .message(let channel, let payload):
+                    events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+                case .unsubscribed(let remaining) where remaining == 0:
+                    return events
+                case .unsubscribed, .confirmation, .pong:
+                    break
+                }
+            }
+            replies = [try await connection.receive()]
+        }
+    }
+}
+
+/// What a subscribed connection pushes.
+private enum PubSubPush {
+    case message(channel: String, payload: [UInt8])
+    case confirmation(String)
+    /// An unsubscription confirmed, with the number of subscriptions left.
+    case unsubscribed(remaining: Int64)
+    case pong
+
+    /// Classifies a reply on a subscribed connection. Anything else (an error reply,
+    /// a plain PONG from a connection that is no longer subscribed) throws, and the
+    /// subscription is set up again.
+    init(_ reply: RedisReply) throws(RedisError) {
+        if let error = reply.error { throw error }
+        guard let parts = reply.array, let kind = parts.first?.string?.lowercased() else {
+            throw RedisError(code: .protocolViolation, message: "unexpected reply on a subscribed connection")
+        }
+        switch kind {
+        case "message" where parts.count == 3:
+            self = .message(channel: parts[1].string ?? "", payload: parts[2].bytes ?? [])
+        case "pmessage" where parts.count == 4:
+            self = .message(channel: parts[2].string ?? "", payload: parts[3].bytes ?? [])
+        case "subscribe", "psubscribe":
+            self = .confirmation(kind)
+        case "unsubscribe", "punsubscribe":
+            self = .unsubscribed(remaining: parts.last?.integer ?? 0)
+        case "pong":
+            self = .pong
+        default:
+            throw RedisError(code: .protocolViolation, message: "unexpected '\(kind)' on a subscribed connection")
+        }
+    }
+}
