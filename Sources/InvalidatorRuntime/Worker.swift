@@ -12,6 +12,13 @@ public final class Worker: Sendable {
     public let kafka: KafkaEventSource?
     public let redisPubSub: RedisPubSubSource?
     public let redisStream: RedisStreamSource?
+    /// Reloads the rules when their files change; nil for inline rules or when turned off.
+    public let rulesReloader: RulesReloader?
+    /// PINGs the pools for `invalidator_node_up` and `/readyz`.
+    public let healthMonitor: HealthMonitor
+    /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
+    public let httpServer: ObservabilityServer?
+    public let metrics: WorkerMetrics
     private let configuration: Configuration
     private let logger: Logger
 
@@ -23,7 +30,8 @@ public final class Worker: Sendable {
 
     public init(
         loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
-        workerID: String = Worker.defaultWorkerID, logger: Logger
+        workerID: String = Worker.defaultWorkerID, observability: WorkerObservability = WorkerObservability(),
+        logger: Logger
     ) throws {
         let configuration = loaded.configuration
         guard !configuration.sources.isEmpty else {
@@ -33,25 +41,56 @@ public final class Worker: Sendable {
         self.logger = logger
         let pools = try PoolSet(configuration: configuration, logger: logger)
         self.pools = pools
+        let metrics = observability.metrics
+        self.metrics = metrics
         let store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools)
         let pipeline = EventPipeline(
             rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets)),
-            pools: pools, deadLetters: store, workerID: workerID, logger: logger)
+            pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics)
         self.pipeline = pipeline
         self.kafka = configuration.sources.kafka.map {
-            KafkaEventSource(configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+            KafkaEventSource(
+                configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics,
+                logger: logger)
         }
         self.redisPubSub = try configuration.sources.redisPubSub.map {
             RedisPubSubSource(
                 configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_pubsub", in: pools),
-                pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+                pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics, logger: logger)
         }
         self.redisStream = try configuration.sources.redisStream.map {
             RedisStreamSource(
                 configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_stream", in: pools),
                 pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
         }
+        self.rulesReloader = observability.rulesReloadInterval.flatMap { interval in
+            loaded.rulesFiles.isEmpty ? nil : RulesReloader(
+                paths: loaded.rulesFiles, rules: pipeline.rules, configuration: configuration, interval: interval,
+                metrics: metrics, logger: logger)
+        }
+        let sources: [(name: String, source: any SubscribableSource)] = [
+            kafka.map { ("kafka", $0 as any SubscribableSource) },
+            redisPubSub.map { ("redis_pubsub", $0 as any SubscribableSource) },
+            redisStream.map { ("redis_stream", $0 as any SubscribableSource) },
+        ].compactMap { $0 }
+        let monitor = HealthMonitor(
+            pools: pools, sources: { sources.map { ($0.name, $0.source.isSubscribed) } },
+            interval: observability.healthCheckInterval, metrics: metrics, logger: logger)
+        self.healthMonitor = monitor
+        if observability.serveHTTP {
+            let text = observability.listen?.description ?? configuration.http.listen
+            guard let listen = observability.listen ?? ListenAddress(text) else {
+                throw ConfigurationProblem("http.listen '\(text)' is not host:port")
+            }
+            self.httpServer = ObservabilityServer(
+                listen: listen, renderMetrics: observability.renderMetrics, readiness: { monitor.readiness }, logger: logger)
+        } else {
+            self.httpServer = nil
+        }
     }
+
+    /// Ready once every source is subscribed and every pool answered the last PING.
+    public var readiness: Readiness { healthMonitor.readiness }
 
     static func sourcePool(_ name: String, of source: String, in pools: PoolSet) throws -> RedisPool {
         guard let pool = pools.pool(named: name) else { throw ConfigurationProblem("\(source).pool '\(name)' is not defined") }
@@ -74,7 +113,11 @@ public final class Worker: Sendable {
     }
 
     public var services: [any Service] {
-        [kafka as (any Service)?, redisPubSub, redisStream].compactMap { $0 }
+        // Shut down in reverse order: the sources drain first, while the HTTP
+        // listener still serves metrics and probes.
+        let observability: [(any Service)?] = [httpServer, httpServer == nil ? nil : healthMonitor, rulesReloader]
+        let sources: [(any Service)?] = [kafka, redisPubSub, redisStream]
+        return (observability + sources).compactMap { $0 }
     }
 
     /// The services in a group whose graceful shutdown turns into cancellation

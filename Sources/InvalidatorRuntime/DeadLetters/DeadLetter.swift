@@ -49,6 +49,8 @@ public struct DeadLetter: Sendable {
     public var firstFailedAt: String
     public var lastFailedAt: String
     public var worker: String
+    /// Message headers needed to decode the event again (CloudEvents binary mode `ce_*`).
+    public var headers: [String: String] = [:]
 
     public init(
         event: [UInt8], source: SourceCoordinates, reason: Reason, errorClass: String, errorMessage: String,
@@ -76,6 +78,9 @@ public struct DeadLetter: Sendable {
             object["event"] = .string(text)
         } else {
             object["event_base64"] = .string(Base64.encode(event))
+        }
+        if !headers.isEmpty {
+            object["headers"] = .object(JSONObject(headers.sorted { $0.key < $1.key }.map { JSONObject.Field(key: $0.key, value: .string($0.value)) }))
         }
         object["source"] = source.json
         object["reason"] = .string(reason.rawValue)
@@ -114,5 +119,171 @@ enum Base64 {
             index += 3
         }
         return String(decoding: output, as: UTF8.self)
+    }
+}
+
+// MARK: - Reading records back
+
+/// A stored dead-letter record that is not a version-1 record as
+/// schemas/dead-letter.schema.json describes it.
+public struct DeadLetterDecodingError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+extension DeadLetter {
+    /// Decodes a record written by ``json``.
+    public init(json value: JSONValue) throws(DeadLetterDecodingError) {
+        guard let object = value.objectValue else { throw DeadLetterDecodingError("the record is not a JSON object") }
+        guard object["version"]?.scalarText == "1" else {
+            throw DeadLetterDecodingError("unsupported record version \(object["version"]?.serialized() ?? "(none)")")
+        }
+        func string(_ key: String) throws(DeadLetterDecodingError) -> String {
+            guard let text = object[key]?.stringValue else { throw DeadLetterDecodingError("the record has no string \(key)") }
+            return text
+        }
+        func optionalString(_ key: String) -> String? { object[key]?.stringValue }
+
+        let event: [UInt8]
+        if let text = object["event"]?.stringValue {
+            event = Array(text.utf8)
+        } else if let encoded = object["event_base64"]?.stringValue, let bytes = Base64.decode(encoded) {
+            event = bytes
+        } else {
+            throw DeadLetterDecodingError("the record has neither event nor event_base64")
+        }
+        guard let source = object["source"].flatMap(SourceCoordinates.init(json:)) else {
+            throw DeadLetterDecodingError("the record has no valid source")
+        }
+        guard let reason = Reason(rawValue: try string("reason")) else {
+            throw DeadLetterDecodingError("unknown reason \(object["reason"]?.serialized() ?? "")")
+        }
+        guard let error = object["error"]?.objectValue, let errorClass = error["class"]?.stringValue,
+              let errorMessage = error["message"]?.stringValue
+        else { throw DeadLetterDecodingError("the record has no error.class and error.message") }
+        guard let operationValues = object["operations"]?.arrayValue else {
+            throw DeadLetterDecodingError("the record has no operations array")
+        }
+        var operations: [PlannedOperation] = []
+        for (index, operation) in operationValues.enumerated() {
+            guard let planned = PlanDescription.plannedOperation(json: operation) else {
+                throw DeadLetterDecodingError("operations[\(index)] is not a valid operation")
+            }
+            operations.append(planned)
+        }
+        guard let attemptsText = object["attempts"]?.scalarText, let attempts = Int(attemptsText), attempts >= 1 else {
+            throw DeadLetterDecodingError("the record has no valid attempts")
+        }
+        self.init(
+            event: event, source: source, reason: reason, errorClass: errorClass, errorMessage: errorMessage,
+            rule: optionalString("rule"), pool: optionalString("pool"), node: optionalString("node"),
+            operations: operations, attempts: attempts, failedAt: try string("first_failed_at"),
+            worker: optionalString("worker") ?? "")
+        self.lastFailedAt = try string("last_failed_at")
+        if let headers = object["headers"]?.objectValue {
+            self.headers = Dictionary(headers.fields.compactMap { field in field.value.stringValue.map { (field.key, $0) } },
+                                      uniquingKeysWith: { _, last in last })
+        }
+    }
+
+    /// Decodes a record from its JSON text.
+    public init(jsonText: String) throws(DeadLetterDecodingError) {
+        let value: JSONValue
+        do {
+            value = try JSONParser.parse(bytes: Array(jsonText.utf8))
+        } catch {
+            throw DeadLetterDecodingError("the record is not JSON: \(error)")
+        }
+        try self.init(json: value)
+    }
+}
+
+extension SourceCoordinates {
+    public init?(json value: JSONValue) {
+        guard let object = value.objectValue, let kind = object["kind"]?.stringValue else { return nil }
+        switch kind {
+        case "kafka":
+            guard let topic = object["topic"]?.stringValue,
+                  let partition = object["partition"]?.scalarText.flatMap({ Int32($0) }),
+                  let offset = object["offset"]?.scalarText.flatMap({ Int64($0) })
+            else { return nil }
+            self = .kafka(topic: topic, partition: partition, offset: offset)
+        case "redis_stream":
+            guard let stream = object["stream"]?.stringValue, let entryID = object["entry_id"]?.stringValue else { return nil }
+            self = .redisStream(stream: stream, entryID: entryID)
+        case "redis_pubsub":
+            guard let channel = object["channel"]?.stringValue else { return nil }
+            self = .redisPubSub(channel: channel)
+        case "manual":
+            self = .manual
+        default:
+            return nil
+        }
+    }
+}
+
+extension PlanDescription {
+    /// The inverse of ``operationJSON(_:)``. Precompute jobs come back without
+    /// `event_id` and `occurred_at`, which the shape does not carry.
+    public static func plannedOperation(json value: JSONValue) -> PlannedOperation? {
+        guard let object = value.objectValue, let kind = object["kind"]?.stringValue.flatMap(CacheOperation.Kind.init(rawValue:)),
+              let rule = object["rule"]?.stringValue
+        else { return nil }
+        let operation: CacheOperation
+        switch kind {
+        case .delete:
+            guard let key = object["key"]?.stringValue else { return nil }
+            operation = .delete(key: key)
+        case .bump:
+            guard let key = object["key"]?.stringValue else { return nil }
+            operation = .bump(key: key)
+        case .pattern:
+            guard let pattern = object["pattern"]?.stringValue else { return nil }
+            operation = .deletePattern(pattern: pattern)
+        case .tag:
+            guard let set = object["set"]?.stringValue else { return nil }
+            operation = .purgeTag(setKey: set)
+        case .expire:
+            guard let key = object["key"]?.stringValue, let ttl = object["ttl_ms"]?.scalarText.flatMap({ Int64($0) }) else { return nil }
+            operation = .expire(key: key, ttlMilliseconds: ttl)
+        case .precompute:
+            guard let stream = object["stream"]?.stringValue, let job = object["job"]?.stringValue else { return nil }
+            let args = (object["args"]?.objectValue?.fields ?? []).compactMap { field in
+                field.value.stringValue.map { PrecomputeJob.Argument(name: field.key, value: $0) }
+            }
+            operation = .precompute(PrecomputeJob(stream: stream, job: job, args: args, eventID: nil, occurredAt: nil))
+        }
+        return PlannedOperation(operation, rule: rule)
+    }
+}
+
+extension Base64 {
+    static func decode(_ text: String) -> [UInt8]? {
+        var values: [UInt8] = []
+        values.reserveCapacity(text.utf8.count)
+        for byte in text.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"): values.append(byte - UInt8(ascii: "A"))
+            case UInt8(ascii: "a")...UInt8(ascii: "z"): values.append(byte - UInt8(ascii: "a") + 26)
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): values.append(byte - UInt8(ascii: "0") + 52)
+            case UInt8(ascii: "+"): values.append(62)
+            case UInt8(ascii: "/"): values.append(63)
+            case UInt8(ascii: "="), UInt8(ascii: "\n"), UInt8(ascii: "\r"): continue
+            default: return nil
+            }
+        }
+        guard values.count % 4 != 1 else { return nil }
+        var output: [UInt8] = []
+        output.reserveCapacity(values.count * 3 / 4)
+        var index = 0
+        while index < values.count {
+            let chunk = values[index..<min(index + 4, values.count)]
+            let value = chunk.enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (18 - 6 * UInt32($1.offset)) }
+            for position in 0..<(chunk.count - 1) {
+                output.append(UInt8(truncatingIfNeeded: value >> (16 - 8 * UInt32(position))))
+            }
+            index += 4
+        }
+        return output
     }
 }

@@ -24,6 +24,7 @@ public final class KafkaDeadLetterStore: DeadLetterStore {
                 value: Array(record.json.serialized().utf8), headers: Self.headers(record)))
         }
         try await producer.flush()
+        DeadLetterMetrics.recordWritten(records)
     }
 
     static func headers(_ record: DeadLetter) -> [KafkaHeader] {

@@ -14,16 +14,19 @@ public struct RedisStreamDeadLetterStore: DeadLetterStore {
     }
 
     public func write(_ records: [DeadLetter]) async throws {
-        let commands = records.map { record in
-            ["XADD", stream, "*",
-             "reason", record.reason.rawValue,
-             "rule", record.rule ?? "",
-             "node", record.node ?? "",
-             "record", record.json.serialized()]
-        }
+        let commands = records.map { ["XADD", stream, "*"] + Self.fields(of: $0) }
         let replies = try await pool.pipeline(commands, routingKey: stream)
         if let failure = replies.lazy.compactMap({ $0.error }).first {
             throw failure
         }
+        DeadLetterMetrics.recordWritten(records)
+    }
+
+    /// The entry fields of one record: `reason`, `rule`, `node` and the whole `record`.
+    static func fields(of record: DeadLetter) -> [String] {
+        ["reason", record.reason.rawValue,
+         "rule", record.rule ?? "",
+         "node", record.node ?? "",
+         "record", record.json.serialized()]
     }
 }

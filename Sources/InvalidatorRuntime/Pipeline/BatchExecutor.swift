@@ -16,9 +16,12 @@ public struct NodeFailure: Sendable {
 /// and failures are traced back to the event that asked for them.
 public struct BatchExecutor: Sendable {
     public let pools: PoolSet
+    /// Counts operations and retries per node.
+    public let metrics: WorkerMetrics
 
-    public init(pools: PoolSet) {
+    public init(pools: PoolSet, metrics: WorkerMetrics = .disabled) {
         self.pools = pools
+        self.metrics = metrics
     }
 
     /// - Parameter plans: per event, its work per pool.
@@ -44,6 +47,7 @@ public struct BatchExecutor: Sendable {
         }
         guard !work.isEmpty else { return [:] }
         let reports = await pools.execute(work)
+        metrics.record(reports)
         var failures: [Int: [NodeFailure]] = [:]
         for report in reports where !report.isSuccess {
             guard let index = workIndexByPool[report.pool] else { continue }

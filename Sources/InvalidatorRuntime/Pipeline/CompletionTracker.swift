@@ -7,24 +7,38 @@
 /// partition is the offset after the longest finished prefix.
 public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     private struct PartitionState: Sendable {
-        /// Offsets in arrival order; `head` is the first unfinished one.
+        /// Offsets in arrival order, ascending; `head` is the first not yet passed.
         var offsets: [Int64] = []
+        /// Pieces of work left per entry of `offsets`; 0 when finished.
+        var remaining: [Int32] = []
         var head = 0
-        var remainingWork: [Int64: Int] = [:]
+        var unfinished = 0
         /// One past the longest finished prefix.
         var finishedPosition: Int64?
         /// The position last handed out for commit.
         var committed: Int64?
 
+        /// Where `offset` sits in `offsets`, by binary search (offsets ascend).
+        func index(of offset: Int64) -> Int? {
+            var low = head
+            var high = offsets.count
+            while low < high {
+                let middle = (low + high) / 2
+                if offsets[middle] < offset { low = middle + 1 } else { high = middle }
+            }
+            return low < offsets.count && offsets[low] == offset ? low : nil
+        }
+
         /// Moves past the finished prefix; returns the commit position if it changed.
         mutating func advance() -> Int64? {
-            while head < offsets.count, remainingWork[offsets[head]] == nil {
+            while head < offsets.count, remaining[head] == 0 {
                 finishedPosition = offsets[head] + 1
                 head += 1
             }
-            // Drop the finished prefix now and then, so the array does not grow forever.
+            // Drop the passed prefix now and then, so the arrays do not grow forever.
             if head > 1024, head * 2 > offsets.count {
                 offsets.removeFirst(head)
+                remaining.removeFirst(head)
                 head = 0
             }
             guard let position = finishedPosition, position != committed else { return nil }
@@ -41,24 +55,24 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     /// Starts tracking a message with one piece of work.
     public mutating func track(_ partition: Partition, offset: Int64) {
         partitions[partition, default: PartitionState()].offsets.append(offset)
-        partitions[partition]!.remainingWork[offset] = 1
+        partitions[partition]!.remaining.append(1)
+        partitions[partition]!.unfinished += 1
         inFlight += 1
     }
 
     /// Adds a piece of work to a tracked, unfinished message (e.g. a scheduled redelete).
     public mutating func addWork(_ partition: Partition, offset: Int64) {
-        guard partitions[partition]?.remainingWork[offset] != nil else { return }
-        partitions[partition]!.remainingWork[offset]! += 1
+        guard let index = partitions[partition]?.index(of: offset), partitions[partition]!.remaining[index] > 0 else { return }
+        partitions[partition]!.remaining[index] += 1
     }
 
     /// Finishes one piece of a message's work.
     public mutating func complete(_ partition: Partition, offset: Int64) {
-        // Mutated in place through the dictionary: a copy would duplicate `remainingWork` per message.
-        guard let remaining = partitions[partition]?.remainingWork[offset] else { return }
-        if remaining > 1 {
-            partitions[partition]!.remainingWork[offset] = remaining - 1
-        } else {
-            partitions[partition]!.remainingWork[offset] = nil
+        // Mutated in place through the dictionary: a copy would duplicate the arrays per message.
+        guard let index = partitions[partition]?.index(of: offset), partitions[partition]!.remaining[index] > 0 else { return }
+        partitions[partition]!.remaining[index] -= 1
+        if partitions[partition]!.remaining[index] == 0 {
+            partitions[partition]!.unfinished -= 1
             inFlight -= 1
         }
     }
@@ -90,10 +104,10 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     /// Stops tracking a partition (revoked); its unfinished messages no longer count as in flight.
     public mutating func forget(_ partition: Partition) {
         guard let state = partitions.removeValue(forKey: partition) else { return }
-        inFlight -= state.remainingWork.count
+        inFlight -= state.unfinished
     }
 
     public func unfinishedCount(_ partition: Partition) -> Int {
-        partitions[partition]?.remainingWork.count ?? 0
+        partitions[partition]?.unfinished ?? 0
     }
 }

@@ -11,6 +11,7 @@ public final class EventPipeline: Sendable {
     public let executor: BatchExecutor
     public let deadLetters: any DeadLetterStore
     public let redeletes: RedeleteScheduler
+    public let metrics: WorkerMetrics
     let logger: Logger
     let workerID: String
     /// Pause between attempts to reach an unavailable dead-letter store.
@@ -18,10 +19,11 @@ public final class EventPipeline: Sendable {
 
     public init(
         rules: RulesState, pools: PoolSet, deadLetters: any DeadLetterStore, workerID: String, logger: Logger,
-        deadLetterRetryDelay: Duration = .milliseconds(500)
+        deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled
     ) {
         self.rules = rules
-        self.executor = BatchExecutor(pools: pools)
+        self.metrics = metrics
+        self.executor = BatchExecutor(pools: pools, metrics: metrics)
         self.deadLetters = deadLetters
         self.workerID = workerID
         self.logger = logger
@@ -39,12 +41,29 @@ public final class EventPipeline: Sendable {
         public var awaitingRedelete: Set<Int>
     }
 
+    /// Decoded and planned events of a batch, ready to apply: the CPU-bound half
+    /// of processing, which a source may run for the next batch while the
+    /// previous one is still being applied.
+    public struct PreparedBatch: Sendable {
+        let batch: [IncomingEvent]
+        let plans: [Plan]
+        /// For each plan, the index of its event in `batch`.
+        let planEventIndexes: [Int]
+        /// Events that cannot be applied at all (bad input, unresolvable templates).
+        let rejected: [DeadLetter]
+    }
+
     /// Processes `batch` in order. Operations of one event never run before those of an earlier event on the same node.
     ///
     /// - Parameter onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
     public func process(
         _ batch: [IncomingEvent], onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
     ) async -> BatchResult {
+        await apply(prepare(batch), onRedeleteFinished: onRedeleteFinished)
+    }
+
+    /// Decodes and plans a batch with the rules in force now.
+    public func prepare(_ batch: [IncomingEvent]) -> PreparedBatch {
         let planner = rules.planner
         var plans: [Plan] = []
         var planEventIndexes: [Int] = []
@@ -67,7 +86,16 @@ public final class EventPipeline: Sendable {
                     errorClass: error.reason.rawValue, errorMessage: error.message, failedAt: now, worker: workerID))
             }
         }
+        return PreparedBatch(batch: batch, plans: plans, planEventIndexes: planEventIndexes, rejected: records)
+    }
 
+    /// Applies a prepared batch, dead-letters what failed, and schedules redeletes.
+    public func apply(
+        _ prepared: PreparedBatch, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async -> BatchResult {
+        let (batch, plans, planEventIndexes) = (prepared.batch, prepared.plans, prepared.planEventIndexes)
+        var records = prepared.rejected
+        metrics.inFlightChanged(by: batch.count)
         let failures = await executor.execute(plans.map(\.pools))
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
@@ -80,8 +108,10 @@ public final class EventPipeline: Sendable {
             }
         }
         guard await store(records) else {
+            metrics.inFlightChanged(by: -batch.count)
             return BatchResult(isDurable: false, awaitingRedelete: [])
         }
+        recordOutcomes(prepared, failed: Set(failures.keys))
 
         var awaiting: Set<Int> = []
         for (planIndex, plan) in plans.enumerated() {
@@ -99,10 +129,46 @@ public final class EventPipeline: Sendable {
                         operations: failure.operations, attempts: failure.attempts, failedAt: RFC3339Clock.now(),
                         worker: workerID)
                 })
-                if durable { onRedeleteFinished(eventIndex) }
+                if durable {
+                    metrics.inFlightChanged(by: -1)
+                    onRedeleteFinished(eventIndex)
+                }
             }
         }
+        metrics.inFlightChanged(by: -(batch.count - awaiting.count))
         return BatchResult(isDurable: true, awaitingRedelete: awaiting)
+    }
+
+    /// Counts a durable batch's events by result (per source: events neither
+    /// planned nor rejected were skipped) and records the latency of those applied.
+    /// - Parameter failed: indexes of plans with operations dead-lettered.
+    private func recordOutcomes(_ prepared: PreparedBatch, failed: Set<Int>) {
+        var counts: [String: (applied: Int, deadLettered: Int, skipped: Int)] = [:]
+        for event in prepared.batch { counts[event.source.metricLabel, default: (0, 0, 0)].skipped += 1 }
+        let nowSeconds = Date().timeIntervalSince1970
+        for (planIndex, plan) in prepared.plans.enumerated() {
+            let event = prepared.batch[prepared.planEventIndexes[planIndex]]
+            let label = event.source.metricLabel
+            counts[label]!.skipped -= 1
+            if failed.contains(planIndex) {
+                counts[label]!.deadLettered += 1
+            } else {
+                counts[label]!.applied += 1
+                let origin = plan.event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
+                    ?? event.timestampMilliseconds.map { Double($0) / 1000 }
+                if let origin { metrics.latency(seconds: nowSeconds - origin) }
+            }
+        }
+        for record in prepared.rejected {
+            let label = record.source.metricLabel
+            counts[label, default: (0, 0, 0)].deadLettered += 1
+            counts[label]!.skipped -= 1
+        }
+        for (source, count) in counts {
+            metrics.events(source: source, result: .applied, count: count.applied)
+            metrics.events(source: source, result: .deadLettered, count: count.deadLettered)
+            metrics.events(source: source, result: .skipped, count: count.skipped)
+        }
     }
 
     private func decode(_ event: IncomingEvent, payload: [UInt8]) throws(EventDecodingError) -> ChangeEvent {

@@ -19,11 +19,16 @@ public final class KafkaEventSource: Service, Sendable {
     private let tracker = Mutex(CompletionTracker<TopicPartition>())
     private let subscribed = Atomic<Bool>(false)
     private let processed = Atomic<Int>(0)
+    private let metrics: WorkerMetrics
+    /// Per assigned partition, the committed position (next offset to read) behind
+    /// `invalidator_consumer_lag`; nil while unknown (no committed offset yet).
+    private let lagPositions = Mutex<[TopicPartition: Int64?]>([:])
 
     public init(
         configuration: KafkaSourceConfiguration, pipeline: EventPipeline, drainTimeout: Duration,
-        commitInterval: Duration = .milliseconds(100), logger: Logger
+        commitInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled, logger: Logger
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.pipeline = pipeline
         self.drainTimeout = drainTimeout
@@ -60,6 +65,7 @@ public final class KafkaEventSource: Service, Sendable {
                     while true {
                         try await Task.sleep(for: self.commitInterval)
                         await self.commit(consumer)
+                        await self.reportLag(consumer)
                     }
                 }
                 try await tasks.next()
@@ -74,32 +80,53 @@ public final class KafkaEventSource: Service, Sendable {
     }
 
     /// Reads until graceful shutdown or until a batch cannot be made durable.
+    ///
+    /// Two batches are in flight at most: while one is applied, the next is
+    /// decoded and planned, so both cores work. Batches are still applied one
+    /// after another, in order.
     private func consume(_ consumer: KafkaConsumer) async throws {
-        for try await event in consumer.events.cancelOnGracefulShutdown() {
-            switch event {
-            case .messages(let messages):
-                guard await process(messages) else { return }
-            case .partitionsAssigned(let partitions):
-                logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
-            case .partitionsRevoked(let revocation):
-                await handOver(revocation, consumer: consumer)
+        try await withThrowingTaskGroup(of: Bool.self) { applying in
+            var isApplying = false
+            /// Waits for the batch being applied; false if it could not be made durable.
+            func finishApplying() async throws -> Bool {
+                guard isApplying else { return true }
+                isApplying = false
+                return try await applying.next() ?? true
             }
+            for try await event in consumer.events.cancelOnGracefulShutdown() {
+                switch event {
+                case .messages(let messages):
+                    let prepared = prepare(messages)
+                    guard try await finishApplying() else { return }
+                    applying.addTask { await self.apply(prepared, messages) }
+                    isApplying = true
+                case .partitionsAssigned(let partitions):
+                    logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
+                case .partitionsRevoked(let revocation):
+                    guard try await finishApplying() else { return }
+                    await handOver(revocation, consumer: consumer)
+                }
+            }
+            _ = try await finishApplying()
         }
     }
 
-    /// Applies one batch. False when it could not be made durable (shutdown while
-    /// the dead-letter store was down); then nothing of it is committed.
-    private func process(_ messages: [KafkaMessage]) async -> Bool {
+    private func prepare(_ messages: [KafkaMessage]) -> EventPipeline.PreparedBatch {
         tracker.withLock { tracker in
             for message in messages { tracker.track(message.topicPartition, offset: message.offset) }
         }
-        let batch = messages.map { message in
+        return pipeline.prepare(messages.map { message in
             IncomingEvent(
                 source: .kafka(topic: message.topic, partition: message.partition, offset: message.offset),
                 payload: message.value, format: configuration.format,
                 headers: message.headers.map { ($0.key, $0.value) }, timestampMilliseconds: message.timestamp)
-        }
-        let result = await pipeline.process(batch) { [self] index in
+        })
+    }
+
+    /// Applies one prepared batch. False when it could not be made durable
+    /// (shutdown while the dead-letter store was down); then nothing of it is committed.
+    private func apply(_ prepared: EventPipeline.PreparedBatch, _ messages: [KafkaMessage]) async -> Bool {
+        let result = await pipeline.apply(prepared) { [self] index in
             tracker.withLock { $0.complete(messages[index].topicPartition, offset: messages[index].offset) }
         }
         guard result.isDurable else { return false }
@@ -117,12 +144,43 @@ public final class KafkaEventSource: Service, Sendable {
         guard !positions.isEmpty else { return }
         do {
             try await consumer.commit(positions)
+            lagPositions.withLock { known in
+                for (partition, position) in positions where known[partition] != nil { known[partition] = position }
+            }
         } catch {
             // The next commit carries the same or later positions.
             logger.warning("offset commit failed; will retry", metadata: ["error": "\(error)"])
             tracker.withLock { tracker in
                 for partition in positions.keys { tracker.resetCommitted(partition) }
             }
+        }
+    }
+
+    /// Sets `invalidator_consumer_lag` for each assigned partition: the high
+    /// watermark last seen by the fetcher minus the committed position. A newly
+    /// assigned partition's committed offset is read from the group once; one with
+    /// none yet counts from its low watermark.
+    private func reportLag(_ consumer: KafkaConsumer) async {
+        let assigned = consumer.assignment
+        let (unknown, gone) = lagPositions.withLock { known in
+            (assigned.filter { known[$0] == nil }, known.keys.filter { !assigned.contains($0) })
+        }
+        for partition in gone { metrics.forgetConsumerLag(topic: partition.topic, partition: partition.partition) }
+        var fetched: [TopicPartition: Int64] = [:]
+        if !unknown.isEmpty {
+            fetched = (try? await consumer.committed(Array(unknown), timeout: .seconds(2))) ?? [:]
+        }
+        let positions = lagPositions.withLock { known in
+            for partition in gone { known[partition] = nil }
+            for partition in unknown where known[partition] == nil {
+                known[partition] = .some(fetched[partition])
+            }
+            return known
+        }
+        for (partition, position) in positions {
+            guard let watermarks = consumer.cachedWatermarks(partition), watermarks.high >= 0 else { continue }
+            let committed = position ?? watermarks.low
+            metrics.consumerLag(topic: partition.topic, partition: partition.partition, lag: watermarks.high - max(committed, 0))
         }
     }
 

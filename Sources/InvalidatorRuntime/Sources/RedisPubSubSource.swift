@@ -36,11 +36,14 @@ public final class RedisPubSubSource: Service, Sendable {
     private let reconnectionCount = Atomic<Int>(0)
     private let processed = Atomic<Int>(0)
     private let stop = StopSignal()
+    private let metrics: WorkerMetrics
 
     public init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
-        batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), logger: Logger
+        batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), metrics: WorkerMetrics = .disabled,
+        logger: Logger
     ) {
+        self.metrics = metrics
         self.configuration = configuration
         self.pool = pool
         self.pipeline = pipeline
@@ -98,6 +101,7 @@ public final class RedisPubSubSource: Service, Sendable {
                     subscribed.store(true, ordering: .relaxed)
                     if let lostAt {
                         let count = reconnectionCount.add(1, ordering: .relaxed).newValue
+                        metrics.pubSubReconnection()
                         logger.warning("resubscribed; events published while unsubscribed were lost (at-most-once)", metadata: [
                             "node": "\(connection.endpoint)", "unsubscribed_for": "\(ContinuousClock.now - lostAt)",
                             "reconnections": "\(count)", "failures": "\(backoff.failures)",

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
+import Metrics
+import Prometheus
 
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,6 +13,9 @@ struct RunCommand: AsyncParsableCommand {
             The config path defaults to $INVALIDATOR_CONFIG, else invalidator.yaml. On SIGTERM the \
             worker stops fetching, drains in-flight work for up to shutdown.drain_timeout, commits \
             and exits 0; a second SIGTERM stops at once, committing only finished work.
+
+            It serves GET /metrics (Prometheus), /healthz and /readyz on http.listen \
+            (default 0.0.0.0:9090), and reloads the rules when their files change.
 
             Examples:
               invalidator run --config /etc/invalidator/invalidator.yaml
@@ -26,9 +31,13 @@ struct RunCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap()
         let loaded = try loadConfiguration(config)
+        let registry = Self.bootstrapMetrics()
         let worker: Worker
         do {
-            worker = try Worker(loaded: loaded, logger: logger)
+            worker = try Worker(
+                loaded: loaded,
+                observability: WorkerObservability(serveHTTP: true, renderMetrics: { registry.emitToString() }),
+                logger: logger)
         } catch {
             throw CommandFailure(message: "\(error)")
         }
@@ -37,6 +46,20 @@ struct RunCommand: AsyncParsableCommand {
         ])
         try await worker.run()
         logger.info("invalidator stopped")
+    }
+
+    /// Bootstraps swift-metrics once for the process with a Prometheus registry,
+    /// the one `/metrics` renders.
+    static func bootstrapMetrics() -> PrometheusCollectorRegistry {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60),
+        ]
+        MetricsSystem.bootstrap(factory)
+        return registry
     }
 }
 

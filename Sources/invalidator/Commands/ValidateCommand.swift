@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
+import Logging
 
 struct ValidateCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -13,6 +14,11 @@ struct ValidateCommand: AsyncParsableCommand {
             Examples:
               invalidator validate --config invalidator.yaml
               invalidator validate --rules rules.yaml
+              invalidator validate --config invalidator.yaml --check-connectivity
+
+            With --check-connectivity it also PINGs every Redis node of every pool and \
+            reaches the Kafka brokers (reading the group's committed offsets, without \
+            joining it), printing each target as ok or FAILED; exit 1 if any failed.
             """
     )
 
@@ -22,9 +28,15 @@ struct ValidateCommand: AsyncParsableCommand {
     @Option(help: "A rules file, checked on its own (pool names are not checked).")
     var rules: String?
 
+    @Flag(help: "With --config: also PING every Redis node and reach the Kafka brokers.")
+    var checkConnectivity = false
+
     func validate() throws {
         guard (config == nil) != (rules == nil) else {
             throw ValidationError("give exactly one of --config or --rules")
+        }
+        if checkConnectivity, config == nil {
+            throw ValidationError("--check-connectivity needs --config")
         }
     }
 
@@ -34,6 +46,13 @@ struct ValidateCommand: AsyncParsableCommand {
                 let loaded = try ConfigurationFiles.load(configPath: config)
                 let pools = loaded.configuration.pools.count
                 print("\(config): valid: \(loaded.rules.rules.count) rules, \(pools) pool\(pools == 1 ? "" : "s")")
+                if checkConnectivity {
+                    var logger = Logger(label: "invalidator")
+                    logger.logLevel = .critical
+                    let results = await ConnectivityCheck.run(loaded.configuration, logger: logger)
+                    for result in results { print(result) }
+                    if results.contains(where: { !$0.isOK }) { throw ExitCode(1) }
+                }
             } else if let rules {
                 let loaded = try ConfigurationFiles.loadRules(paths: [rules], knownPools: nil)
                 print("\(rules): valid: \(loaded.rules.count) rules")

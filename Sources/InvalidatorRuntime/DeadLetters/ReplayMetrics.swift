@@ -1,0 +1,36 @@
+import Metrics
+
+/// Dead-letter metrics, recorded through swift-metrics. Libraries never bootstrap
+/// a backend: by default these go to whatever `MetricsSystem` has (a no-op until
+/// the executable bootstraps one); tests pass their own factory.
+///
+/// - `invalidator_dead_letters_written_total{reason,pool,node}`: records durably stored
+///   (`pool` and `node` empty for records that never reached a pool).
+/// - `invalidator_dead_letters_replayed_total{result}`: records handled by `replay`;
+///   `result` is `succeeded`, `failed` or `skipped`.
+/// - `invalidator_dead_letters_remaining`: records left in the store after the last replay.
+public enum DeadLetterMetrics {
+    public static let written = "invalidator_dead_letters_written_total"
+    public static let replayed = "invalidator_dead_letters_replayed_total"
+    public static let remaining = "invalidator_dead_letters_remaining"
+
+    static func recordWritten(_ records: [DeadLetter], factory: any MetricsFactory = MetricsSystem.factory) {
+        var counts: [[String]: Int] = [:]
+        for record in records {
+            counts[[record.reason.rawValue, record.pool ?? "", record.node ?? ""], default: 0] += 1
+        }
+        for (labels, count) in counts {
+            Counter(label: written, dimensions: [("reason", labels[0]), ("pool", labels[1]), ("node", labels[2])], factory: factory)
+                .increment(by: count)
+        }
+    }
+
+    static func recordReplayed(result: String, count: Int = 1, factory: any MetricsFactory) {
+        guard count > 0 else { return }
+        Counter(label: replayed, dimensions: [("result", result)], factory: factory).increment(by: count)
+    }
+
+    static func recordRemaining(_ count: Int, factory: any MetricsFactory) {
+        Gauge(label: remaining, dimensions: [], factory: factory).record(count)
+    }
+}

@@ -1,0 +1,66 @@
+import InvalidatorCore
+import InvalidatorKafka
+import InvalidatorRedis
+import Logging
+
+/// `validate --check-connectivity`: can this config reach what it names?
+public enum ConnectivityCheck {
+    public struct Result: Sendable, CustomStringConvertible {
+        /// What was checked, e.g. `redis pool primary node 10.0.0.1:6379`.
+        public var target: String
+        /// nil when it answered.
+        public var error: String?
+        public var isOK: Bool { error == nil }
+        public var description: String { "\(target): " + (error.map { "FAILED: \($0)" } ?? "ok") }
+    }
+
+    /// PINGs every node of every pool (in a cluster, every node the slot map
+    /// lists) and reads the group's committed offsets from the Kafka brokers, which
+    /// needs the brokers and the group coordinator. Credentials are used, never shown.
+    public static func run(_ configuration: Configuration, kafkaTimeout: Duration = .seconds(5), logger: Logger) async -> [Result] {
+        var results: [Result] = []
+        let pools: PoolSet
+        do {
+            pools = try PoolSet(configuration: configuration, logger: logger)
+        } catch {
+            return [Result(target: "redis pools", error: "\(error)")]
+        }
+        for pool in pools.pools {
+            let name = pool.configuration.name
+            for (node, error) in await pool.ping().sorted(by: { $0.key < $1.key }) {
+                results.append(Result(target: "redis pool \(name) node \(node)", error: error.map { "\($0)" }))
+            }
+        }
+        await pools.close()
+        if let kafka = configuration.sources.kafka {
+            results.append(await checkKafka(kafka, timeout: kafkaTimeout, logger: logger))
+        }
+        return results
+    }
+
+    static func checkKafka(_ kafka: KafkaSourceConfiguration, timeout: Duration, logger: Logger) async -> Result {
+        let target = "kafka brokers \(kafka.brokers)"
+        // librdkafka logs every failed connection attempt; the result says it once.
+        var quiet = logger
+        quiet.logLevel = .critical
+        let consumer: KafkaConsumer
+        do {
+            // No topics: it does not join the group, so it causes no rebalance.
+            consumer = try KafkaConsumer(
+                configuration: KafkaConsumerConfiguration(
+                    brokers: kafka.brokers, group: kafka.group, topics: [], properties: kafka.properties),
+                logger: quiet)
+        } catch {
+            return Result(target: target, error: "\(error)")
+        }
+        let partitions = kafka.topics.map { TopicPartition($0, 0) }
+        var failure: String?
+        do {
+            _ = try await consumer.committed(partitions, timeout: timeout)
+        } catch {
+            failure = "\(error)"
+        }
+        await consumer.close()
+        return Result(target: target, error: failure)
+    }
+}

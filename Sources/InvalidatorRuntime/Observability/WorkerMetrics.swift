@@ -1,0 +1,187 @@
+import CoreMetrics
+import Foundation
+import InvalidatorCore
+import InvalidatorRedis
+
+/// Names of the worker's metrics, all prefixed `invalidator_`. The README's
+/// "Metrics reference" lists them with their labels; keep the two in step.
+public enum MetricName {
+    /// Counter {source, result}: events by outcome. `result` is `applied` (every
+    /// operation done), `dead_lettered` (all or part of it dead-lettered) or
+    /// `skipped` (a tombstone, or no rule matched).
+    public static let events = "invalidator_events_total"
+    /// Counter {pool, node, kind, result}: cache operations per node; `result` is `ok` or `failed`.
+    public static let operations = "invalidator_operations_total"
+    /// Counter {pool, node}: retries of operations that failed in the end (attempts - 1 each).
+    public static let retries = "invalidator_retries_total"
+    /// Histogram (seconds): `occurred_at` (else the broker or entry timestamp) to applied.
+    public static let endToEndLatency = "invalidator_end_to_end_latency_seconds"
+    /// Gauge {topic, partition}: high watermark minus the committed position.
+    public static let consumerLag = "invalidator_consumer_lag"
+    /// Gauge: events received and not finished (applied or dead-lettered, redeletes included).
+    public static let inFlightEvents = "invalidator_in_flight_events"
+    /// Gauge {pool, node}: 1 when the node answered the last PING, else 0.
+    public static let nodeUp = "invalidator_node_up"
+    /// Counter {result}: rules reloads, `ok` or `rejected`.
+    public static let ruleReloads = "invalidator_rule_reloads_total"
+    /// Counter: times the Redis pub/sub subscription was lost and set up again.
+    public static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
+}
+
+/// Records the worker's metrics through swift-metrics. The library never
+/// bootstraps a backend: by default it uses whatever `MetricsSystem` has (a no-op
+/// until `run` bootstraps Prometheus); tests pass their own factory.
+public final class WorkerMetrics: Sendable {
+    let factory: any MetricsFactory
+    private let inFlight: Meter
+
+    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+        self.factory = factory
+        inFlight = Meter(label: MetricName.inFlightEvents, dimensions: [], factory: factory)
+    }
+
+    /// Metrics that go nowhere.
+    public static let disabled = WorkerMetrics(factory: NOOPMetricsHandler.instance)
+
+    func events(source: String, result: EventResult, count: Int = 1) {
+        guard count > 0 else { return }
+        Counter(label: MetricName.events, dimensions: [("source", source), ("result", result.rawValue)], factory: factory)
+            .increment(by: count)
+    }
+
+    func operations(pool: String, node: String, kind: CacheOperation.Kind, ok: Bool, count: Int) {
+        guard count > 0 else { return }
+        Counter(
+            label: MetricName.operations,
+            dimensions: [("pool", pool), ("node", node), ("kind", kind.rawValue), ("result", ok ? "ok" : "failed")],
+            factory: factory
+        ).increment(by: count)
+    }
+
+    func retries(pool: String, node: String, count: Int) {
+        guard count > 0 else { return }
+        Counter(label: MetricName.retries, dimensions: [("pool", pool), ("node", node)], factory: factory).increment(by: count)
+    }
+
+    /// Counts the operations of execution reports, per node and kind.
+    func record(_ reports: [ExecutionReport]) {
+        for report in reports {
+            for node in report.nodes {
+                let name = node.node.description
+                var succeeded: [CacheOperation.Kind: Int] = [:]
+                var failed: [CacheOperation.Kind: Int] = [:]
+                var retried = 0
+                for operation in node.succeeded { succeeded[operation.kind, default: 0] += 1 }
+                for failure in node.failed {
+                    failed[failure.operation.kind, default: 0] += 1
+                    retried += max(failure.attempts - 1, 0)
+                }
+                for (kind, count) in succeeded { operations(pool: report.pool, node: name, kind: kind, ok: true, count: count) }
+                for (kind, count) in failed { operations(pool: report.pool, node: name, kind: kind, ok: false, count: count) }
+                retries(pool: report.pool, node: name, count: retried)
+            }
+        }
+    }
+
+    func latency(seconds: Double) {
+        Timer(label: MetricName.endToEndLatency, dimensions: [], factory: factory)
+            .recordNanoseconds(Int64(max(seconds, 0) * 1_000_000_000))
+    }
+
+    func inFlightChanged(by delta: Int) {
+        if delta > 0 { inFlight.increment(by: Double(delta)) } else if delta < 0 { inFlight.decrement(by: Double(-delta)) }
+    }
+
+    func consumerLag(topic: String, partition: Int32, lag: Int64) {
+        Gauge(label: MetricName.consumerLag, dimensions: [("topic", topic), ("partition", String(partition))], factory: factory)
+            .record(max(lag, 0))
+    }
+
+    /// Stops reporting the lag of a partition this worker no longer owns.
+    func forgetConsumerLag(topic: String, partition: Int32) {
+        Gauge(label: MetricName.consumerLag, dimensions: [("topic", topic), ("partition", String(partition))], factory: factory)
+            .destroy()
+    }
+
+    func nodeUp(pool: String, node: String, up: Bool) {
+        Gauge(label: MetricName.nodeUp, dimensions: [("pool", pool), ("node", node)], factory: factory).record(up ? 1 : 0)
+    }
+
+    func ruleReload(ok: Bool) {
+        Counter(label: MetricName.ruleReloads, dimensions: [("result", ok ? "ok" : "rejected")], factory: factory).increment()
+    }
+
+    func pubSubReconnection() {
+        Counter(label: MetricName.pubSubReconnections, dimensions: [], factory: factory).increment()
+    }
+}
+
+enum EventResult: String, Sendable {
+    case applied
+    case deadLettered = "dead_lettered"
+    case skipped
+}
+
+extension SourceCoordinates {
+    /// The `source` label: the config key of the source.
+    var metricLabel: String {
+        switch self {
+        case .kafka: "kafka"
+        case .redisStream: "redis_stream"
+        case .redisPubSub: "redis_pubsub"
+        case .manual: "manual"
+        }
+    }
+}
+
+/// Parses the RFC 3339 timestamps events carry (`2026-11-20T10:00:00Z`,
+/// `...T10:00:00.123+02:00`) into seconds since the epoch, for latency.
+enum RFC3339Parser {
+    static func secondsSinceEpoch(_ text: String) -> Double? {
+        let bytes = Array(text.utf8)
+        func number(_ start: Int, _ count: Int) -> Int64? {
+            guard start + count <= bytes.count else { return nil }
+            var value: Int64 = 0
+            for byte in bytes[start..<start + count] {
+                guard byte >= 48, byte <= 57 else { return nil }
+                value = value * 10 + Int64(byte - 48)
+            }
+            return value
+        }
+        guard bytes.count >= 20,
+              let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
+              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+              (1...12).contains(month), (1...31).contains(day)
+        else { return nil }
+        var index = 19
+        var fraction = 0.0
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            index += 1
+            var scale = 0.1
+            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+                fraction += Double(bytes[index] - 48) * scale
+                scale /= 10
+                index += 1
+            }
+        }
+        guard index < bytes.count else { return nil }
+        var offset: Int64 = 0
+        switch bytes[index] {
+        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
+            offset = 0
+        case UInt8(ascii: "+"), UInt8(ascii: "-"):
+            guard let hours = number(index + 1, 2), let minutes = number(index + 4, 2) else { return nil }
+            offset = (hours * 60 + minutes) * 60 * (bytes[index] == UInt8(ascii: "-") ? -1 : 1)
+        default:
+            return nil
+        }
+        // Days from civil (Howard Hinnant's algorithm).
+        let y = month <= 2 ? year - 1 : year
+        let era = (y >= 0 ? y : y - 399) / 400
+        let yearOfEra = y - era * 400
+        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
+        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
+        let days = era * 146_097 + dayOfEra - 719_468
+        return Double(days * 86_400 + hour * 3600 + minute * 60 + second - offset) + fraction
+    }
+}

@@ -1,0 +1,33 @@
+import CoreMetrics
+
+/// How a worker reports on itself: metrics, the HTTP listener, health checks
+/// and the rules reloader.
+public struct WorkerObservability: Sendable {
+    /// Where metrics go. Defaults to `MetricsSystem.factory`, a no-op unless the
+    /// executable bootstrapped a backend.
+    public var metrics: WorkerMetrics
+    /// Serve `/metrics`, `/healthz` and `/readyz`. Off by default so that
+    /// embedding a worker (tests, tools) does not open a port.
+    public var serveHTTP: Bool
+    /// Overrides `http.listen` (tests use `127.0.0.1:0`).
+    public var listen: ListenAddress?
+    /// Renders the metrics for `/metrics` (the Prometheus registry's text).
+    public var renderMetrics: (@Sendable () -> String)?
+    /// Period of the PINGs behind `invalidator_node_up` and `/readyz`.
+    public var healthCheckInterval: Duration
+    /// Period of the rules files' change check; nil turns hot reload off.
+    public var rulesReloadInterval: Duration?
+
+    public init(
+        metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: ListenAddress? = nil,
+        renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration = .seconds(5),
+        rulesReloadInterval: Duration? = .seconds(1)
+    ) {
+        self.metrics = metrics
+        self.serveHTTP = serveHTTP
+        self.listen = listen
+        self.renderMetrics = renderMetrics
+        self.healthCheckInterval = healthCheckInterval
+        self.rulesReloadInterval = rulesReloadInterval
+    }
+}

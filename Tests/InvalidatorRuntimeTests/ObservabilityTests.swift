@@ -1,0 +1,251 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import InvalidatorCore
+import InvalidatorKafka
+import InvalidatorRuntime
+import Logging
+import Prometheus
+import Synchronization
+import TestSupport
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct ObservabilityTests {
+    @Test func metricsShowTrafficWithItsLabels() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        try await seedKeys(harness.redis, ["user:1", "user:2", "session:9:a"])
+        try await harness.produce([
+            #"{"entity":"user","id":"1","op":"update","occurred_at":"2020-01-01T00:00:00Z"}"#,
+            #"{"entity":"user","id":"2","op":"update"}"#,
+            #"{"entity":"session","id":"9","op":"delete"}"#,
+            #"{"entity":"user","id":"#,                    // not JSON: dead-lettered
+            #"{"entity":"invoice","id":"1","op":"update"}"#, // no rule: skipped
+        ])
+        let observed = try ObservedWorker(harness)
+        let port = try await observed.port()
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:1", "user:2", "session:9:a"]) == 0 })
+        #expect(try await eventually { observed.value(MetricName.events, ["source": "kafka", "result": "skipped"]) == 1 })
+
+        let (status, body) = try await httpGet(port: port, path: "/metrics")
+        #expect(status == 200)
+        let scraped = PrometheusText(body)
+        #expect(scraped.value(MetricName.events, ["source": "kafka", "result": "applied"]) == 3)
+        #expect(scraped.value(MetricName.events, ["source": "kafka", "result": "dead_lettered"]) == 1)
+        #expect(scraped.value(MetricName.events, ["source": "kafka", "result": "skipped"]) == 1)
+        let node = harness.redis.endpoint
+        #expect(scraped.value(MetricName.operations, ["pool": "primary", "node": node, "kind": "delete", "result": "ok"]) == 2)
+        #expect(scraped.value(MetricName.operations, ["pool": "primary", "node": node, "kind": "pattern", "result": "ok"]) == 1)
+        // Three applied events, one from 2020: the histogram counts them and its sum is years.
+        #expect(scraped.value(MetricName.endToEndLatency + "_count", [:]) == 3)
+        #expect((scraped.value(MetricName.endToEndLatency + "_sum", [:]) ?? 0) > 100_000_000)
+        #expect(scraped.value(MetricName.inFlightEvents, [:]) == 0)
+        #expect(try await eventually { observed.value(MetricName.nodeUp, ["pool": "primary", "node": node]) == 1 })
+        #expect(try await eventually {
+            observed.value(MetricName.consumerLag, ["topic": harness.topic, "partition": "0"]) == 0
+        })
+        try await observed.running.stop()
+    }
+
+    @Test func failedOperationsAndTheirRetriesAreCounted() async throws {
+        let harness = try await WorkerHarness(partitions: 1, retryAttempts: 3)
+        harness.redis.kill()
+        try await harness.produce([#"{"entity":"user","id":"1","op":"update"}"#])
+        let observed = try ObservedWorker(harness)
+        let node = harness.redis.endpoint
+        #expect(try await eventually {
+            observed.value(MetricName.operations, ["pool": "primary", "node": node, "kind": "delete", "result": "failed"]) == 1
+        })
+        #expect(observed.value(MetricName.retries, ["pool": "primary", "node": node]) == 2)
+        #expect(observed.value(MetricName.events, ["source": "kafka", "result": "dead_lettered"]) == 1)
+        #expect(try await eventually { observed.value(MetricName.nodeUp, ["pool": "primary", "node": node]) == 0 })
+        try await observed.running.stop()
+    }
+
+    @Test func readyOnlyWhileEveryPoolAnswers() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        harness.redis.kill()
+        let observed = try ObservedWorker(harness)
+        let port = try await observed.port()
+        #expect(try await httpGet(port: port, path: "/healthz").status == 200)
+        #expect(try await eventually {
+            let (status, body) = try await httpGet(port: port, path: "/readyz")
+            return status == 503 && body.contains("pool primary does not answer PING on \(harness.redis.endpoint)")
+        })
+        try await harness.redis.restart()
+        #expect(try await eventually { try await httpGet(port: port, path: "/readyz") == (200, "ready\n") })
+        #expect(try await httpGet(port: port, path: "/nothing").status == 404)
+        try await observed.running.stop()
+    }
+
+    @Test func connectivityCheckReportsEveryTarget() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
+        let logger = Logger(label: "test")
+        let ok = await ConnectivityCheck.run(loaded.configuration, kafkaTimeout: .seconds(5), logger: logger)
+        #expect(ok.map(\.description).sorted() == [
+            "kafka brokers \(harness.kafka.bootstrapServers): ok",
+            "redis pool dead node \(harness.deadLetterRedis.endpoint): ok",
+            "redis pool primary node \(harness.redis.endpoint): ok",
+        ])
+
+        harness.redis.kill()
+        var configuration = loaded.configuration
+        configuration.sources.kafka?.brokers = "127.0.0.1:1"
+        let failing = await ConnectivityCheck.run(configuration, kafkaTimeout: .seconds(2), logger: logger)
+        let failed = failing.filter { !$0.isOK }.map(\.target).sorted()
+        #expect(failed == ["kafka brokers 127.0.0.1:1", "redis pool primary node \(harness.redis.endpoint)"])
+        #expect(failing.first { $0.target.contains("pool dead") }?.isOK == true)
+        #expect(failing.allSatisfy { $0.isOK || $0.description.contains(": FAILED: ") })
+    }
+
+    /// A wrong Redis password and a SASL password: errors are logged (and
+    /// dead-lettered), and neither secret appears in any log line or dead letter.
+    @Test func secretsNeverReachLogsOrDeadLetters() async throws {
+        let redisSecret = "redis-s3cret-\(UUID().uuidString.prefix(8))"
+        let wrongSecret = "wrong-s3cret-\(UUID().uuidString.prefix(8))"
+        let kafkaSecret = "sasl-s3cret-\(UUID().uuidString.prefix(8))"
+        let protected = try await RedisServer.start(["--requirepass", redisSecret])
+        let dead = try await RedisServer.start()
+        let kafka = try KafkaMockCluster(brokers: 1)
+        defer { kafka.close() }
+        try kafka.createTopic("entity-changes", partitions: 1)
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-secrets-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let config = """
+            sources:
+              kafka:
+                brokers: "\(kafka.bootstrapServers)"
+                topics: ["entity-changes"]
+                group: secrets
+                properties:
+                  security.protocol: SASL_PLAINTEXT
+                  sasl.mechanism: PLAIN
+                  sasl.username: invalidator
+                  sasl.password: ${KAFKA_PASSWORD}
+              redis_stream: { pool: dead, streams: ["changes"], group: g }
+            pools:
+              primary: { nodes: ["\(protected.endpoint)"], password: "${REDIS_PASSWORD}", command_timeout: 500ms, connect_timeout: 500ms }
+              dead: { nodes: ["\(dead.endpoint)"], connect_timeout: 500ms }
+            rules:
+              - { name: user, match: { entity: user }, pools: [primary], delete: ["user:{id}"] }
+            retry: { attempts: 2, initial_backoff: 10ms, max_backoff: 10s }
+            dead_letters: { pool: dead, stream: "dead-letters" }
+            shutdown: { drain_timeout: 2s }
+            """
+        let configPath = folder.appendingPathComponent("invalidator.yaml")
+        try config.write(to: configPath, atomically: true, encoding: .utf8)
+        let loaded = try ConfigurationFiles.load(
+            configPath: configPath.path, environment: ["REDIS_PASSWORD": wrongSecret, "KAFKA_PASSWORD": kafkaSecret])
+        let capture = LogCapture()
+        var logger = Logger(label: "test") { label in CapturingLogHandler(capture: capture) }
+        logger.logLevel = .trace
+        let worker = try Worker(loaded: loaded, workerID: "secrets", logger: logger)
+        let running = RunningWorker(worker)
+        _ = try dead.call("XADD", "changes", "*", "event", #"{"entity":"user","id":"1","op":"update"}"#)
+        #expect(try await eventually { try dead.call("XLEN", "dead-letters") == "1" })
+        // Connectivity check output carries errors too.
+        let checks = await ConnectivityCheck.run(loaded.configuration, kafkaTimeout: .seconds(2), logger: logger)
+        try await running.stop()
+
+        let deadLetters = try dead.call("XRANGE", "dead-letters", "-", "+")
+        let text = capture.lines.joined(separator: "\n") + "\n" + deadLetters + "\n" + checks.map(\.description).joined(separator: "\n")
+        #expect(text.contains("WRONGPASS"), "the authentication failure is reported")
+        #expect(capture.lines.contains { $0.lowercased().contains("sasl") || $0.contains("Kafka") }, "the Kafka side logged its failure")
+        for secret in [redisSecret, wrongSecret, kafkaSecret] {
+            #expect(!text.contains(secret), "a secret leaked into logs, dead letters or check output")
+        }
+        #expect(checks.contains { $0.target.contains("pool primary") && !$0.isOK })
+    }
+}
+
+// MARK: Support
+
+/// A worker with Prometheus metrics in a registry of its own and an HTTP listener on a free port.
+struct ObservedWorker {
+    let registry = PrometheusCollectorRegistry()
+    let running: RunningWorker
+
+    init(_ harness: WorkerHarness, logger: Logger? = nil) throws {
+        let registry = registry
+        let observability = WorkerObservability(
+            metrics: WorkerMetrics(factory: PrometheusMetricsFactory(registry: registry)), serveHTTP: true,
+            listen: ListenAddress(host: "127.0.0.1", port: 0), renderMetrics: { registry.emitToString() },
+            healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100))
+        let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
+        var logger = logger ?? Logger(label: "test")
+        logger.logLevel = .info
+        running = RunningWorker(try Worker(loaded: loaded, workerID: "test-worker", observability: observability, logger: logger))
+    }
+
+    func port() async throws -> Int {
+        _ = try await eventually(timeout: .seconds(10)) { (running.worker.httpServer?.boundPort ?? 0) > 0 }
+        return running.worker.httpServer?.boundPort ?? 0
+    }
+
+    func value(_ name: String, _ labels: [String: String]) -> Double? {
+        PrometheusText(registry.emitToString()).value(name, labels)
+    }
+}
+
+/// Samples of a Prometheus text exposition.
+struct PrometheusText {
+    var samples: [(name: String, labels: [String: String], value: Double)] = []
+
+    init(_ text: String) {
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+            let series = line[..<space]
+            var labels: [String: String] = [:]
+            let name: String
+            if let brace = series.firstIndex(of: "{") {
+                name = String(series[..<brace])
+                let inner = series[series.index(after: brace)..<(series.lastIndex(of: "}") ?? series.endIndex)]
+                for pair in inner.split(separator: ",") {
+                    let parts = pair.split(separator: "=", maxSplits: 1)
+                    guard parts.count == 2 else { continue }
+                    labels[String(parts[0])] = String(parts[1].dropFirst().dropLast())
+                }
+            } else {
+                name = String(series)
+            }
+            samples.append((name, labels, value))
+        }
+    }
+
+    /// The sample with exactly these labels.
+    func value(_ name: String, _ labels: [String: String]) -> Double? {
+        samples.first { $0.name == name && $0.labels == labels }?.value
+    }
+}
+
+/// A GET with URLSession; the status and the body as text.
+func httpGet(port: Int, path: String) async throws -> (status: Int, body: String) {
+    let url = URL(string: "http://127.0.0.1:\(port)\(path)")!
+    let (data, response) = try await URLSession.shared.data(from: url)
+    return ((response as? HTTPURLResponse)?.statusCode ?? 0, String(decoding: data, as: UTF8.self))
+}
+
+/// Log lines, rendered with their metadata, for assertions.
+final class LogCapture: Sendable {
+    private let storage = Mutex<[String]>([])
+    var lines: [String] { storage.withLock { $0 } }
+    func append(_ line: String) { storage.withLock { $0.append(line) } }
+}
+
+struct CapturingLogHandler: LogHandler {
+    let capture: LogCapture
+    var logLevel: Logger.Level = .trace
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let merged = metadata.merging(event.metadata ?? [:]) { $1 }
+        capture.append("\(event.level) \(event.message) \(merged.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " "))")
+    }
+}
