@@ -105,14 +105,15 @@ import Testing
         let server = try await RedisServer.start()
         let pool = try makePool(
             .single, [server.endpoint],
-            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, coolDown: .milliseconds(200))
+            // A cool-down long enough that retries under a loaded machine still see the circuit open.
+            circuitBreaker: CircuitBreakerPolicy(failureThreshold: 2, coolDown: .seconds(2))
         )
         server.kill()
         let failed = await pool.execute([.delete(key: "a")])
         #expect(failed.failures.first?.error.code == .circuitOpen)
 
         try await server.restart()
-        try await Task.sleep(for: .milliseconds(250))
+        try await Task.sleep(for: .milliseconds(2100))
         #expect(await pool.execute([.delete(key: "a")]).isSuccess)
     }
 }

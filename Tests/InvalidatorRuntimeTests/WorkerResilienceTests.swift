@@ -76,9 +76,7 @@ import Testing
         try process.run()
         #expect(try await eventually { try existingKeys(harness.redis, keys) < count })
         process.terminate()
-        process.waitUntilExit()
-        #expect(process.terminationReason == .exit)
-        #expect(process.terminationStatus == 0)
+        #expect(process.waitForExit() == Process.Exit(status: 0, bySignal: false))
 
         // Committed implies applied: no key of an event before a committed offset survives.
         let committed = try await harness.committedOffsets()

@@ -189,7 +189,7 @@ public final class RedisServer: @unchecked Sendable {
         if process.isRunning {
             Foundation.kill(process.processIdentifier, signal)
         }
-        process.waitUntilExit()
+        process.waitForExit()
     }
 
     /// Runs a program found on PATH and returns its output, trimmed.
@@ -208,7 +208,7 @@ public final class RedisServer: @unchecked Sendable {
             try inputPipe.fileHandleForWriting.close()
         }
         let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
+        process.waitForExit()
         return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
