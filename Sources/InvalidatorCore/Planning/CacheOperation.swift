@@ -81,3 +81,24 @@ public struct PrecomputeJob: Hashable, Sendable {
         return key
     }
 }
+
+extension CacheOperation: CustomStringConvertible {
+    /// One line for output and logs, e.g. `delete user:42` or `expire page:1 5000ms`.
+    public var description: String {
+        switch self {
+        case .delete(let key): "delete \(key)"
+        case .deletePattern(let pattern): "pattern \(pattern)"
+        case .purgeTag(let setKey): "tag \(setKey)"
+        case .expire(let key, let ttl): "expire \(key) \(ttl)ms"
+        case .bump(let key): "bump \(key)"
+        case .precompute(let job): "precompute \(job.stream) \(job.job)"
+        }
+    }
+}
+
+extension PrecomputeJob {
+    /// The arguments as a JSON object in rule order, as the job's `args` field carries them.
+    public var argumentsJSON: JSONValue {
+        .object(JSONObject(args.map { JSONObject.Field(key: $0.name, value: .string($0.value)) }))
+    }
+}

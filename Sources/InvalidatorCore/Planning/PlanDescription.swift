@@ -59,14 +59,10 @@ public enum PlanDescription {
         case .precompute(let job):
             object["stream"] = .string(job.stream)
             object["job"] = .string(job.job)
-            object["args"] = argumentsJSON(job.args)
+            object["args"] = job.argumentsJSON
         }
         object["rule"] = .string(planned.rule)
         return .object(object)
-    }
-
-    static func argumentsJSON(_ args: [PrecomputeJob.Argument]) -> JSONValue {
-        .object(JSONObject(args.map { JSONObject.Field(key: $0.name, value: .string($0.value)) }))
     }
 
     public static func text(_ plan: Plan) -> String {
@@ -116,7 +112,7 @@ public enum PlanDescription {
         case .expire(let key, let ttl):
             return [kind, key, "ttl \(DurationParser.format(.milliseconds(ttl)))", planned.rule]
         case .precompute(let job):
-            return [kind, job.stream, "\(job.job) \(argumentsJSON(job.args).serialized())", planned.rule]
+            return [kind, job.stream, "\(job.job) \(job.argumentsJSON.serialized())", planned.rule]
         }
     }
 

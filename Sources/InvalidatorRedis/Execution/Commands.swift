@@ -46,34 +46,12 @@ enum Commands {
 
     /// `XADD stream * job <job> args <JSON object> [event_id <id>] [occurred_at <ts>]`.
     static func enqueue(_ job: PrecomputeJob) -> [String] {
-        var command = ["XADD", job.stream, "*", "job", job.job, "args", argumentsJSON(job.args)]
+        var command = ["XADD", job.stream, "*", "job", job.job, "args", job.argumentsJSON.serialized()]
         if let eventID = job.eventID { command += ["event_id", eventID] }
         if let occurredAt = job.occurredAt { command += ["occurred_at", occurredAt] }
         return command
     }
 
-    /// A JSON object with the arguments in rule order.
-    static func argumentsJSON(_ arguments: [PrecomputeJob.Argument]) -> String {
-        "{" + arguments.map { jsonString($0.name) + ":" + jsonString($0.value) }.joined(separator: ",") + "}"
-    }
-
-    private static func jsonString(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                escaped += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped + "\""
-    }
 
     /// Renames a tag set to its snapshot key, atomically and only if it is a set:
     /// returns 1 when renamed, 0 when there is no set; WRONGTYPE for other types

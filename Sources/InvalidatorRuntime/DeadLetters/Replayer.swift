@@ -223,7 +223,7 @@ public final class Replayer: Sendable {
         var executed: [String] = []
         for target in work.targets where !target.operations.isEmpty {
             if let limiter { try await limiter.acquire(target.operations.count) }
-            executed += target.operations.map { Self.describe($0.operation) }
+            executed += target.operations.map { $0.operation.description }
             for failure in await execute(target) {
                 var updated = record
                 updated.reason = .operationFailed
@@ -280,7 +280,7 @@ public final class Replayer: Sendable {
                 pool: record.pool, node: record.node, operations: [], attempts: record.attempts, detail: rejection.message)
         }
         let operations = work.targets.flatMap { target in
-            target.operations.map { "\(Self.describe($0.operation)) on \(target.pool)/\(target.node ?? "every node it routes to")" }
+            target.operations.map { "\($0.operation.description) on \(target.pool)/\(target.node ?? "every node it routes to")" }
         }
         return ReplayRecordResult(
             id: id, outcome: .wouldReplay, reason: record.reason.rawValue, rule: record.rule, pool: record.pool,
@@ -419,17 +419,6 @@ public final class Replayer: Sendable {
             let single = RedisPool(configuration: configuration, logger: logger)
             pools[key] = single
             return single
-        }
-    }
-
-    static func describe(_ operation: CacheOperation) -> String {
-        switch operation {
-        case .delete(let key): "delete \(key)"
-        case .deletePattern(let pattern): "pattern \(pattern)"
-        case .purgeTag(let setKey): "tag \(setKey)"
-        case .expire(let key, let ttl): "expire \(key) \(ttl)ms"
-        case .bump(let key): "bump \(key)"
-        case .precompute(let job): "precompute \(job.stream) \(job.job)"
         }
     }
 }

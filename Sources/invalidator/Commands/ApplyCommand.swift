@@ -110,7 +110,7 @@ enum ApplyOutput {
                 let status = node.failed.isEmpty ? "ok" : "FAILED"
                 lines.append("  \(node.node)  \(status)  \(node.succeeded.count)/\(total) operations applied")
                 for failure in node.failed {
-                    lines.append("    failed \(describe(failure.operation)): \(failure.error) (attempts: \(failure.attempts))")
+                    lines.append("    failed \(failure.operation.description): \(failure.error) (attempts: \(failure.attempts))")
                 }
             }
         }
@@ -129,10 +129,10 @@ enum ApplyOutput {
                         .object([
                             "node": .string(node.node.description),
                             "ok": .bool(node.failed.isEmpty),
-                            "succeeded": .array(node.succeeded.map { .string(describe($0)) }),
+                            "succeeded": .array(node.succeeded.map { .string($0.description) }),
                             "failed": .array(node.failed.map { failure in
                                 .object([
-                                    "operation": .string(describe(failure.operation)),
+                                    "operation": .string(failure.operation.description),
                                     "error": .object(["code": .string(failure.error.code.rawValue), "message": .string(failure.error.message)]),
                                     "attempts": .number(String(failure.attempts)),
                                 ])
@@ -142,16 +142,5 @@ enum ApplyOutput {
                 ])
             }),
         ])
-    }
-
-    static func describe(_ operation: CacheOperation) -> String {
-        switch operation {
-        case .delete(let key): "delete \(key)"
-        case .deletePattern(let pattern): "pattern \(pattern)"
-        case .purgeTag(let setKey): "tag \(setKey)"
-        case .expire(let key, let ttl): "expire \(key) \(ttl)ms"
-        case .bump(let key): "bump \(key)"
-        case .precompute(let job): "precompute \(job.stream) \(job.job)"
-        }
     }
 }
