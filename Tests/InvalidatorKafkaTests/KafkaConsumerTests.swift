@@ -211,7 +211,10 @@ import Testing
 
     @Test func commitAfterCloseFailsAsClosed() async throws {
         let fixture = try KafkaFixture(topic: "changes", partitions: 1)
-        let consumer = try fixture.consumer(group: "g", topics: ["changes"])
+        // Closed before its first assignment: librdkafka 2.0 aborts destroying such a
+        // cooperative-sticky member (fixed upstream in 2.3), so this test uses an eager assignor.
+        let consumer = try fixture.consumer(
+            group: "g", topics: ["changes"], properties: ["partition.assignment.strategy": "range"])
         await consumer.close()
         await #expect(throws: KafkaError.self) {
             try await consumer.commit([TopicPartition("changes", 0): 1])

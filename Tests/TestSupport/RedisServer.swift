@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A real `redis-server` process on a free local port, for tests.
 ///
@@ -54,6 +55,7 @@ public final class RedisServer: @unchecked Sendable {
     deinit {
         kill()
         try? FileManager.default.removeItem(at: directory)
+        _ = Self.reservedPorts.withLock { $0.remove(port) }
     }
 
     /// Shuts the server down cleanly (SIGTERM) and waits for it.
@@ -213,10 +215,18 @@ public final class RedisServer: @unchecked Sendable {
     }
 
     /// A port free now, whose cluster bus port (port + 10000) is free too.
+    /// Ports of servers alive in this process, killed ones included: a test that
+    /// kills a server and restarts it on the same port must not find another
+    /// test's server there meanwhile.
+    private static let reservedPorts = Mutex<Set<Int>>([])
+
+    /// Below the kernel's ephemeral range (32768+), so no client or mock Kafka
+    /// broker socket takes a port while its server is down.
     static func freePort() throws -> Int {
         for _ in 0..<100 {
-            let port = Int.random(in: 20000..<40000)
-            if canBind(port) && canBind(port + 10000) { return port }
+            let port = Int.random(in: 20000..<32700)
+            guard canBind(port) && canBind(port + 10000) else { continue }
+            if reservedPorts.withLock({ $0.insert(port).inserted }) { return port }
         }
         throw TestSupportError("no free port found")
     }

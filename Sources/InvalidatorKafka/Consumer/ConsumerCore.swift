@@ -33,6 +33,8 @@ final class ConsumerCore: Sendable {
         /// The revoke the poll thread is waiting for, if any.
         var pendingRevocation: KafkaRevocation?
         var closed = false
+        /// Whether librdkafka ever gave this member partitions.
+        var everAssigned = false
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
@@ -42,12 +44,16 @@ final class ConsumerCore: Sendable {
     private let maxBufferedMessages: Int
     private let maxBatchSize: Int
     private let revocationTimeout: Duration
+    /// The sticky assignors keep per-member state that exists only after a first assignment.
+    private let usesStickyAssignor: Bool
     private let logger: Logger
 
     init(configuration: KafkaConsumerConfiguration, logger: Logger) {
         self.maxBufferedMessages = max(1, configuration.maxBufferedMessages)
         self.maxBatchSize = max(1, configuration.maxBatchSize)
         self.revocationTimeout = configuration.revocationTimeout
+        self.usesStickyAssignor = configuration.librdkafkaProperties
+            .last { $0.0 == "partition.assignment.strategy" }?.1.contains("sticky") ?? false
         self.logger = logger
     }
 
@@ -75,7 +81,15 @@ final class ConsumerCore: Sendable {
             deliver(pending.take())
         }
         client.closeConsumer()
-        client.destroy()
+        if usesStickyAssignor, !state.withLock({ $0.everAssigned }) {
+            // librdkafka before 2.3 aborts the process when it destroys a sticky-assignor
+            // member that never got an assignment (its assignor state is still NULL). Such
+            // a consumer has left the group above; its handle is left alive rather than
+            // destroyed, which costs one idle handle, typically at process exit.
+            logger.debug("Kafka consumer closed before its first assignment; handle not destroyed")
+        } else {
+            client.destroy()
+        }
         let waiters = state.withLock { state in
             state.closed = true
             state.client = nil
@@ -134,6 +148,7 @@ final class ConsumerCore: Sendable {
         case .assigned(let partitions):
             state.withLock { state in
                 state.assigned.formUnion(partitions)
+                state.everAssigned = true
                 if !state.finished { enqueue(.partitionsAssigned(partitions), &state) }
             }
         case .revoked(let partitions, let lost):

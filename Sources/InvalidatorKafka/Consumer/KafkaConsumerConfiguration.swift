@@ -45,8 +45,15 @@ public struct KafkaConsumerConfiguration: Sendable {
     }
 
     /// Every librdkafka property, in the order they are applied.
+    ///
+    /// A consumer with no topics never joins its group, and librdkafka 2.0 aborts
+    /// (`rd_kafka_sticky_assignor_state_destroy: Assertion 'assignor_state'`) when
+    /// such a member is destroyed with a sticky assignor: it gets `range`, which
+    /// it never uses anyway.
     var librdkafkaProperties: [(String, String)] {
-        Self.defaultProperties.sorted { $0.key < $1.key }
+        var properties = properties
+        if topics.isEmpty { properties["partition.assignment.strategy"] = "range" }
+        return Self.defaultProperties.sorted { $0.key < $1.key }
             + [("bootstrap.servers", brokers), ("group.id", group)]
             + properties.sorted { $0.key < $1.key }
     }

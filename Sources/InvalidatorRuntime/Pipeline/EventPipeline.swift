@@ -100,11 +100,7 @@ public final class EventPipeline: Sendable {
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
             for failure in failures[planIndex]! {
-                records.append(DeadLetter(
-                    event: event.payload ?? [], source: event.source, reason: .operationFailed,
-                    errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
-                    rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
-                    operations: failure.operations, attempts: failure.attempts, failedAt: RFC3339Clock.now(), worker: workerID))
+                records.append(deadLetter(event, failure: failure))
             }
         }
         guard await store(records) else {
@@ -121,14 +117,7 @@ public final class EventPipeline: Sendable {
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
             redeletes.schedule(groups, event: event) { [self] failed in
-                let durable = await store(failed.map { failure in
-                    DeadLetter(
-                        event: event.payload ?? [], source: event.source, reason: .operationFailed,
-                        errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
-                        rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
-                        operations: failure.operations, attempts: failure.attempts, failedAt: RFC3339Clock.now(),
-                        worker: workerID)
-                })
+                let durable = await store(failed.map { deadLetter(event, failure: $0) })
                 if durable {
                     metrics.inFlightChanged(by: -1)
                     onRedeleteFinished(eventIndex)
@@ -177,6 +166,15 @@ public final class EventPipeline: Sendable {
             return try decoder.decodeCloudEventBinary(attributes: attributes, data: payload)
         }
         return try decoder.decode(payload)
+    }
+
+    /// The record for one node's failed operations of one event.
+    private func deadLetter(_ event: IncomingEvent, failure: NodeFailure) -> DeadLetter {
+        DeadLetter(
+            event: event.payload ?? [], source: event.source, reason: .operationFailed,
+            errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
+            rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
+            operations: failure.operations, attempts: failure.attempts, failedAt: RFC3339Clock.now(), worker: workerID)
     }
 
     private func deadLetter(_ event: IncomingEvent, payload: [UInt8], rejection: PlanRejection, at time: String) -> DeadLetter {
