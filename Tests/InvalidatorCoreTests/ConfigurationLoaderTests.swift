@@ -37,8 +37,26 @@ import Testing
         shutdown: { drain_timeout: 20s }
         """
 
-    func load(_ yaml: String, environment: [String: String] = [:]) throws(ValidationError) -> Configuration {
-        try ConfigurationLoader.load(yaml: yaml, file: "invalidator.yaml", environment: environment)
+    static let minimalConfig = "pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\n"
+
+    /// - Parameter secretFiles: contents by path, standing in for mounted secret files.
+    func load(
+        _ yaml: String, environment: [String: String] = [:], secretFiles: [String: String] = [:]
+    ) throws(ValidationError) -> Configuration {
+        try ConfigurationLoader.load(yaml: yaml, file: "invalidator.yaml", environment: environment) { path throws(FileReadError) in
+            guard let contents = secretFiles[path] else { throw FileReadError(path: path, reason: "no such file") }
+            return contents
+        }
+    }
+
+    /// The diagnostics `load` throws, as `file:line:column: message` lines.
+    func diagnostics(_ yaml: String, environment: [String: String] = [:], secretFiles: [String: String] = [:]) -> [String] {
+        do {
+            _ = try load(yaml, environment: environment, secretFiles: secretFiles)
+            return []
+        } catch {
+            return error.diagnostics.map(\.description)
+        }
     }
 
     @Test func loadsTheDesignExample() throws {
@@ -67,7 +85,7 @@ import Testing
     }
 
     @Test func fillsDefaults() throws {
-        let configuration = try load("pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\n")
+        let configuration = try load(Self.minimalConfig)
         #expect(configuration.pool(named: "main")?.mode == .single)
         #expect(configuration.pool(named: "main")?.tagPrefix == "tag:")
         #expect(configuration.retry == RetryConfiguration())
@@ -116,5 +134,127 @@ import Testing
             #expect(messages.contains { $0.contains("retry.attempts") })
             #expect(messages.contains { $0.contains("either kafka_topic or pool") })
         }
+    }
+
+    // MARK: Environment overrides
+
+    @Test func environmentOverridesNestedKeys() throws {
+        let configuration = try load(Self.fullConfig, environment: [
+            "REDIS_PASSWORD": "s3cret",
+            "INVALIDATOR__HTTP__LISTEN": "0.0.0.0:9191",
+            "INVALIDATOR__SHUTDOWN__DRAIN_TIMEOUT": "30s",
+            "INVALIDATOR__SOURCES__KAFKA__BROKERS": "k:9092",
+            "INVALIDATOR__RETRY__INITIAL_BACKOFF": "20ms",
+        ])
+        #expect(configuration.http.listen == "0.0.0.0:9191")
+        #expect(configuration.shutdown.drainTimeout == .seconds(30))
+        #expect(configuration.sources.kafka?.brokers == "k:9092")
+        #expect(configuration.retry.initialBackoff == .milliseconds(20))
+        #expect(configuration.retry.attempts == 3, "keys not overridden keep their values")
+    }
+
+    @Test func environmentOverridesAPoolPasswordInsteadOfItsReference() throws {
+        // ${REDIS_PASSWORD} is unset, but the override replaces the value before it is expanded.
+        let configuration = try load(Self.fullConfig, environment: ["INVALIDATOR__POOLS__PRIMARY__PASSWORD": "p@ss: #[word"])
+        #expect(configuration.pool(named: "primary")?.password == "p@ss: #[word", "taken as written, not parsed as YAML")
+        let dashed = Self.fullConfig.replacingOccurrences(of: "  edge:", with: "  edge-eu:")
+        let withDash = try load(dashed, environment: ["REDIS_PASSWORD": "s3cret", "INVALIDATOR__POOLS__EDGE_EU__TAG_PREFIX": "t:"])
+        #expect(withDash.pool(named: "edge-eu")?.tagPrefix == "t:", "_ matches - in existing keys")
+    }
+
+    @Test func environmentOverridesAListWithAFlowSequence() throws {
+        let configuration = try load(Self.fullConfig, environment: [
+            "REDIS_PASSWORD": "s3cret",
+            "INVALIDATOR__SOURCES__KAFKA__TOPICS": "[a, b]",
+            "INVALIDATOR__POOLS__EDGE__NODES": "[\"edge-1:6379\", edge-2:6379]",
+            "INVALIDATOR__RULES": "[base.yaml, extra.yaml]",
+        ])
+        #expect(configuration.sources.kafka?.topics == ["a", "b"])
+        #expect(configuration.pool(named: "edge")?.nodes == ["edge-1:6379", "edge-2:6379"])
+        #expect(configuration.rules == .files(["base.yaml", "extra.yaml"]))
+    }
+
+    @Test func environmentOverridesCreateMissingSectionsAndKeys() throws {
+        let configuration = try load(Self.minimalConfig, environment: [
+            "INVALIDATOR__SHUTDOWN__DRAIN_TIMEOUT": "5s",
+            "INVALIDATOR__POOLS__MAIN__PASSWORD": "s3cret",
+            "INVALIDATOR__SOURCES__KAFKA__BROKERS": "k:9092",
+            "INVALIDATOR__SOURCES__KAFKA__TOPICS": "[changes]",
+            "INVALIDATOR__SOURCES__KAFKA__PROPERTIES__SASL_PASSWORD": "kafka-s3cret",
+        ])
+        #expect(configuration.shutdown.drainTimeout == .seconds(5))
+        #expect(configuration.pool(named: "main")?.password == "s3cret")
+        #expect(configuration.sources.kafka?.topics == ["changes"])
+        #expect(configuration.sources.kafka?.properties == ["sasl.password": "kafka-s3cret"], "new property keys use dots")
+        let existing = try load(Self.fullConfig, environment: [
+            "REDIS_PASSWORD": "s3cret", "INVALIDATOR__SOURCES__KAFKA__PROPERTIES__SECURITY_PROTOCOL": "SSL",
+        ])
+        #expect(existing.sources.kafka?.properties == ["security.protocol": "SSL"], "_ matches . in existing keys")
+    }
+
+    @Test func environmentOverrideProblemsNameTheVariable() {
+        let problems = diagnostics(Self.minimalConfig, environment: [
+            "INVALIDATOR__SHUTDOWN__DRAIN_TIMEOUT": "soon",
+            "INVALIDATOR__HTTP__LISTN": "0.0.0.0:1",
+            "INVALIDATOR__POOLS__MAIN__NODES__0": "127.0.0.1:6380",
+            "INVALIDATOR__RETRY__ATTEMPTS": "[3",
+            "INVALIDATOR__RETRY__MAX_BACKOFF": "[a]: b",
+            "INVALIDATOR__HTTP__": "x",
+        ])
+        #expect(problems == [
+            "environment:1:1: INVALIDATOR__HTTP__: names an empty key; write keys as INVALIDATOR__SECTION__KEY",
+            "environment:1:1: INVALIDATOR__POOLS__MAIN__NODES__0: cannot set a key inside pools.main.nodes, which is not a mapping; set pools.main.nodes as a whole",
+            "environment:1:1: INVALIDATOR__RETRY__MAX_BACKOFF: a value starting with [ must be one list such as [a, b]",
+            "environment:1:1: INVALIDATOR__HTTP__LISTN: unknown key 'listn' in http; expected one of listen",
+            "environment:1:1: INVALIDATOR__SHUTDOWN__DRAIN_TIMEOUT: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got 'soon'",
+            "environment:2:1: INVALIDATOR__RETRY__ATTEMPTS: did not find expected ',' or ']'",
+        ], "\(problems)")
+    }
+
+    @Test func theConfigPathVariableIsNotAnOverride() throws {
+        let configuration = try load(Self.minimalConfig, environment: ["INVALIDATOR_CONFIG": "/etc/invalidator/invalidator.yaml"])
+        #expect(configuration == (try load(Self.minimalConfig)))
+    }
+
+    // MARK: Secrets from files
+
+    @Test func secretFilesExpandWithoutTheirTrailingNewline() throws {
+        let yaml = Self.fullConfig.replacingOccurrences(of: "${REDIS_PASSWORD}", with: "${file:/run/secrets/redis/password}")
+        let configuration = try load(yaml, secretFiles: ["/run/secrets/redis/password": "s3cret\n"])
+        #expect(configuration.pool(named: "primary")?.password == "s3cret")
+        let windows = try load(yaml, secretFiles: ["/run/secrets/redis/password": "s3cret\r\n"])
+        #expect(windows.pool(named: "primary")?.password == "s3cret")
+        let twoLines = try load(yaml, secretFiles: ["/run/secrets/redis/password": "s3cret\n\n"])
+        #expect(twoLines.pool(named: "primary")?.password == "s3cret\n", "only one newline is removed")
+    }
+
+    @Test func anUnsetVariableIsReadFromTheFileItsFileVariableNames() throws {
+        let secretFiles = ["/run/secrets/redis": "from-file\n"]
+        let configuration = try load(Self.fullConfig, environment: ["REDIS_PASSWORD_FILE": "/run/secrets/redis"], secretFiles: secretFiles)
+        #expect(configuration.pool(named: "primary")?.password == "from-file")
+        let both = try load(Self.fullConfig, environment: ["REDIS_PASSWORD": "from-env", "REDIS_PASSWORD_FILE": "/run/secrets/redis"],
+                            secretFiles: secretFiles)
+        #expect(both.pool(named: "primary")?.password == "from-env", "the variable itself wins")
+        let override = try load(Self.fullConfig, environment: ["INVALIDATOR__POOLS__PRIMARY__PASSWORD": "${file:/run/secrets/redis}"],
+                                secretFiles: secretFiles)
+        #expect(override.pool(named: "primary")?.password == "from-file", "override values expand too")
+    }
+
+    @Test func unreadableSecretFilesAreReportedWithoutTheirContents() {
+        let yaml = Self.fullConfig.replacingOccurrences(of: "${REDIS_PASSWORD}", with: "${file:/run/secrets/missing}")
+        #expect(diagnostics(yaml) == ["invalidator.yaml:22:15: cannot read secret file /run/secrets/missing: no such file"])
+        #expect(diagnostics(Self.fullConfig, environment: ["REDIS_PASSWORD_FILE": "/run/secrets/missing"]) == [
+            "invalidator.yaml:22:15: cannot read secret file /run/secrets/missing (named by REDIS_PASSWORD_FILE): no such file",
+        ])
+    }
+
+    @Test func secretFileContentsNeverAppearInDiagnostics() {
+        let secret = "hunter2-\(Int.random(in: 1000...9999))"
+        let yaml = Self.minimalConfig + "shutdown: { drain_timeout: \"${file:/run/secrets/timeout}\" }\n"
+        let problems = diagnostics(yaml, secretFiles: ["/run/secrets/timeout": secret + "\n"])
+        #expect(problems == [
+            "invalidator.yaml:5:28: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got '<secret>'",
+        ])
+        #expect(!problems.joined().contains(secret))
     }
 }

@@ -4,15 +4,21 @@ import Yams
 public enum ConfigurationLoader {
     public static let defaultDeadLetterStream = "invalidator:dead-letters"
 
-    /// - Parameter environment: values for `${VAR}` and `${VAR:-default}` in string values.
-    public static func load(yaml: String, file: String, environment: [String: String]) throws(ValidationError) -> Configuration {
-        var reader = YAMLReader(file: file, environment: environment)
-        guard let root = reader.compose(yaml) else {
+    /// - Parameters:
+    ///   - environment: values for `${VAR}` and `${VAR:-default}` in string values, and
+    ///     `INVALIDATOR__SECTION__KEY` overrides of any key (see `EnvironmentOverrides`).
+    ///   - readSecretFile: reads the files that `${file:PATH}` and `VAR_FILE` name.
+    public static func load(
+        yaml: String, file: String, environment: [String: String], readSecretFile: @escaping SecretFileReader
+    ) throws(ValidationError) -> Configuration {
+        var reader = YAMLReader(file: file, substitutions: Substitutions(environment: environment, readSecretFile: readSecretFile))
+        guard var root = reader.compose(yaml) else {
             if reader.diagnostics.isEmpty {
                 reader.report("the config file is empty", line: 1, column: 1)
             }
             throw ValidationError(reader.diagnostics)
         }
+        EnvironmentOverrides.apply(environment, to: &root, reader: &reader)
         var configuration = Configuration()
         let allowed: Set<String> = ["sources", "pools", "rules", "retry", "dead_letters", "http", "shutdown"]
         guard let fields = reader.mapping(root, context: "the config", allowed: allowed) else {

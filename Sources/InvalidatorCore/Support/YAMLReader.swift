@@ -1,45 +1,109 @@
 import Yams
 
+/// Reads the file a `${file:PATH}` or a `VAR_FILE` variable names. The caller does the
+/// I/O, so the loaders stay pure.
+public typealias SecretFileReader = (_ path: String) throws(FileReadError) -> String
+
+/// What `${...}` in string scalars expands from.
+struct Substitutions {
+    var environment: [String: String]
+    var readSecretFile: SecretFileReader
+}
+
 /// Reads a YAML document node by node, collecting every problem as a `Diagnostic`
 /// instead of stopping at the first one.
 struct YAMLReader {
+    /// The `file` of diagnostics about values set by environment variables.
+    private static let environmentFile = "environment"
+
     let file: String
     private(set) var diagnostics: [Diagnostic] = []
-    /// Expands `${VAR}` and `${VAR:-default}` in string scalars when set.
-    let environment: [String: String]?
+    /// Expands `${VAR}`, `${VAR:-default}` and `${file:PATH}` in string scalars when set.
+    let substitutions: Substitutions?
+    /// Contents of secret files read so far, kept out of every diagnostic.
+    private var secrets: [String] = []
+    /// Anchors naming the variable that set a node (see `label`). Nodes hold anchors
+    /// weakly, so the reader keeps them alive.
+    private var variableAnchors: [Anchor] = []
 
-    init(file: String, environment: [String: String]? = nil) {
+    init(file: String, substitutions: Substitutions? = nil) {
         self.file = file
-        self.environment = environment
+        self.substitutions = substitutions
     }
 
     /// Parses `text`; a syntax error becomes a diagnostic and the result is nil.
-    mutating func compose(_ text: String) -> Node? {
+    /// - Parameter variable: the environment variable `text` came from, if any.
+    mutating func compose(_ text: String, setBy variable: String? = nil) -> Node? {
         do {
             return try Yams.compose(yaml: text)
         } catch let error as YamlError {
             switch error {
             case .scanner(_, let problem, let mark, _), .parser(_, let problem, let mark, _),
                  .composer(_, let problem, let mark, _):
-                report(problem, line: mark.line, column: mark.column)
+                report(problem, line: mark.line, column: mark.column, setBy: variable)
             case .duplicatedKeysInMapping(let duplicates, let context):
-                report("duplicate key \(duplicates.joined(separator: ", "))", line: context.mark.line, column: context.mark.column)
+                report("duplicate key \(duplicates.joined(separator: ", "))", line: context.mark.line, column: context.mark.column,
+                       setBy: variable)
             default:
-                report("\(error)", line: 1, column: 1)
+                report("\(error)", line: 1, column: 1, setBy: variable)
             }
         } catch {
-            report("\(error)", line: 1, column: 1)
+            report("\(error)", line: 1, column: 1, setBy: variable)
         }
         return nil
     }
 
-    mutating func report(_ message: String, at node: Node?) {
-        let mark = node?.mark
-        report(message, line: mark?.line ?? 1, column: mark?.column ?? 1)
+    /// `node` and everything inside it, marked as set by `variable` so that diagnostics
+    /// about them name the variable instead of a place in the file.
+    mutating func label(_ node: Node, setBy variable: String) -> Node {
+        let anchor = Anchor(rawValue: variable)
+        variableAnchors.append(anchor)
+        return Self.attach(anchor, to: node)
     }
 
-    mutating func report(_ message: String, line: Int, column: Int) {
-        diagnostics.append(Diagnostic(file: file, line: line, column: column, message: message))
+    private static func attach(_ anchor: Anchor, to node: Node) -> Node {
+        switch node {
+        case .scalar(var scalar):
+            scalar.anchor = anchor
+            return .scalar(scalar)
+        case .sequence(var sequence):
+            sequence.anchor = anchor
+            for index in sequence.indices {
+                sequence[index] = attach(anchor, to: sequence[index])
+            }
+            return .sequence(sequence)
+        case .mapping(var mapping):
+            mapping.anchor = anchor
+            for index in mapping.indices {
+                let (key, value) = mapping[index]
+                mapping[index] = (attach(anchor, to: key), attach(anchor, to: value))
+            }
+            return .mapping(mapping)
+        case .alias:
+            return node
+        }
+    }
+
+    private func variable(thatSet node: Node?) -> String? {
+        guard let anchor = node?.anchor, variableAnchors.contains(where: { $0 === anchor }) else { return nil }
+        return anchor.rawValue
+    }
+
+    mutating func report(_ message: String, at node: Node?) {
+        let mark = node?.mark
+        report(message, line: mark?.line ?? 1, column: mark?.column ?? 1, setBy: variable(thatSet: node))
+    }
+
+    mutating func report(_ message: String, line: Int, column: Int, setBy variable: String? = nil) {
+        var message = message
+        for secret in secrets where !secret.isEmpty {
+            message = message.replacing(secret, with: "<secret>")
+        }
+        if let variable {
+            diagnostics.append(Diagnostic(file: Self.environmentFile, line: line, column: column, message: "\(variable): \(message)"))
+        } else {
+            diagnostics.append(Diagnostic(file: file, line: line, column: column, message: message))
+        }
     }
 
     /// The mapping's pairs keyed by name, reporting keys outside `allowed`.
@@ -125,7 +189,7 @@ struct YAMLReader {
     }
 
     private mutating func expand(_ text: String, at node: Node) -> String {
-        guard let environment, text.contains("${") else { return text }
+        guard let substitutions, text.contains("${") else { return text }
         var result = ""
         var rest = Substring(text)
         while let start = rest.range(of: "${") {
@@ -134,16 +198,54 @@ struct YAMLReader {
                 report("unterminated ${ in '\(text)'", at: node)
                 return text
             }
-            let expression = rest[start.upperBound..<end]
-            let (name, fallback) = Self.splitDefault(expression)
-            if let value = environment[name] ?? fallback {
+            if let value = resolve(rest[start.upperBound..<end], from: substitutions, at: node) {
                 result += value
-            } else {
-                report("environment variable \(name) is not set", at: node)
             }
             rest = rest[rest.index(after: end)...]
         }
         return result + rest
+    }
+
+    /// `file:PATH`, `VAR` or `VAR:-default`. An unset `VAR` is read from the file that
+    /// `VAR_FILE` names, as Docker images do for secrets, before the default applies.
+    private mutating func resolve(_ expression: Substring, from substitutions: Substitutions, at node: Node) -> String? {
+        if expression.hasPrefix(Self.filePrefix) {
+            return readSecret(String(expression.dropFirst(Self.filePrefix.count)), with: substitutions.readSecretFile, at: node)
+        }
+        let (name, fallback) = Self.splitDefault(expression)
+        if let value = substitutions.environment[name] {
+            return value
+        }
+        let fileVariable = name + "_FILE"
+        if let path = substitutions.environment[fileVariable] {
+            return readSecret(path, namedBy: fileVariable, with: substitutions.readSecretFile, at: node)
+        }
+        if let fallback {
+            return fallback
+        }
+        report("environment variable \(name) is not set", at: node)
+        return nil
+    }
+
+    private static let filePrefix = "file:"
+
+    /// The file's contents without one trailing newline, which editors and
+    /// `echo` add and Kubernetes Secret volumes keep.
+    private mutating func readSecret(
+        _ path: String, namedBy variable: String? = nil, with readSecretFile: SecretFileReader, at node: Node
+    ) -> String? {
+        do {
+            var contents = try readSecretFile(path)
+            if contents.last == "\n" || contents.last == "\r\n" {
+                contents.removeLast()
+            }
+            secrets.append(contents)
+            return contents
+        } catch {
+            let source = variable.map { " (named by \($0))" } ?? ""
+            report("cannot read secret file \(path)\(source): \(error.reason)", at: node)
+            return nil
+        }
     }
 
     private static func splitDefault(_ expression: Substring) -> (String, String?) {

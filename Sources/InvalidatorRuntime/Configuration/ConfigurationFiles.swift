@@ -9,13 +9,6 @@ public struct LoadedConfiguration: Sendable {
     public var rulesFiles: [String]
 }
 
-/// A file that could not be read; distinct from a file that was read and is invalid.
-public struct FileReadError: Error, CustomStringConvertible, Sendable {
-    public var path: String
-    public var reason: String
-    public var description: String { "cannot read \(path): \(reason)" }
-}
-
 /// Reads config and rules files. The parsing itself is pure and lives in InvalidatorCore.
 public enum ConfigurationFiles {
     public static func readText(_ path: String) throws(FileReadError) -> String {
@@ -33,11 +26,13 @@ public enum ConfigurationFiles {
         }
     }
 
-    /// Loads `path` and every rules file it names.
+    /// Loads `path` and every rules file it names, with the environment's overrides and
+    /// the secret files it references.
     public static func load(
         configPath path: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> LoadedConfiguration {
-        let configuration = try ConfigurationLoader.load(yaml: readText(path), file: path, environment: environment)
+        let configuration = try ConfigurationLoader.load(
+            yaml: readText(path), file: path, environment: environment, readSecretFile: readText)
         switch configuration.rules {
         case .inline(let rules):
             return LoadedConfiguration(configuration: configuration, rules: rules, rulesFiles: [])
