@@ -16,6 +16,11 @@ public final class Worker: Sendable {
     public let rulesReloader: RulesReloader?
     /// PINGs the pools for `invalidator_node_up` and `/readyz`.
     public let healthMonitor: HealthMonitor
+    /// The processing loops' heartbeats, behind `/healthz`.
+    public let liveness: LivenessMonitor
+    /// Sets `invalidator_dead_letters_remaining`; nil unless the store is a Redis
+    /// stream and `WorkerObservability.serveHTTP`.
+    let deadLetterBacklog: DeadLetterBacklog?
     /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
     public let httpServer: ObservabilityServer?
     public let metrics: WorkerMetrics
@@ -43,7 +48,15 @@ public final class Worker: Sendable {
         self.pools = pools
         let metrics = observability.metrics
         self.metrics = metrics
-        let store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools)
+        let liveness = LivenessMonitor(
+            stallTimeout: observability.stallTimeout
+                ?? LivenessMonitor.defaultStallTimeout(pools: pools.pools.map(\.configuration)))
+        self.liveness = liveness
+        var store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools)
+        // Like the PINGs behind `invalidator_node_up`, only when metrics are served.
+        let backlog = observability.serveHTTP ? DeadLetterBacklog(store: store, metrics: metrics, logger: logger) : nil
+        if let backlog { store = BacklogCountingStore(store: store, backlog: backlog) }
+        self.deadLetterBacklog = backlog
         let pipeline = EventPipeline(
             rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets)),
             pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics)
@@ -51,17 +64,19 @@ public final class Worker: Sendable {
         self.kafka = configuration.sources.kafka.map {
             KafkaEventSource(
                 configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics,
-                logger: logger)
+                liveness: liveness, logger: logger)
         }
         self.redisPubSub = try configuration.sources.redisPubSub.map {
             RedisPubSubSource(
                 configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_pubsub", in: pools),
-                pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics, logger: logger)
+                pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics, liveness: liveness,
+                logger: logger)
         }
         self.redisStream = try configuration.sources.redisStream.map {
             RedisStreamSource(
                 configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_stream", in: pools),
-                pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, logger: logger)
+                pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, liveness: liveness,
+                logger: logger)
         }
         self.rulesReloader = observability.rulesReloadInterval.flatMap { interval in
             loaded.rulesFiles.isEmpty ? nil : RulesReloader(
@@ -74,7 +89,7 @@ public final class Worker: Sendable {
             redisStream.map { ("redis_stream", $0 as any SubscribableSource) },
         ].compactMap { $0 }
         let monitor = HealthMonitor(
-            pools: pools, sources: { sources.map { ($0.name, $0.source.isSubscribed) } },
+            pools: pools, sources: { sources.map { ($0.name, $0.source.isSubscribed) } }, liveness: liveness,
             interval: observability.healthCheckInterval, metrics: metrics, logger: logger)
         self.healthMonitor = monitor
         if observability.serveHTTP {
@@ -83,7 +98,8 @@ public final class Worker: Sendable {
                 throw ConfigurationProblem("http.listen '\(text)' is not host:port")
             }
             self.httpServer = ObservabilityServer(
-                listen: listen, renderMetrics: observability.renderMetrics, readiness: { monitor.readiness }, logger: logger)
+                listen: listen, renderMetrics: observability.renderMetrics, readiness: { monitor.readiness },
+                loops: { liveness.loops }, logger: logger)
         } else {
             self.httpServer = nil
         }
@@ -115,7 +131,9 @@ public final class Worker: Sendable {
     public var services: [any Service] {
         // Shut down in reverse order: the sources drain first, while the HTTP
         // listener still serves metrics and probes.
-        let observability: [(any Service)?] = [httpServer, httpServer == nil ? nil : healthMonitor, rulesReloader]
+        let observability: [(any Service)?] = [
+            httpServer, httpServer == nil ? nil : healthMonitor, deadLetterBacklog, rulesReloader,
+        ]
         let sources: [(any Service)?] = [kafka, redisPubSub, redisStream]
         return (observability + sources).compactMap { $0 }
     }

@@ -68,7 +68,7 @@ import Testing
         harness.redis.kill()
         let observed = try ObservedWorker(harness)
         let port = try await observed.port()
-        #expect(try await httpGet(port: port, path: "/healthz").status == 200)
+        #expect(try await httpGet(port: port, path: "/healthz").status == 200, "a pool that does not answer is no stall")
         #expect(try await eventually {
             let (status, body) = try await httpGet(port: port, path: "/readyz")
             return status == 503 && body.contains("pool primary does not answer PING on \(harness.redis.endpoint)")
@@ -76,6 +76,84 @@ import Testing
         try await harness.redis.restart()
         #expect(try await eventually { try await httpGet(port: port, path: "/readyz") == (200, "ready\n") })
         #expect(try await httpGet(port: port, path: "/nothing").status == 404)
+        try await observed.running.stop()
+    }
+
+    /// A dead-letter write that hangs (no error, no retry) stalls the Kafka loop:
+    /// `/healthz` names it and the log says so, then both recover once the write returns.
+    @Test func healthzNamesAStalledLoopUntilItMovesAgain() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let store = ControlledDeadLetterStore()
+        let capture = LogCapture()
+        let observed = try ObservedWorker(
+            harness, logger: Logger(label: "test") { _ in CapturingLogHandler(capture: capture) }, stallTimeout: .seconds(2),
+            deadLetters: store)
+        let port = try await observed.port()
+        // Idle for longer than the stall timeout: the loop keeps going round.
+        #expect(try await holds(for: .seconds(5)) { try await httpGet(port: port, path: "/healthz").status == 200 })
+        #expect(try await httpGet(port: port, path: "/healthz").body.hasPrefix("alive:\n- kafka: last heartbeat "))
+
+        store.mode = .hangs
+        try await harness.produce([#"{"entity":"user","id":"#]) // not JSON: dead-lettered
+        #expect(try await eventually {
+            let (status, body) = try await httpGet(port: port, path: "/healthz")
+            return status == 503 && body.hasPrefix("stalled:\n- kafka: no heartbeat for ")
+                && body.hasSuffix(" (last: storing dead letters)\n")
+        })
+        #expect(try await eventually {
+            capture.lines.contains { $0.hasPrefix("error processing loop stalled") && $0.contains("loop=kafka") }
+        })
+        store.mode = .works
+        #expect(try await eventually { try await httpGet(port: port, path: "/healthz").status == 200 })
+        #expect(store.stored == 1)
+        #expect(try await eventually { capture.lines.contains { $0.hasPrefix("info processing loop no longer stalled") } })
+        try await observed.running.stop()
+    }
+
+    /// Work in progress is no stall: a dead-letter store that is down is retried,
+    /// each attempt a heartbeat, for several stall timeouts.
+    @Test func aDeadLetterStoreBeingRetriedIsNoStall() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        let store = ControlledDeadLetterStore()
+        store.mode = .fails
+        let observed = try ObservedWorker(harness, stallTimeout: .seconds(2), deadLetters: store)
+        let port = try await observed.port()
+        try await harness.produce([#"{"entity":"user","id":"#])
+        #expect(try await eventually { store.attempts > 0 })
+        #expect(try await holds(for: .seconds(5)) { try await httpGet(port: port, path: "/healthz").status == 200 })
+        #expect(store.attempts >= 5)
+        store.mode = .works
+        #expect(try await eventually { store.stored == 1 })
+        try await observed.running.stop()
+    }
+
+    @Test func defaultStallTimeoutOutlastsOneRedisCallWithItsRetries() throws {
+        var configuration = Configuration()
+        configuration.pools = [PoolConfiguration(name: "primary", nodes: ["127.0.0.1:6379"])]
+        func stallTimeout() throws -> Duration {
+            LivenessMonitor.defaultStallTimeout(pools: try PoolSet(configuration: configuration, logger: Logger(label: "test")).pools.map(\.configuration))
+        }
+        // 8 attempts of 2 s + 2 s, backoff ceilings 50 ms ... 3.2 s (6.35 s), then 30 s more.
+        #expect(try stallTimeout() == .milliseconds(68_350))
+        configuration.retry.attempts = 2
+        #expect(try stallTimeout() == .seconds(60))
+    }
+
+    /// The worker counts its Redis stream of dead letters at start and after each write.
+    @Test func deadLettersRemainingFollowsTheStream() async throws {
+        let harness = try await WorkerHarness(partitions: 1)
+        for _ in 0..<2 {
+            _ = try harness.deadLetterRedis.call("XADD", "dead-letters", "*", "reason", "invalid-json", "record", "{}")
+        }
+        let observed = try ObservedWorker(harness)
+        let port = try await observed.port()
+        #expect(try await eventually {
+            PrometheusText(try await httpGet(port: port, path: "/metrics").body).value(DeadLetterMetrics.remaining, [:]) == 2
+        })
+        try await harness.produce([#"{"entity":"user","id":"#])
+        #expect(try await eventually {
+            PrometheusText(try await httpGet(port: port, path: "/metrics").body).value(DeadLetterMetrics.remaining, [:]) == 3
+        })
         try await observed.running.stop()
     }
 
@@ -168,16 +246,20 @@ struct ObservedWorker {
     let registry = PrometheusCollectorRegistry()
     let running: RunningWorker
 
-    init(_ harness: WorkerHarness, logger: Logger? = nil) throws {
+    init(
+        _ harness: WorkerHarness, logger: Logger? = nil, stallTimeout: Duration? = nil,
+        deadLetters: (any DeadLetterStore)? = nil
+    ) throws {
         let registry = registry
         let observability = WorkerObservability(
             metrics: WorkerMetrics(factory: PrometheusMetricsFactory(registry: registry)), serveHTTP: true,
             listen: ListenAddress(host: "127.0.0.1", port: 0), renderMetrics: { registry.emitToString() },
-            healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100))
+            healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100), stallTimeout: stallTimeout)
         let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
         var logger = logger ?? Logger(label: "test")
         logger.logLevel = .info
-        running = RunningWorker(try Worker(loaded: loaded, workerID: "test-worker", observability: observability, logger: logger))
+        running = RunningWorker(try Worker(
+            loaded: loaded, deadLetters: deadLetters, workerID: "test-worker", observability: observability, logger: logger))
     }
 
     func port() async throws -> Int {
@@ -218,6 +300,34 @@ struct PrometheusText {
     /// The sample with exactly these labels.
     func value(_ name: String, _ labels: [String: String]) -> Double? {
         samples.first { $0.name == name && $0.labels == labels }?.value
+    }
+}
+
+/// A dead-letter store whose writes work, fail (the pipeline retries) or hang
+/// (never return, like a call without a timeout), as the test sets.
+final class ControlledDeadLetterStore: DeadLetterStore {
+    enum Mode { case works, fails, hangs }
+    struct Down: Error {}
+    private let state = Mutex<(mode: Mode, attempts: Int, stored: Int)>((.works, 0, 0))
+
+    var mode: Mode {
+        get { state.withLock { $0.mode } }
+        set { state.withLock { $0.mode = newValue } }
+    }
+    /// Writes that returned or threw.
+    var attempts: Int { state.withLock { $0.attempts } }
+    /// Records stored.
+    var stored: Int { state.withLock { $0.stored } }
+
+    func write(_ records: [DeadLetter]) async throws {
+        while mode == .hangs {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        try state.withLock { state in
+            state.attempts += 1
+            guard state.mode == .works else { throw Down() }
+            state.stored += records.count
+        }
     }
 }
 

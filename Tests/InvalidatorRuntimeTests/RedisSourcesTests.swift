@@ -36,11 +36,11 @@ final class RedisSourceHarness: Sendable {
         try? FileManager.default.removeItem(at: folder)
     }
 
-    func makeWorker(workerID: String = "test-worker") throws -> Worker {
+    func makeWorker(workerID: String = "test-worker", observability: WorkerObservability = WorkerObservability()) throws -> Worker {
         let loaded = try ConfigurationFiles.load(configPath: folder.appendingPathComponent("invalidator.yaml").path, environment: [:])
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        return try Worker(loaded: loaded, workerID: workerID, logger: logger)
+        return try Worker(loaded: loaded, workerID: workerID, observability: observability, logger: logger)
     }
 
     /// XADDs each event in the `event` field.
@@ -242,6 +242,21 @@ final class RedisSourceHarness: Sendable {
         #expect(try await eventually(timeout: .seconds(5)) { try harness.pending() == 0 && source.isSubscribed })
         try await running.stop()
         #expect(try harness.deadLetterReasons().isEmpty)
+    }
+
+    // MARK: Both
+
+    /// Both Redis loops wait for input in bounded steps (XREADGROUP BLOCK, short
+    /// pub/sub polls), so while idle they keep beating; ended loops are not monitored.
+    @Test func idleRedisLoopsKeepBeating() async throws {
+        let harness = try await RedisSourceHarness(sources: Self.streamSources + "\n" + Self.pubSubSources)
+        let running = RunningWorker(try harness.makeWorker(observability: WorkerObservability(stallTimeout: .seconds(1))))
+        let liveness = running.worker.liveness
+        #expect(try await eventually(timeout: .seconds(10)) { liveness.loops.count == 2 })
+        #expect(liveness.loops.map(\.loop) == ["redis_pubsub", "redis_stream entity-changes,other-changes"])
+        #expect(try await holds(for: .seconds(3)) { liveness.loops.count == 2 && !liveness.loops.contains(where: \.isStalled) })
+        try await running.stop()
+        #expect(liveness.loops.isEmpty)
     }
 
     // MARK: Pub/sub

@@ -147,6 +147,16 @@ func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -
     return try await condition()
 }
 
+/// Whether `condition` holds at every check (every 100 ms) for `duration`.
+func holds(for duration: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + duration
+    while ContinuousClock.now < deadline {
+        guard try await condition() else { return false }
+        try await Task.sleep(for: .milliseconds(100))
+    }
+    return true
+}
+
 func seedKeys(_ server: RedisServer, _ keys: [String]) async throws {
     try await server.seed(keys)
 }

@@ -12,22 +12,27 @@ public struct Readiness: Sendable, Equatable {
 }
 
 /// PINGs every node of every pool on a timer, for `invalidator_node_up` and for
-/// readiness, so a probe never waits on a slow node.
+/// readiness, so a probe never waits on a slow node. Each round also logs loops
+/// that stalled (before a liveness probe restarts the worker) or recovered.
 public final class HealthMonitor: Service, Sendable {
     private let pools: PoolSet
     private let sources: @Sendable () -> [(name: String, subscribed: Bool)]
+    private let liveness: LivenessMonitor
     private let interval: Duration
     private let metrics: WorkerMetrics
     private let logger: Logger
     /// Unreachable nodes per pool after the last round; nil before the first one.
     private let unreachable = Mutex<[String: [String]]?>(nil)
+    /// Loops stalled at the last round.
+    private let stalledLoops = Mutex<Set<String>>([])
 
     init(
-        pools: PoolSet, sources: @escaping @Sendable () -> [(name: String, subscribed: Bool)], interval: Duration,
-        metrics: WorkerMetrics, logger: Logger
+        pools: PoolSet, sources: @escaping @Sendable () -> [(name: String, subscribed: Bool)], liveness: LivenessMonitor,
+        interval: Duration, metrics: WorkerMetrics, logger: Logger
     ) {
         self.pools = pools
         self.sources = sources
+        self.liveness = liveness
         self.interval = interval
         self.metrics = metrics
         self.logger = logger
@@ -48,6 +53,7 @@ public final class HealthMonitor: Service, Sendable {
 
     /// One round of PINGs; updates `invalidator_node_up` and readiness.
     public func check() async {
+        logStallChanges()
         var down: [String: [String]] = [:]
         for pool in pools.pools {
             let name = pool.configuration.name
@@ -69,6 +75,23 @@ public final class HealthMonitor: Service, Sendable {
                     "nodes": "\(down.keys.sorted().map { "\($0): \(down[$0]!.joined(separator: ","))" })",
                 ])
             }
+        }
+    }
+
+    private func logStallChanges() {
+        let stalls = liveness.loops.filter(\.isStalled)
+        let names = Set(stalls.map(\.loop))
+        let previous = stalledLoops.withLock { state in
+            defer { state = names }
+            return state
+        }
+        for stall in stalls where !previous.contains(stall.loop) {
+            logger.error("processing loop stalled; /healthz answers 503", metadata: [
+                "loop": "\(stall.loop)", "activity": "\(stall.activity)", "since_last_heartbeat": "\(stall.sinceLastBeat)",
+            ])
+        }
+        for loop in previous.subtracting(names).sorted() {
+            logger.info("processing loop no longer stalled", metadata: ["loop": "\(loop)"])
         }
     }
 

@@ -8,7 +8,8 @@ import Synchronization
 
 /// The HTTP listener on `http.listen`:
 /// - `GET /metrics`: the Prometheus text exposition (when a renderer is given);
-/// - `GET /healthz`: 200 while the process serves requests (liveness);
+/// - `GET /healthz`: 200 with one line per processing loop while every one is
+///   alive (see ``LivenessMonitor``), else 503 with one line per stalled loop;
 /// - `GET /readyz`: 200 once sources are subscribed and every pool answers PING,
 ///   else 503 with one line per reason.
 ///
@@ -22,17 +23,19 @@ public final class ObservabilityServer: Service, Sendable {
     private let listen: ListenAddress
     private let renderMetrics: (@Sendable () -> String)?
     private let readiness: @Sendable () -> Readiness
+    private let loops: @Sendable () -> [LivenessMonitor.LoopStatus]
     private let logger: Logger
     private let bound = Atomic<Int>(0)
     private let stopRequested = Atomic<Bool>(false)
 
     init(
         listen: ListenAddress, renderMetrics: (@Sendable () -> String)?, readiness: @escaping @Sendable () -> Readiness,
-        logger: Logger
+        loops: @escaping @Sendable () -> [LivenessMonitor.LoopStatus], logger: Logger
     ) {
         self.listen = listen
         self.renderMetrics = renderMetrics
         self.readiness = readiness
+        self.loops = loops
         var logger = logger
         logger[metadataKey: "component"] = "http"
         self.logger = logger
@@ -141,14 +144,22 @@ public final class ObservabilityServer: Service, Sendable {
             guard let renderMetrics else { return ("404 Not Found", "metrics are not enabled\n", text) }
             return ("200 OK", renderMetrics(), "text/plain; version=0.0.4; charset=utf-8")
         case "/healthz":
-            return ("200 OK", "ok\n", text)
+            let running = loops()
+            let stalled = running.filter(\.isStalled)
+            if stalled.isEmpty { return ("200 OK", list("alive", running.map(\.description)), text) }
+            return ("503 Service Unavailable", list("stalled", stalled.map(\.description)), text)
         case "/readyz":
             let state = readiness()
             if state.isReady { return ("200 OK", "ready\n", text) }
-            return ("503 Service Unavailable", "not ready:\n" + state.problems.map { "- \($0)\n" }.joined(), text)
+            return ("503 Service Unavailable", list("not ready", state.problems), text)
         default:
             return ("404 Not Found", "not found\n", text)
         }
+    }
+
+    /// `title:` then one `- ` line per item.
+    private func list(_ title: String, _ items: [String]) -> String {
+        "\(title):\n" + items.map { "- \($0)\n" }.joined()
     }
 }
 

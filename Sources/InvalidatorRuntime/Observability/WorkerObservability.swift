@@ -17,11 +17,15 @@ public struct WorkerObservability: Sendable {
     public var healthCheckInterval: Duration
     /// Period of the rules files' change check; nil turns hot reload off.
     public var rulesReloadInterval: Duration?
+    /// How long a processing loop may go without a heartbeat before `/healthz`
+    /// reports it stalled; nil derives it from the pools' timeouts and retries
+    /// (``LivenessMonitor/defaultStallTimeout(pools:)``).
+    public var stallTimeout: Duration?
 
     public init(
         metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: ListenAddress? = nil,
         renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration = .seconds(5),
-        rulesReloadInterval: Duration? = .seconds(1)
+        rulesReloadInterval: Duration? = .seconds(1), stallTimeout: Duration? = nil
     ) {
         self.metrics = metrics
         self.serveHTTP = serveHTTP
@@ -29,5 +33,6 @@ public struct WorkerObservability: Sendable {
         self.renderMetrics = renderMetrics
         self.healthCheckInterval = healthCheckInterval
         self.rulesReloadInterval = rulesReloadInterval
+        self.stallTimeout = stallTimeout
     }
 }

@@ -55,11 +55,13 @@ public final class EventPipeline: Sendable {
 
     /// Processes `batch` in order. Operations of one event never run before those of an earlier event on the same node.
     ///
-    /// - Parameter onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
+    /// - Parameters:
+    ///   - heartbeat: the calling loop's, beaten as the batch makes progress (see ``apply(_:heartbeat:onRedeleteFinished:)``).
+    ///   - onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
     public func process(
-        _ batch: [IncomingEvent], onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
+        _ batch: [IncomingEvent], heartbeat: Heartbeat? = nil, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
     ) async -> BatchResult {
-        await apply(prepare(batch), onRedeleteFinished: onRedeleteFinished)
+        await apply(prepare(batch), heartbeat: heartbeat, onRedeleteFinished: onRedeleteFinished)
     }
 
     /// Decodes and plans a batch with the rules in force now.
@@ -90,12 +92,17 @@ public final class EventPipeline: Sendable {
     }
 
     /// Applies a prepared batch, dead-letters what failed, and schedules redeletes.
+    ///
+    /// - Parameter heartbeat: the calling loop's: beaten when the cache operations
+    ///   start and at each attempt to store dead letters, so a loop waiting on a batch
+    ///   that keeps making attempts is alive.
     public func apply(
-        _ prepared: PreparedBatch, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
+        _ prepared: PreparedBatch, heartbeat: Heartbeat? = nil, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
     ) async -> BatchResult {
         let (batch, plans, planEventIndexes) = (prepared.batch, prepared.plans, prepared.planEventIndexes)
         var records = prepared.rejected
         metrics.inFlightChanged(by: batch.count)
+        heartbeat?.beat(.applying)
         let failures = await executor.execute(plans.map(\.pools))
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
@@ -103,7 +110,7 @@ public final class EventPipeline: Sendable {
                 records.append(deadLetter(event, failure: failure))
             }
         }
-        guard await store(records) else {
+        guard await store(records, heartbeat: heartbeat) else {
             metrics.inFlightChanged(by: -batch.count)
             return BatchResult(isDurable: false, awaitingRedelete: [])
         }
@@ -117,7 +124,8 @@ public final class EventPipeline: Sendable {
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
             redeletes.schedule(groups, event: event) { [self] failed in
-                let durable = await store(failed.map { deadLetter(event, failure: $0) })
+                // A delayed redelete runs on a task of its own, not on a monitored loop.
+                let durable = await store(failed.map { deadLetter(event, failure: $0) }, heartbeat: nil)
                 if durable {
                     metrics.inFlightChanged(by: -1)
                     onRedeleteFinished(eventIndex)
@@ -185,12 +193,13 @@ public final class EventPipeline: Sendable {
             rule: rejection.rule, failedAt: time, worker: workerID)
     }
 
-    /// Stores dead letters, retrying while the store is down. Returns false only
-    /// when cancelled (shutdown) before the store came back.
-    func store(_ records: [DeadLetter]) async -> Bool {
+    /// Stores dead letters, retrying while the store is down, with a heartbeat at each
+    /// attempt. Returns false only when cancelled (shutdown) before the store came back.
+    func store(_ records: [DeadLetter], heartbeat: Heartbeat?) async -> Bool {
         guard !records.isEmpty else { return true }
         var attempt = 0
         while true {
+            heartbeat?.beat(.storingDeadLetters)
             do {
                 try await deadLetters.write(records)
                 for record in records {

@@ -20,15 +20,19 @@ public final class KafkaEventSource: Service, Sendable {
     private let subscribed = Atomic<Bool>(false)
     private let processed = Atomic<Int>(0)
     private let metrics: WorkerMetrics
+    private let liveness: LivenessMonitor
+    private let stop = StopSignal()
     /// Per assigned partition, the committed position (next offset to read) behind
     /// `invalidator_consumer_lag`; nil while unknown (no committed offset yet).
     private let lagPositions = Mutex<[TopicPartition: Int64?]>([:])
 
     public init(
         configuration: KafkaSourceConfiguration, pipeline: EventPipeline, drainTimeout: Duration,
-        commitInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled, logger: Logger
+        commitInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled,
+        liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
     ) {
         self.metrics = metrics
+        self.liveness = liveness
         self.configuration = configuration
         self.pipeline = pipeline
         self.drainTimeout = drainTimeout
@@ -56,20 +60,24 @@ public final class KafkaEventSource: Service, Sendable {
         subscribed.store(true, ordering: .relaxed)
         logger.info("consuming", metadata: ["topics": "\(configuration.topics)", "group": "\(configuration.group)"])
         do {
-            try await withThrowingTaskGroup(of: Void.self) { tasks in
-                tasks.addTask { try await self.consume(consumer) }
-                // Commits on a timer, so work finished between batches (delayed
-                // redeletes, a dead-letter store coming back) is committed even
-                // when no new messages arrive.
-                tasks.addTask {
-                    while true {
-                        try await Task.sleep(for: self.commitInterval)
-                        await self.commit(consumer)
-                        await self.reportLag(consumer)
+            try await withTaskCancellationOrGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { tasks in
+                    tasks.addTask { try await self.liveness.monitor("kafka") { try await self.consume(consumer, heartbeat: $0) } }
+                    // Commits on a timer, so work finished between batches (delayed
+                    // redeletes, a dead-letter store coming back) is committed even
+                    // when no new messages arrive.
+                    tasks.addTask {
+                        while true {
+                            try await Task.sleep(for: self.commitInterval)
+                            await self.commit(consumer)
+                            await self.reportLag(consumer)
+                        }
                     }
+                    try await tasks.next()
+                    tasks.cancelAll()
                 }
-                try await tasks.next()
-                tasks.cancelAll()
+            } onCancelOrGracefulShutdown: {
+                self.stop.set()
             }
         } catch {
             logger.error("consumer failed", metadata: ["error": "\(error)"])
@@ -79,12 +87,18 @@ public final class KafkaEventSource: Service, Sendable {
         await shutDown(consumer)
     }
 
-    /// Reads until graceful shutdown or until a batch cannot be made durable.
+    /// Reads until graceful shutdown, until the consumer closes, or until a batch
+    /// cannot be made durable.
     ///
     /// Two batches are in flight at most: while one is applied, the next is
     /// decoded and planned, so both cores work. Batches are still applied one
     /// after another, in order.
-    private func consume(_ consumer: KafkaConsumer) async throws {
+    ///
+    /// Liveness: the wait for events is bounded (`LivenessMonitor.idleWait`), so an
+    /// idle loop still goes round and beats `heartbeat`. While a batch is being
+    /// applied, its beats (see `EventPipeline.apply`) speak for the loop, and an idle
+    /// round waits for it: a batch that hangs is not hidden behind idle rounds.
+    private func consume(_ consumer: KafkaConsumer, heartbeat: Heartbeat) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { applying in
             var isApplying = false
             /// Waits for the batch being applied; false if it could not be made durable.
@@ -93,21 +107,55 @@ public final class KafkaEventSource: Service, Sendable {
                 isApplying = false
                 return try await applying.next() ?? true
             }
-            for try await event in consumer.events.cancelOnGracefulShutdown() {
-                switch event {
-                case .messages(let messages):
+            reading: while !stop.isSet {
+                if !isApplying { heartbeat.beat(.reading) }
+                switch try await nextEvent(consumer) {
+                case .closed:
+                    break reading
+                case .idle:
+                    guard try await finishApplying() else { return }
+                case .event(.messages(let messages)):
                     let prepared = prepare(messages)
                     guard try await finishApplying() else { return }
-                    applying.addTask { await self.apply(prepared, messages) }
+                    applying.addTask { await self.apply(prepared, messages, heartbeat: heartbeat) }
                     isApplying = true
-                case .partitionsAssigned(let partitions):
+                case .event(.partitionsAssigned(let partitions)):
                     logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
-                case .partitionsRevoked(let revocation):
+                case .event(.partitionsRevoked(let revocation)):
                     guard try await finishApplying() else { return }
-                    await handOver(revocation, consumer: consumer)
+                    await handOver(revocation, consumer: consumer, heartbeat: heartbeat)
                 }
             }
             _ = try await finishApplying()
+        }
+    }
+
+    private enum Delivery {
+        case event(KafkaConsumerEvent)
+        /// Nothing within `idleWait`, or a stop was requested.
+        case idle
+        /// The consumer closed.
+        case closed
+    }
+
+    /// The consumer's next event, waiting at most `idleWait` (less on a stop).
+    private func nextEvent(_ consumer: KafkaConsumer) async throws -> Delivery {
+        try await withThrowingTaskGroup(of: Delivery.self) { race in
+            race.addTask {
+                var events = consumer.events.makeAsyncIterator()
+                return try await events.next().map(Delivery.event) ?? .closed
+            }
+            race.addTask {
+                await self.stop.pause(for: self.liveness.idleWait)
+                return .idle
+            }
+            let first = try await race.next()!
+            race.cancelAll()
+            guard case .idle = first else { return first }
+            // The cancelled read returns an event that arrived meanwhile (never lost),
+            // else nil, which here means the cancellation, not the end.
+            if case .event(let event) = try await race.next()! { return .event(event) }
+            return .idle
         }
     }
 
@@ -125,8 +173,8 @@ public final class KafkaEventSource: Service, Sendable {
 
     /// Applies one prepared batch. False when it could not be made durable
     /// (shutdown while the dead-letter store was down); then nothing of it is committed.
-    private func apply(_ prepared: EventPipeline.PreparedBatch, _ messages: [KafkaMessage]) async -> Bool {
-        let result = await pipeline.apply(prepared) { [self] index in
+    private func apply(_ prepared: EventPipeline.PreparedBatch, _ messages: [KafkaMessage], heartbeat: Heartbeat) async -> Bool {
+        let result = await pipeline.apply(prepared, heartbeat: heartbeat) { [self] index in
             tracker.withLock { $0.complete(messages[index].topicPartition, offset: messages[index].offset) }
         }
         guard result.isDurable else { return false }
@@ -186,13 +234,14 @@ public final class KafkaEventSource: Service, Sendable {
 
     /// Partitions are leaving: let their delayed redeletes finish (bounded by the
     /// drain timeout), commit what is finished, and hand them back.
-    private func handOver(_ revocation: KafkaRevocation, consumer: KafkaConsumer) async {
+    private func handOver(_ revocation: KafkaRevocation, consumer: KafkaConsumer, heartbeat: Heartbeat) async {
         let partitions = revocation.partitions
         logger.info("partitions revoked", metadata: ["partitions": "\(partitions.map(\.description))", "lost": "\(revocation.isLost)"])
         if !revocation.isLost {
             let deadline = ContinuousClock.now + drainTimeout
             while ContinuousClock.now < deadline,
                   tracker.withLock({ tracker in partitions.contains { tracker.unfinishedCount($0) > 0 } }) {
+                heartbeat.beat(.handingOver)
                 try? await Task.sleep(for: .milliseconds(10))
             }
             await commit(consumer)

@@ -37,13 +37,15 @@ public final class RedisPubSubSource: Service, Sendable {
     private let processed = Atomic<Int>(0)
     private let stop = StopSignal()
     private let metrics: WorkerMetrics
+    private let liveness: LivenessMonitor
 
     public init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
         batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), metrics: WorkerMetrics = .disabled,
-        logger: Logger
+        liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
     ) {
         self.metrics = metrics
+        self.liveness = liveness
         self.configuration = configuration
         self.pool = pool
         self.pipeline = pipeline
@@ -73,7 +75,7 @@ public final class RedisPubSubSource: Service, Sendable {
             "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
         ])
         await withTaskCancellationOrGracefulShutdownHandler {
-            await consume()
+            await liveness.monitor("redis_pubsub") { await consume(heartbeat: $0) }
         } onCancelOrGracefulShutdown: {
             self.stop.set()
         }
@@ -85,13 +87,15 @@ public final class RedisPubSubSource: Service, Sendable {
     }
 
     /// Subscribes and processes messages until shutdown, resubscribing with backoff
-    /// whenever the connection is lost.
-    private func consume() async {
+    /// whenever the connection is lost. Every wait is bounded (idle wait, backoff),
+    /// so the loop beats `heartbeat` each round, idle or not.
+    private func consume(heartbeat: Heartbeat) async {
         var subscription: Subscription?
         var backoff = ReconnectBackoff()
         var lostAt: ContinuousClock.Instant?
         var idleWait = Duration.milliseconds(1)
         while !stop.isSet {
+            heartbeat.beat(.reading)
             do throws(RedisError) {
                 if subscription == nil {
                     let connection = try await pool.dedicatedConnection(routingKey: routingKey)
@@ -111,7 +115,7 @@ public final class RedisPubSubSource: Service, Sendable {
                     }
                     lostAt = nil
                     backoff.reset()
-                    if !early.isEmpty { await process(early) }
+                    if !early.isEmpty { await process(early, heartbeat: heartbeat) }
                 }
                 let messages = try await subscription!.poll(limit: batchSize, format: configuration.format)
                 if messages.isEmpty {
@@ -119,7 +123,7 @@ public final class RedisPubSubSource: Service, Sendable {
                     idleWait = min(idleWait * 2, maximumIdleWait)
                 } else {
                     idleWait = .milliseconds(1)
-                    await process(messages)
+                    await process(messages, heartbeat: heartbeat)
                 }
             } catch {
                 if let subscription {
@@ -146,15 +150,15 @@ public final class RedisPubSubSource: Service, Sendable {
             // Messages already on their way to this worker are processed, not dropped:
             // everything queued before the server's unsubscription confirmations.
             if !Task.isCancelled, let last = try? await subscription.unsubscribe(format: configuration.format), !last.isEmpty {
-                await process(last)
+                await process(last, heartbeat: heartbeat)
             }
             await subscription.connection.close()
         }
         subscribed.store(false, ordering: .relaxed)
     }
 
-    private func process(_ batch: [IncomingEvent]) async {
-        let result = await pipeline.process(batch)
+    private func process(_ batch: [IncomingEvent], heartbeat: Heartbeat) async {
+        let result = await pipeline.process(batch, heartbeat: heartbeat)
         if result.isDurable {
             processed.add(batch.count, ordering: .relaxed)
         }

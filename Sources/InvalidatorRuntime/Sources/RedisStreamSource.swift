@@ -55,12 +55,15 @@ public final class RedisStreamSource: Service, Sendable {
     private let claimed = Atomic<Int>(0)
     private let acknowledgeFailures = Atomic<Int>(0)
     private let stop = StopSignal()
+    private let liveness: LivenessMonitor
 
     public init(
         configuration: RedisStreamSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, consumer: String,
         drainTimeout: Duration, acknowledgeInterval: Duration = .milliseconds(100),
-        blockTime: Duration = .milliseconds(100), batchSize: Int = 1000, logger: Logger
+        blockTime: Duration = .milliseconds(100), batchSize: Int = 1000, liveness: LivenessMonitor = LivenessMonitor(),
+        logger: Logger
     ) {
+        self.liveness = liveness
         self.configuration = configuration
         self.pool = pool
         self.pipeline = pipeline
@@ -98,7 +101,11 @@ public final class RedisStreamSource: Service, Sendable {
         await withTaskCancellationOrGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { tasks in
                 for (index, streams) in readers.enumerated() {
-                    tasks.addTask { await self.read(streams, reader: index) }
+                    tasks.addTask {
+                        await self.liveness.monitor("redis_stream \(streams.joined(separator: ","))") {
+                            await self.read(streams, reader: index, heartbeat: $0)
+                        }
+                    }
                 }
                 // Acknowledges on a timer, so work finished between reads (delayed
                 // redeletes, a dead-letter store coming back) is acknowledged even
@@ -143,8 +150,10 @@ public final class RedisStreamSource: Service, Sendable {
 
     // MARK: Reading
 
-    /// Reads `streams` until shutdown, reconnecting with backoff when the node is unreachable.
-    private func read(_ streams: [String], reader: Int) async {
+    /// Reads `streams` until shutdown, reconnecting with backoff when the node is
+    /// unreachable. Every wait is bounded (BLOCK, backoff), so the loop beats
+    /// `heartbeat` each round, idle or not.
+    private func read(_ streams: [String], reader: Int, heartbeat: Heartbeat) async {
         let readNew = ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize),
                        "BLOCK", String(blockTime.wholeMilliseconds), "STREAMS"] + streams + streams.map { _ in ">" }
         let claimInterval = max(configuration.claimIdle / 2, .milliseconds(100))
@@ -153,13 +162,14 @@ public final class RedisStreamSource: Service, Sendable {
         var nextClaim = ContinuousClock.now
         var backoff = ReconnectBackoff()
         while !stop.isSet {
+            heartbeat.beat(.reading)
             do throws(RedisError) {
                 if !ready {
                     try await createGroups(streams)
                     let opened = try await pool.dedicatedConnection(
                         routingKey: streams[0], commandTimeout: pool.configuration.commandTimeout + blockTime)
                     connection = opened
-                    guard try await processOwnPending(streams, on: opened) else { break }
+                    guard try await processOwnPending(streams, on: opened, heartbeat: heartbeat) else { break }
                     ready = true
                     readersReady.withLock { $0[reader] = true }
                     if backoff.failures > 0 {
@@ -170,7 +180,7 @@ public final class RedisStreamSource: Service, Sendable {
                     backoff.reset()
                 }
                 if ContinuousClock.now >= nextClaim {
-                    guard try await claimAbandoned(streams) else { break }
+                    guard try await claimAbandoned(streams, heartbeat: heartbeat) else { break }
                     nextClaim = ContinuousClock.now + claimInterval
                 }
                 guard let connection else { continue }
@@ -178,7 +188,7 @@ public final class RedisStreamSource: Service, Sendable {
                 if let error = reply.error { throw error }
                 let entries = try Self.parseRead(reply)
                 if !entries.isEmpty {
-                    guard await process(entries) != nil else { break }
+                    guard await process(entries, heartbeat: heartbeat) != nil else { break }
                 }
             } catch {
                 readersReady.withLock { $0[reader] = false }
@@ -213,16 +223,19 @@ public final class RedisStreamSource: Service, Sendable {
     /// Processes entries this consumer read earlier and never acknowledged (a previous
     /// run under the same name, or replies lost with a connection); those still in
     /// flight here are skipped. False when a batch could not be made durable.
-    private func processOwnPending(_ streams: [String], on connection: RedisConnection) async throws(RedisError) -> Bool {
+    private func processOwnPending(
+        _ streams: [String], on connection: RedisConnection, heartbeat: Heartbeat
+    ) async throws(RedisError) -> Bool {
         for stream in streams {
             var after = "0-0"
             while !stop.isSet {
+                heartbeat.beat(.reading)
                 let reply = try await connection.send(
                     ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize), "STREAMS", stream, after])
                 if let error = reply.error { throw error }
                 let entries = try Self.parseRead(reply)
                 guard let last = entries.last else { break }
-                guard let count = await process(entries) else { return false }
+                guard let count = await process(entries, heartbeat: heartbeat) else { return false }
                 if count > 0 {
                     logger.info("processing entries this consumer read before and did not acknowledge", metadata: [
                         "stream": "\(stream)", "entries": "\(count)",
@@ -236,11 +249,12 @@ public final class RedisStreamSource: Service, Sendable {
 
     /// Claims and processes entries idle longer than `claim_idle`. False when a batch
     /// could not be made durable.
-    private func claimAbandoned(_ streams: [String]) async throws(RedisError) -> Bool {
+    private func claimAbandoned(_ streams: [String], heartbeat: Heartbeat) async throws(RedisError) -> Bool {
         let minimumIdle = String(configuration.claimIdle.wholeMilliseconds)
         for stream in streams {
             var cursor = "0-0"
             repeat {
+                heartbeat.beat(.reading)
                 let reply = try await pool.pipeline(
                     [["XAUTOCLAIM", stream, configuration.group, consumer, minimumIdle, cursor, "COUNT", String(batchSize)]],
                     routingKey: stream)[0]
@@ -250,7 +264,7 @@ public final class RedisStreamSource: Service, Sendable {
                 }
                 let entries = try Self.parseEntries(list, stream: stream)
                 if !entries.isEmpty {
-                    guard let count = await process(entries) else { return false }
+                    guard let count = await process(entries, heartbeat: heartbeat) else { return false }
                     if count > 0 {
                         claimed.add(count, ordering: .relaxed)
                         logger.info("claimed pending entries of an idle consumer", metadata: [
@@ -268,7 +282,7 @@ public final class RedisStreamSource: Service, Sendable {
     /// - Returns: how many entries were new, or nil when the batch could not be
     ///   made durable (shutdown while the dead-letter store was down); then none
     ///   of it is acknowledged.
-    private func process(_ entries: [StreamEntry]) async -> Int? {
+    private func process(_ entries: [StreamEntry], heartbeat: Heartbeat) async -> Int? {
         let tracked = progress.withLock { $0.track(entries) }
         guard !tracked.isEmpty else { return 0 }
         let batch = tracked.map { item in
@@ -277,7 +291,7 @@ public final class RedisStreamSource: Service, Sendable {
                 payload: Self.payload(of: item.entry.fields), format: configuration.format,
                 timestampMilliseconds: item.entry.timestampMilliseconds)
         }
-        let result = await pipeline.process(batch) { [self] index in
+        let result = await pipeline.process(batch, heartbeat: heartbeat) { [self] index in
             progress.withLock { $0.tracker.complete(tracked[index].entry.stream, offset: tracked[index].sequence) }
         }
         guard result.isDurable else { return nil }

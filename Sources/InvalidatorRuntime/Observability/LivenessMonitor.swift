@@ -1,0 +1,124 @@
+import InvalidatorRedis
+import Synchronization
+
+/// What a processing loop was doing at its last heartbeat, for `/healthz` and the logs.
+public enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
+    case reading
+    case applying
+    case storingDeadLetters
+    case handingOver
+
+    public var description: String {
+        switch self {
+        case .reading: "reading events"
+        case .applying: "applying cache operations"
+        case .storingDeadLetters: "storing dead letters"
+        case .handingOver: "handing over revoked partitions"
+        }
+    }
+}
+
+/// The heartbeat of one processing loop. The loop beats each time it goes round,
+/// idle rounds included (its waits for input are bounded), and work done on its
+/// behalf beats too: applying a batch, each attempt to store its dead letters.
+public final class Heartbeat: Sendable {
+    public let name: String
+    /// Milliseconds since `origin` of the last beat, shifted left 8 bits, with the
+    /// activity in the low byte: one word, so a reader never pairs one beat's time
+    /// with another's activity (the source's loop and its batch task both beat).
+    private let state: Atomic<Int64>
+    private static let origin = ContinuousClock.now
+
+    init(name: String) {
+        self.name = name
+        state = Atomic(Self.pack(.reading))
+    }
+
+    public func beat(_ activity: LoopActivity) {
+        state.store(Self.pack(activity), ordering: .relaxed)
+    }
+
+    /// Time since the last beat, and what the loop was doing then.
+    var lastBeat: (age: Duration, activity: LoopActivity) {
+        let word = state.load(ordering: .relaxed)
+        return (.milliseconds(Self.milliseconds() - word >> 8), LoopActivity(rawValue: UInt8(word & 0xFF))!)
+    }
+
+    private static func milliseconds() -> Int64 {
+        (ContinuousClock.now - origin).wholeMilliseconds
+    }
+
+    private static func pack(_ activity: LoopActivity) -> Int64 {
+        milliseconds() << 8 | Int64(activity.rawValue)
+    }
+}
+
+/// The heartbeats of the running processing loops, behind `/healthz`: a loop is
+/// stalled when it has not beaten for `stallTimeout`. A loop that keeps making
+/// attempts (Redis retries, a dead-letter store that is down) is alive; one blocked
+/// for good (a hung call, a deadlock, a starved thread pool) is not.
+public final class LivenessMonitor: Sendable {
+    public let stallTimeout: Duration
+    private let running = Mutex<[ObjectIdentifier: Heartbeat]>([:])
+
+    /// - Parameter stallTimeout: how long a loop may go without a heartbeat; see
+    ///   ``defaultStallTimeout(pools:)`` for the worker's.
+    public init(stallTimeout: Duration = .seconds(60)) {
+        self.stallTimeout = stallTimeout
+    }
+
+    /// 60 s, or 30 s more than the longest one Redis call may take with its pool's
+    /// retries when that is longer: every attempt timing out at connect and command
+    /// timeout, every backoff at its ceiling (68.35 s with the default settings).
+    /// Between heartbeats a loop waits on about one such call (a node that keeps
+    /// failing has its circuit opened, and the calls after fail at once); the 60 s
+    /// floor covers the Kafka dead-letter producer's 30 s flush.
+    public static func defaultStallTimeout(pools: [RedisPoolConfiguration]) -> Duration {
+        let longestCall = pools.map { pool in
+            let retry = pool.retry
+            // The ceiling of `RetryPolicy.backoff(afterAttempt:)`.
+            let backoffs = (1..<retry.attempts).reduce(Duration.zero) { total, attempt in
+                total + min(retry.initialBackoff * (1 << min(attempt - 1, 30)), retry.maxBackoff)
+            }
+            return (pool.connectTimeout + pool.commandTimeout) * retry.attempts + backoffs
+        }.max() ?? .zero
+        return max(.seconds(60), longestCall + .seconds(30))
+    }
+
+    /// How long a loop waits for input before going round anyway, so that an idle
+    /// loop keeps beating: well within the stall timeout.
+    var idleWait: Duration { min(.seconds(1), stallTimeout / 4) }
+
+    /// Runs `loop` with a heartbeat registered under `name` (unique among running
+    /// loops) while it runs: a loop that has ended is not stalled.
+    func monitor<T>(_ name: String, _ loop: (Heartbeat) async throws -> T) async rethrows -> T {
+        let heartbeat = Heartbeat(name: name)
+        let key = ObjectIdentifier(heartbeat)
+        running.withLock { $0[key] = heartbeat }
+        defer { _ = running.withLock { $0.removeValue(forKey: key) } }
+        return try await loop(heartbeat)
+    }
+
+    /// A running loop as `/healthz` shows it.
+    public struct LoopStatus: Sendable, CustomStringConvertible {
+        public var loop: String
+        public var sinceLastBeat: Duration
+        public var activity: LoopActivity
+        /// No heartbeat for longer than the stall timeout.
+        public var isStalled: Bool
+
+        public var description: String {
+            let tenths = sinceLastBeat.wholeMilliseconds / 100
+            let age = "\(tenths / 10).\(tenths % 10)s"
+            return isStalled ? "\(loop): no heartbeat for \(age) (last: \(activity))" : "\(loop): last heartbeat \(age) ago (\(activity))"
+        }
+    }
+
+    /// The running loops, by name.
+    public var loops: [LoopStatus] {
+        running.withLock { Array($0.values) }.map { heartbeat in
+            let (age, activity) = heartbeat.lastBeat
+            return LoopStatus(loop: heartbeat.name, sinceLastBeat: age, activity: activity, isStalled: age > stallTimeout)
+        }.sorted { $0.loop < $1.loop }
+    }
+}
