@@ -118,7 +118,7 @@ public final class Worker: Sendable {
         case .redisStream(let pool, let stream)?:
             guard let redis = pools.pool(named: pool) else { throw ConfigurationProblem("dead_letters.pool '\(pool)' is not defined") }
             return RedisStreamDeadLetterStore(pool: redis, stream: stream)
-        case .kafkaTopic(let topic)?:
+        case .kafkaTopic(let topic, _)?:
             guard let brokers = configuration.sources.kafka?.brokers else {
                 throw ConfigurationProblem("dead_letters.kafka_topic needs sources.kafka for its brokers")
             }

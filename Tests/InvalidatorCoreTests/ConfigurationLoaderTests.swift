@@ -116,7 +116,7 @@ import Testing
               solo: { nodes: ["a:1", "b:2"] }
             rules: r.yaml
             retry: { attempts: 0 }
-            dead_letters: { kafka_topic: dl, pool: main }
+            dead_letters: { kafka_topic: dl, stream: dl }
             extra: 1
             """
         do {
@@ -132,7 +132,7 @@ import Testing
             #expect(messages.contains { $0.contains("'localhost' must be host:port") })
             #expect(messages.contains { $0.contains("single but lists 2 nodes") })
             #expect(messages.contains { $0.contains("retry.attempts") })
-            #expect(messages.contains { $0.contains("either kafka_topic or pool") })
+            #expect(messages.contains { $0.contains("either kafka_topic or a stream") })
         }
     }
 

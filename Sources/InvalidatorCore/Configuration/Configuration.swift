@@ -112,7 +112,8 @@ public struct RetryConfiguration: Hashable, Sendable {
 
 public enum DeadLetterDestination: Hashable, Sendable {
     case redisStream(pool: String, stream: String)
-    case kafkaTopic(String)
+    /// `lockPool`: where replays of the topic take turns (default: the first pool).
+    case kafkaTopic(topic: String, lockPool: String?)
 }
 
 public struct HTTPConfiguration: Hashable, Sendable {

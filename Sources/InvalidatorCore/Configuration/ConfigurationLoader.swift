@@ -249,10 +249,14 @@ public enum ConfigurationLoader {
             return nil
         }
         if let topic = values["kafka_topic"] {
-            if values["pool"] != nil || values["stream"] != nil {
-                reader.report("dead_letters takes either kafka_topic or pool and stream, not both", at: node)
+            if values["stream"] != nil {
+                reader.report("dead_letters takes either kafka_topic or a stream, not both", at: node)
             }
-            return reader.string(topic, context: "dead_letters.kafka_topic").map { .kafkaTopic($0) }
+            // With a topic, `pool` is optional: where replays of the topic take turns.
+            let lockPool = values["pool"].flatMap {
+                requiredPool($0, in: node, context: "dead_letters", poolNames: poolNames, reader: &reader)
+            }
+            return reader.string(topic, context: "dead_letters.kafka_topic").map { .kafkaTopic(topic: $0, lockPool: lockPool) }
         }
         guard let pool = requiredPool(values["pool"], in: node, context: "dead_letters", poolNames: poolNames, reader: &reader) else {
             return nil

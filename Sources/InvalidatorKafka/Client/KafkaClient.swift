@@ -210,6 +210,37 @@ final class KafkaClient: @unchecked Sendable {
         } ?? nil
     }
 
+    /// The partition's low and high watermarks, asked of its leader. Blocks up to
+    /// `timeoutMs`; any thread but the cooperative pool.
+    func queryWatermarks(_ partition: TopicPartition, timeoutMs: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
+        try gate.enter { () throws(KafkaError) in
+            var low: Int64 = 0
+            var high: Int64 = 0
+            let err = rd_kafka_query_watermark_offsets(handle, partition.topic, partition.partition, &low, &high, timeoutMs)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
+            return (low, high)
+        }
+    }
+
+    /// The partitions of `topic`, from a metadata request. Blocks up to `timeoutMs`;
+    /// any thread but the cooperative pool.
+    func partitions(of topic: String, timeoutMs: Int32) throws(KafkaError) -> [TopicPartition] {
+        try gate.enter { () throws(KafkaError) in
+            guard let handleForTopic = rd_kafka_topic_new(handle, topic, nil) else {
+                throw KafkaError(rd_kafka_last_error())
+            }
+            defer { rd_kafka_topic_destroy(handleForTopic) }
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(handle, 0, handleForTopic, &metadata, timeoutMs)
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err) }
+            defer { rd_kafka_metadata_destroy(metadata) }
+            guard let metadata, metadata.pointee.topic_cnt == 1 else { return [] }
+            let described = metadata.pointee.topics[0]
+            if described.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(described.err) }
+            return (0..<Int(described.partition_cnt)).map { TopicPartition(topic, described.partitions[$0].id) }
+        }
+    }
+
     // MARK: Producer
 
     /// Enqueues one message (copied); the outcome arrives through the delivery callback with `token`.

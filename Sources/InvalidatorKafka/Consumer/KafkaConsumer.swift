@@ -109,6 +109,22 @@ public final class KafkaConsumer: Sendable {
         client.cachedWatermarks(partition)
     }
 
+    /// The partition's low and high watermarks, asked of the broker now.
+    public func watermarks(
+        _ partition: TopicPartition, timeout: Duration = .seconds(10)
+    ) async throws(KafkaError) -> (low: Int64, high: Int64) {
+        try await offThePool { [client] () throws(KafkaError) in
+            try client.queryWatermarks(partition, timeoutMs: timeout.milliseconds)
+        }
+    }
+
+    /// The partitions of `topic`, asked of the cluster now.
+    public func partitions(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> [TopicPartition] {
+        try await offThePool { [client] () throws(KafkaError) in
+            try client.partitions(of: topic, timeoutMs: timeout.milliseconds)
+        }
+    }
+
     /// Leaves the group and releases the consumer; returns when that is done.
     /// Ends `events`. Idempotent.
     public func close() async {

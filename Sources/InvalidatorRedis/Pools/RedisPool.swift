@@ -53,7 +53,11 @@ public final class RedisPool: Sendable {
     /// Duplicate operations run once. Invalidations (deletes, expires, bumps,
     /// patterns, tags) run first on all nodes; precompute jobs are enqueued only
     /// afterwards, so a worker never warms an entry before it was invalidated.
-    public func execute(_ operations: [CacheOperation]) async -> ExecutionReport {
+    ///
+    /// - Parameter node: run everything on this node of the pool alone instead of
+    ///   where the pool routes it; for replaying one node's dead letters, so the
+    ///   other copies of a replicated or sharded pool do not get them twice.
+    public func execute(_ operations: [CacheOperation], on node: RedisEndpoint? = nil) async -> ExecutionReport {
         var seen: Set<CacheOperation> = []
         let unique = operations.filter { seen.insert($0).inserted }
         let invalidations = unique.filter { $0.kind != .precompute }
@@ -64,7 +68,7 @@ public final class RedisPool: Sendable {
 
         var builder = ReportBuilder()
         for stage in [invalidations, admittedJobs.map(CacheOperation.precompute)] where !stage.isEmpty {
-            builder.merge(await run(stage))
+            builder.merge(await run(stage, on: node))
         }
         let report = builder.build(pool: configuration.name, deduplicated: duplicateJobs.map(CacheOperation.precompute))
         for node in report.nodes where !node.failed.isEmpty {
@@ -147,11 +151,15 @@ public final class RedisPool: Sendable {
 
     // MARK: Stages
 
-    private func run(_ operations: [CacheOperation]) async -> ReportBuilder {
+    private func run(_ operations: [CacheOperation], on node: RedisEndpoint?) async -> ReportBuilder {
         var report = ReportBuilder()
         let placement: Placement
         do {
-            placement = try await self.placement()
+            if let node {
+                placement = .single(node)
+            } else {
+                placement = try await self.placement()
+            }
         } catch {
             // Without a topology there is no owner to blame; the first seed stands for the cluster.
             for operation in operations {

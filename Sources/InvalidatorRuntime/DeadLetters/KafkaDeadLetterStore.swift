@@ -8,6 +8,7 @@ import Logging
 public final class KafkaDeadLetterStore: DeadLetterStore {
     private let producer: KafkaProducer
     public let topic: String
+    static let headerPrefix = "__invalidator.errors."
 
     public init(brokers: String, topic: String, properties: [String: String], logger: Logger = Logger(label: "invalidator.dead-letters")) throws {
         // Durable means acknowledged by all in-sync replicas.
@@ -18,32 +19,46 @@ public final class KafkaDeadLetterStore: DeadLetterStore {
     }
 
     public func write(_ records: [DeadLetter]) async throws {
+        try await append(records)
+        DeadLetterMetrics.recordWritten(records)
+    }
+
+    /// Appends `records` and returns once all are acknowledged.
+    func append(_ records: [DeadLetter]) async throws(KafkaError) {
         for record in records {
             try await producer.send(KafkaProducerRecord(
                 topic: topic, key: Array((record.node ?? record.reason.rawValue).utf8),
                 value: Array(record.json.serialized().utf8), headers: Self.headers(record)))
         }
         try await producer.flush()
-        DeadLetterMetrics.recordWritten(records)
+    }
+
+    /// Appends an unchanged copy of `message` (read from this topic) and returns once it is acknowledged.
+    func append(copyOf message: KafkaMessage) async throws(KafkaError) {
+        try await producer.produce(KafkaProducerRecord(topic: topic, key: message.key, value: message.value, headers: message.headers))
+    }
+
+    func close() async {
+        await producer.close()
     }
 
     static func headers(_ record: DeadLetter) -> [KafkaHeader] {
         var headers = [
-            KafkaHeader(key: "__invalidator.errors.reason", string: record.reason.rawValue),
-            KafkaHeader(key: "__invalidator.errors.exception.class.name", string: record.errorClass),
-            KafkaHeader(key: "__invalidator.errors.exception.message", string: record.errorMessage),
-            KafkaHeader(key: "__invalidator.errors.attempts", string: String(record.attempts)),
-            KafkaHeader(key: "__invalidator.errors.worker", string: record.worker),
+            KafkaHeader(key: headerPrefix + "reason", string: record.reason.rawValue),
+            KafkaHeader(key: headerPrefix + "exception.class.name", string: record.errorClass),
+            KafkaHeader(key: headerPrefix + "exception.message", string: record.errorMessage),
+            KafkaHeader(key: headerPrefix + "attempts", string: String(record.attempts)),
+            KafkaHeader(key: headerPrefix + "worker", string: record.worker),
         ]
         if case .kafka(let topic, let partition, let offset) = record.source {
             headers += [
-                KafkaHeader(key: "__invalidator.errors.topic", string: topic),
-                KafkaHeader(key: "__invalidator.errors.partition", string: String(partition)),
-                KafkaHeader(key: "__invalidator.errors.offset", string: String(offset)),
+                KafkaHeader(key: headerPrefix + "topic", string: topic),
+                KafkaHeader(key: headerPrefix + "partition", string: String(partition)),
+                KafkaHeader(key: headerPrefix + "offset", string: String(offset)),
             ]
         }
         for (name, value) in [("rule", record.rule), ("pool", record.pool), ("node", record.node)] {
-            if let value { headers.append(KafkaHeader(key: "__invalidator.errors.\(name)", string: value)) }
+            if let value { headers.append(KafkaHeader(key: headerPrefix + "\(name)", string: value)) }
         }
         return headers
     }

@@ -1,20 +1,19 @@
 import InvalidatorCore
 import InvalidatorRedis
 
-/// One entry of the dead-letter stream.
+/// One dead-letter record as a replay reads it from its store.
 public struct StoredDeadLetter: Sendable {
-    /// The stream entry id (`<milliseconds>-<sequence>`).
+    /// The stream entry id (`<milliseconds>-<sequence>`), or `topic/partition@offset` on Kafka.
     public var id: String
     /// The decoded record; nil when the entry cannot be read (see `decodingError`).
     public var record: DeadLetter?
     public var decodingError: String?
-    /// The quick-filter fields written beside the record: `reason`, `rule`, `node`.
+    /// The quick-filter fields written beside the record (stream fields or Kafka
+    /// headers): `reason`, `rule`, `node`.
     public var fields: [String: String]
 
-    /// Milliseconds since the epoch at which the entry was written (from its id).
-    public var writtenAtMilliseconds: Int64? {
-        id.split(separator: "-").first.flatMap { Int64($0) }
-    }
+    /// Milliseconds since the epoch at which the record was written, for `--since`.
+    public var writtenAtMilliseconds: Int64?
 }
 
 /// Reads and updates dead letters in a Redis stream, for `replay`.
@@ -75,15 +74,12 @@ public struct DeadLetterReader: Sendable {
 
     /// Takes the replay lock of entry `id` for `owner`; false when another replay holds it.
     public func claim(_ id: String, owner: String, ttl: Duration) async throws(RedisError) -> Bool {
-        let key = lockKey(for: id)
-        let reply = try await pipeline([["SET", key, owner, "NX", "PX", String(max(1, ttl.milliseconds))]], routingKey: key)
-        return reply.string == "OK"
+        try await ReplayLock(pool: pool, key: lockKey(for: id)).acquire(owner: owner, ttl: ttl)
     }
 
     /// Releases the lock of entry `id` if `owner` still holds it.
     public func release(_ id: String, owner: String) async throws(RedisError) {
-        let key = lockKey(for: id)
-        _ = try await pipeline([["EVAL", Self.releaseScript, "1", key, owner]], routingKey: key)
+        try await ReplayLock(pool: pool, key: lockKey(for: id)).release(owner: owner)
     }
 
     /// Removes entry `id`; false when it was already gone.
@@ -118,11 +114,6 @@ public struct DeadLetterReader: Sendable {
         return reply
     }
 
-    static let releaseScript = """
-        if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-        return 0
-        """
-
     /// ARGV: the old id, then per new record its field count and fields.
     static let replaceScript = """
         if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
@@ -144,6 +135,8 @@ public struct DeadLetterReader: Sendable {
                 if let key = values[index].string, let value = values[index + 1].string { fields[key] = value }
             }
             var stored = StoredDeadLetter(id: id, record: nil, decodingError: nil, fields: fields)
+            // A stream entry id starts with the milliseconds at which it was added.
+            stored.writtenAtMilliseconds = id.split(separator: "-").first.flatMap { Int64($0) }
             guard let text = fields["record"] else {
                 stored.decodingError = "the entry has no record field"
                 return stored

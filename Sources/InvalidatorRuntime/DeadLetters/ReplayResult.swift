@@ -25,6 +25,8 @@ public struct ReplayOptions: Sendable {
     public var replayerID: String
     /// Records read per XRANGE.
     public var batchSize = 200
+    /// How long a Kafka topic store may leave a request unanswered before the run stops.
+    public var storeTimeout: Duration = .seconds(30)
 
     public init(replayerID: String = Worker.defaultWorkerID) {
         self.replayerID = replayerID
@@ -62,7 +64,7 @@ public struct ReplayRecordResult: Sendable {
         case wouldFail = "would-fail"
     }
 
-    /// The stream entry id.
+    /// The record's id in its store: a stream entry id, or `topic/partition@offset`.
     public var id: String
     public var outcome: Outcome
     /// The record's reason; for `failed`, the reason it stays with.

@@ -5,124 +5,113 @@ import Logging
 import Metrics
 import Synchronization
 
-/// A configuration `replay` cannot work with, such as a Kafka dead-letter topic.
-public struct ReplayUnsupported: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
-}
-
 /// The dead-letter store could not be read or updated; the run stopped. Records
 /// already handled are in `partial`; nothing was lost (a record whose work
 /// succeeded but could not be removed is simply replayed again next time).
 public struct ReplayStoreUnavailable: Error, CustomStringConvertible, Sendable {
-    public var error: RedisError
+    public var error: any Error
     public var partial: ReplayResult
     public var description: String { "the dead-letter store is unavailable: \(error)" }
 }
 
-/// `invalidator replay`: re-executes dead letters from the Redis stream store.
+/// `invalidator replay`: re-executes dead letters.
 ///
-/// For each matching record, oldest first: claim it (so concurrent replays never
-/// apply a record twice), make sure it is still there, run its work, then remove
-/// it, or, when it fails again, replace it atomically by an updated record
-/// (attempts incremented, only the operations still failing). Records written
-/// while the run goes, including those it rewrites, are left for the next run.
+/// For each matching record, oldest first: run its work, then settle it: remove
+/// it, or, when it fails again, replace it by an updated record (attempts
+/// incremented, only the operations still failing) without ever losing it in
+/// between. Records written while the run goes, including those it rewrites,
+/// are left for the next run. How a store keeps concurrent replays apart and
+/// settles a record: ``DeadLetterReader`` (Redis stream) and
+/// ``DeadLetterTopicReader`` (Kafka topic).
 ///
 /// The work of a record: its recorded operations, on the node they failed on
-/// (through a connection to that node alone, so other nodes of a replicated or
-/// sharded pool do not get them twice; in a cluster, through the pool, so the
-/// slot's current owner gets key operations). Records without operations (bad
-/// input, unresolved placeholders) and every record under `reprocess`: the
-/// original event planned again with the current rules; for a record of one
-/// node, only that pool's operations, on that node.
+/// (that node alone, so other nodes of a replicated or sharded pool do not get
+/// them twice; in a cluster, through the pool, so the slot's current owner gets
+/// key operations). Records without operations (bad input, unresolved
+/// placeholders) and every record under `reprocess`: the original event planned
+/// again with the current rules; for a record of one node, only that pool's
+/// operations, on that node.
 public final class Replayer: Sendable {
-    public let reader: DeadLetterReader
+    enum Store: Sendable {
+        case redisStream(DeadLetterReader)
+        case kafkaTopic(DeadLetterTopic)
+    }
+
+    let store: Store
     public let pools: PoolSet
     let configuration: Configuration
     let planner: Planner
     let logger: Logger
     let metrics: any MetricsFactory
-    private let ownsPools: Bool
-    /// Single-node pools for per-node execution, by `pool/node`.
-    private let nodePools = Mutex<[String: RedisPool]>([:])
 
-    public init(
-        configuration: Configuration, rules: RuleSet, pools: PoolSet, reader: DeadLetterReader, logger: Logger,
-        metrics: any MetricsFactory = MetricsSystem.factory
-    ) {
-        self.configuration = configuration
-        self.planner = Planner(rules: rules, pools: configuration.poolTargets)
-        self.pools = pools
-        self.reader = reader
-        self.logger = logger
-        self.metrics = metrics
-        self.ownsPools = false
-    }
-
-    /// A replayer for a loaded config, with its own pools (closed by ``close()``).
+    /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
     public init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) throws {
         let configuration = loaded.configuration
-        let stream: (pool: String, stream: String)
+        let pools = try PoolSet(configuration: configuration, logger: logger)
         switch configuration.deadLetters {
-        case .redisStream(let pool, let name)?:
-            stream = (pool, name)
-        case .kafkaTopic(let topic)?:
-            throw ReplayUnsupported(
-                "replay reads dead letters from a Redis stream; dead_letters.kafka_topic '\(topic)' is not supported yet; read the topic with a Kafka consumer and re-publish the events to the source topic")
+        case .redisStream(let poolName, let stream)?:
+            guard let pool = pools.pool(named: poolName) else {
+                throw ConfigurationProblem("dead_letters.pool '\(poolName)' is not defined")
+            }
+            store = .redisStream(DeadLetterReader(pool: pool, stream: stream))
+        case .kafkaTopic(let topic, let lockPoolName)?:
+            guard let kafka = configuration.sources.kafka else {
+                throw ConfigurationProblem("dead_letters.kafka_topic needs sources.kafka for its brokers")
+            }
+            let lockPoolName = lockPoolName ?? configuration.pools[0].name
+            guard let lockPool = pools.pool(named: lockPoolName) else {
+                throw ConfigurationProblem("dead_letters.pool '\(lockPoolName)' is not defined")
+            }
+            store = .kafkaTopic(DeadLetterTopic(
+                brokers: kafka.brokers, topic: topic, properties: kafka.properties, group: "\(kafka.group).replay",
+                lockPool: lockPool))
         case nil:
             throw ConfigurationProblem("the config has no dead_letters destination")
-        }
-        let pools = try PoolSet(configuration: configuration, logger: logger)
-        guard let pool = pools.pool(named: stream.pool) else {
-            throw ConfigurationProblem("dead_letters.pool '\(stream.pool)' is not defined")
         }
         self.configuration = configuration
         self.planner = Planner(rules: loaded.rules, pools: configuration.poolTargets)
         self.pools = pools
-        self.reader = DeadLetterReader(pool: pool, stream: stream.stream)
         self.logger = logger
         self.metrics = metrics
-        self.ownsPools = true
+    }
+
+    /// The Redis stream store's reader; nil for a Kafka topic.
+    public var streamReader: DeadLetterReader? {
+        if case .redisStream(let reader) = store { reader } else { nil }
     }
 
     /// Closes the connections this replayer opened.
     public func close() async {
-        let opened = nodePools.withLock { pools in
-            defer { pools = [:] }
-            return Array(pools.values)
-        }
-        for pool in opened { await pool.close() }
-        if ownsPools { await pools.close() }
+        await pools.close()
     }
 
     // MARK: Run
 
     public func run(_ options: ReplayOptions) async throws -> ReplayResult {
-        let token = "\(options.replayerID):\(UUID().uuidString.prefix(8))"
         let limiter = options.ratePerSecond.map { RateLimiter(operationsPerSecond: $0) }
         var results: [ReplayRecordResult] = []
+        var remaining: Int?
         do {
-            // Only what is there now: records rewritten by this run land after `end`.
-            if let end = try await reader.lastID() {
-                var start = options.sinceMilliseconds.map { "\(max($0, 0))-0" } ?? "-"
-                scan: while true {
-                    let batch = try await reader.read(from: start, through: end, count: options.batchSize)
-                    for entry in batch where matches(entry, options) {
-                        if let limit = options.limit, results.count >= limit { break scan }
-                        results.append(try await handle(entry, options: options, token: token, limiter: limiter))
-                    }
-                    guard batch.count == options.batchSize, let last = batch.last, last.id != end else { break }
-                    start = "(" + last.id
-                }
+            switch store {
+            case .redisStream(let reader):
+                try await replayStream(reader, options: options, limiter: limiter, results: &results)
+                remaining = try await reader.count()
+            case .kafkaTopic(let topic):
+                try await replayTopic(topic, options: options, limiter: limiter, results: &results, remaining: &remaining)
             }
-        } catch let error as RedisError {
-            let partial = ReplayResult(dryRun: options.dryRun, records: results, remaining: (try? await reader.count()) ?? 0)
+            let result = ReplayResult(dryRun: options.dryRun, records: results, remaining: remaining ?? 0)
+            record(result, options)
+            return result
+        } catch let error as CancellationError {
+            throw error
+        } catch let error as ReplayAlreadyRunning {
+            throw error
+        } catch {
+            if case .redisStream(let reader) = store { remaining = try? await reader.count() }
+            let partial = ReplayResult(dryRun: options.dryRun, records: results, remaining: remaining ?? 0)
             record(partial, options)
             throw ReplayStoreUnavailable(error: error, partial: partial)
         }
-        let result = ReplayResult(dryRun: options.dryRun, records: results, remaining: try await reader.count())
-        record(result, options)
-        return result
     }
 
     private func record(_ result: ReplayResult, _ options: ReplayOptions) {
@@ -163,40 +152,25 @@ public final class Replayer: Sendable {
 
     // MARK: One record
 
-    private func handle(
-        _ entry: StoredDeadLetter, options: ReplayOptions, token: String, limiter: RateLimiter?
-    ) async throws -> ReplayRecordResult {
-        guard let listed = entry.record else {
-            // Never removed: an operator has to look at it.
-            return ReplayRecordResult(
-                id: entry.id, outcome: options.dryRun ? .wouldFail : .failed, reason: "unreadable-record", rule: entry.fields["rule"], pool: nil,
-                node: entry.fields["node"], operations: [], attempts: nil, detail: entry.decodingError)
-        }
-        if options.dryRun {
-            return describe(entry.id, listed, work: prepare(listed, reprocess: options.reprocess))
-        }
-        guard try await reader.claim(entry.id, owner: token, ttl: options.lockTTL) else {
-            return skipped(entry.id, listed, "locked by another replay")
-        }
-        let result: ReplayRecordResult
-        do {
-            // Another replay may have finished it between our read and our claim.
-            if let current = try await reader.entry(entry.id), let record = current.record {
-                result = try await replay(entry.id, record, options: options, limiter: limiter)
-            } else {
-                result = skipped(entry.id, listed, "already replayed")
-            }
-        } catch {
-            try? await reader.release(entry.id, owner: token)
-            throw error
-        }
-        try await reader.release(entry.id, owner: token)
-        return result
+    /// How a record's replay ended, and how its store must settle it.
+    enum Attempt {
+        /// Its work succeeded: remove the record.
+        case succeeded(ReplayRecordResult)
+        /// It failed again: replace the record by these.
+        case failed([DeadLetter], ReplayRecordResult)
     }
 
-    private func replay(
+    /// The result for a record that cannot be read; it stays for an operator to look at.
+    func unreadable(_ entry: StoredDeadLetter, dryRun: Bool) -> ReplayRecordResult {
+        ReplayRecordResult(
+            id: entry.id, outcome: dryRun ? .wouldFail : .failed, reason: "unreadable-record", rule: entry.fields["rule"], pool: nil,
+            node: entry.fields["node"], operations: [], attempts: nil, detail: entry.decodingError)
+    }
+
+    /// Runs the record's work; changes nothing in the store.
+    func attempt(
         _ id: String, _ record: DeadLetter, options: ReplayOptions, limiter: RateLimiter?
-    ) async throws -> ReplayRecordResult {
+    ) async throws -> Attempt {
         let work = prepare(record, reprocess: options.reprocess)
         let now = RFC3339Clock.now()
         if let rejection = work.rejection {
@@ -212,11 +186,10 @@ public final class Replayer: Sendable {
             }
             updated.attempts = record.attempts + 1
             updated.lastFailedAt = now
-            try await reader.replace(id, with: [updated])
             logger.warning("dead letter still failing", metadata: metadata(id, updated))
-            return ReplayRecordResult(
+            return .failed([updated], ReplayRecordResult(
                 id: id, outcome: .failed, reason: updated.reason.rawValue, rule: updated.rule, pool: updated.pool,
-                node: updated.node, operations: [], attempts: updated.attempts, detail: rejection.message)
+                node: updated.node, operations: [], attempts: updated.attempts, detail: rejection.message))
         }
 
         var failures: [DeadLetter] = []
@@ -240,23 +213,21 @@ public final class Replayer: Sendable {
             }
         }
         if failures.isEmpty {
-            try await reader.remove(id)
             logger.info("dead letter replayed", metadata: metadata(id, record))
-            return ReplayRecordResult(
+            return .succeeded(ReplayRecordResult(
                 id: id, outcome: .replayed, reason: record.reason.rawValue, rule: record.rule, pool: record.pool,
                 node: record.node, operations: executed, attempts: nil,
-                detail: executed.isEmpty ? "nothing to do under the current rules" : nil)
+                detail: executed.isEmpty ? "nothing to do under the current rules" : nil))
         }
-        try await reader.replace(id, with: failures)
         for failure in failures {
             logger.warning("dead letter still failing", metadata: metadata(id, failure))
         }
         let first = failures[0]
-        return ReplayRecordResult(
+        return .failed(failures, ReplayRecordResult(
             id: id, outcome: .failed, reason: DeadLetter.Reason.operationFailed.rawValue, rule: first.rule,
             pool: first.pool, node: failures.count == 1 ? first.node : failures.compactMap(\.node).joined(separator: ","),
             operations: executed, attempts: failures.map(\.attempts).max(),
-            detail: "\(first.errorClass): \(first.errorMessage)")
+            detail: "\(first.errorClass): \(first.errorMessage)"))
     }
 
     private func metadata(_ id: String, _ record: DeadLetter) -> Logger.Metadata {
@@ -267,13 +238,13 @@ public final class Replayer: Sendable {
         ]
     }
 
-    private func skipped(_ id: String, _ record: DeadLetter, _ cause: String) -> ReplayRecordResult {
+    func skipped(_ id: String, _ record: DeadLetter, _ cause: String) -> ReplayRecordResult {
         ReplayRecordResult(
             id: id, outcome: .skipped, reason: record.reason.rawValue, rule: record.rule, pool: record.pool,
             node: record.node, operations: [], attempts: nil, detail: cause)
     }
 
-    private func describe(_ id: String, _ record: DeadLetter, work: Work) -> ReplayRecordResult {
+    func describe(_ id: String, _ record: DeadLetter, work: Work) -> ReplayRecordResult {
         if let rejection = work.rejection {
             return ReplayRecordResult(
                 id: id, outcome: .wouldFail, reason: rejection.reason.rawValue, rule: rejection.rule ?? record.rule,
@@ -388,16 +359,14 @@ public final class Replayer: Sendable {
         guard let pool = pools.pool(named: target.pool) else {
             return failAll("pool '\(target.pool)' is not in the config")
         }
-        var executor = pool
-        if let node = target.node, pool.configuration.mode != .cluster {
-            guard let endpoint = RedisEndpoint(node), pool.configuration.nodes.contains(endpoint) else {
-                return failAll("node \(node) is not in pool '\(target.pool)' (replay with --reprocess to plan the event for the current pools)")
+        var node: RedisEndpoint?
+        if let recorded = target.node, pool.configuration.mode != .cluster {
+            guard let endpoint = RedisEndpoint(recorded), pool.configuration.nodes.contains(endpoint) else {
+                return failAll("node \(recorded) is not in pool '\(target.pool)' (replay with --reprocess to plan the event for the current pools)")
             }
-            if pool.configuration.nodes.count > 1 {
-                executor = nodePool(pool, endpoint)
-            }
+            node = endpoint
         }
-        let report = await executor.execute(target.operations.map(\.operation))
+        let report = await pool.execute(target.operations.map(\.operation), on: node)
         var planned: [CacheOperation: PlannedOperation] = [:]
         for operation in target.operations where planned[operation.operation] == nil { planned[operation.operation] = operation }
         return report.nodes.filter { !$0.failed.isEmpty }.map { node in
@@ -405,20 +374,6 @@ public final class Replayer: Sendable {
                 pool: target.pool, node: node.node.description,
                 operations: node.failed.map { planned[$0.operation] ?? PlannedOperation($0.operation, rule: "") },
                 error: node.failed[0].error, attempts: node.failed.map(\.attempts).max() ?? 1)
-        }
-    }
-
-    /// A pool of the one node, with the pool's credentials, retries and tuning.
-    private func nodePool(_ pool: RedisPool, _ node: RedisEndpoint) -> RedisPool {
-        nodePools.withLock { pools in
-            let key = "\(pool.configuration.name)/\(node)"
-            if let existing = pools[key] { return existing }
-            var configuration = pool.configuration
-            configuration.mode = .single
-            configuration.nodes = [node]
-            let single = RedisPool(configuration: configuration, logger: logger)
-            pools[key] = single
-            return single
         }
     }
 }

@@ -34,10 +34,13 @@ public enum MetricName {
 public final class WorkerMetrics: Sendable {
     let factory: any MetricsFactory
     private let inFlight: Meter
+    /// Recorded once per applied event: looked up once, not per event.
+    private let endToEndLatency: CoreMetrics.Timer
 
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         inFlight = Meter(label: MetricName.inFlightEvents, dimensions: [], factory: factory)
+        endToEndLatency = CoreMetrics.Timer(label: MetricName.endToEndLatency, dimensions: [], factory: factory)
     }
 
     /// Metrics that go nowhere.
@@ -84,8 +87,7 @@ public final class WorkerMetrics: Sendable {
     }
 
     func latency(seconds: Double) {
-        Timer(label: MetricName.endToEndLatency, dimensions: [], factory: factory)
-            .recordNanoseconds(Int64(max(seconds, 0) * 1_000_000_000))
+        endToEndLatency.recordNanoseconds(Int64(max(seconds, 0) * 1_000_000_000))
     }
 
     func inFlightChanged(by delta: Int) {

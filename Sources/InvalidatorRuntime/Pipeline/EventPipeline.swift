@@ -77,15 +77,15 @@ public final class EventPipeline: Sendable {
                 let decoded = try decode(event, payload: payload)
                 let plan = planner.plan(decoded)
                 if let rejection = plan.rejection {
-                    records.append(deadLetter(event, payload: payload, rejection: rejection, at: now))
+                    records.append(deadLetter(event, rejection: rejection, at: now))
                 } else if !plan.pools.isEmpty {
                     plans.append(plan)
                     planEventIndexes.append(index)
                 }
             } catch {
-                records.append(DeadLetter(
-                    event: payload, source: event.source, reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
-                    errorClass: error.reason.rawValue, errorMessage: error.message, failedAt: now, worker: workerID))
+                records.append(deadLetter(
+                    event, reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
+                    errorClass: error.reason.rawValue, errorMessage: error.message, at: now))
             }
         }
         return PreparedBatch(batch: batch, plans: plans, planEventIndexes: planEventIndexes, rejected: records)
@@ -178,19 +178,31 @@ public final class EventPipeline: Sendable {
 
     /// The record for one node's failed operations of one event.
     private func deadLetter(_ event: IncomingEvent, failure: NodeFailure) -> DeadLetter {
-        DeadLetter(
-            event: event.payload ?? [], source: event.source, reason: .operationFailed,
-            errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
+        deadLetter(
+            event, reason: .operationFailed, errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
             rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
-            operations: failure.operations, attempts: failure.attempts, failedAt: RFC3339Clock.now(), worker: workerID)
+            operations: failure.operations, attempts: failure.attempts, at: RFC3339Clock.now())
     }
 
-    private func deadLetter(_ event: IncomingEvent, payload: [UInt8], rejection: PlanRejection, at time: String) -> DeadLetter {
-        DeadLetter(
-            event: payload, source: event.source,
-            reason: rejection.reason == .unresolvedPlaceholder ? .unresolvedPlaceholder : .invalidKey,
+    private func deadLetter(_ event: IncomingEvent, rejection: PlanRejection, at time: String) -> DeadLetter {
+        deadLetter(
+            event, reason: rejection.reason == .unresolvedPlaceholder ? .unresolvedPlaceholder : .invalidKey,
             errorClass: rejection.reason.rawValue, errorMessage: "template '\(rejection.template)': \(rejection.message)",
-            rule: rejection.rule, failedAt: time, worker: workerID)
+            rule: rejection.rule, at: time)
+    }
+
+    /// Every record of an event carries the message headers its decoding needs,
+    /// so `replay --reprocess` can read a binary-mode CloudEvent again.
+    private func deadLetter(
+        _ event: IncomingEvent, reason: DeadLetter.Reason, errorClass: String, errorMessage: String,
+        rule: String? = nil, pool: String? = nil, node: String? = nil, operations: [PlannedOperation] = [],
+        attempts: Int = 1, at time: String
+    ) -> DeadLetter {
+        var record = DeadLetter(
+            event: event.payload ?? [], source: event.source, reason: reason, errorClass: errorClass, errorMessage: errorMessage,
+            rule: rule, pool: pool, node: node, operations: operations, attempts: attempts, failedAt: time, worker: workerID)
+        record.headers = event.cloudEventHeaders
+        return record
     }
 
     /// Stores dead letters, retrying while the store is down, with a heartbeat at each

@@ -23,11 +23,18 @@ public struct IncomingEvent: Sendable {
 
     /// `ce_*` headers without the prefix, when the message is a binary-mode CloudEvent.
     var cloudEventAttributes: [String: String]? {
-        guard headers.contains(where: { $0.key == "ce_specversion" }) else { return nil }
-        var attributes: [String: String] = [:]
+        let headers = cloudEventHeaders
+        guard !headers.isEmpty else { return nil }
+        return Dictionary(uniqueKeysWithValues: headers.map { (String($0.key.dropFirst(3)), $0.value) })
+    }
+
+    /// The `ce_*` headers, when the message is a binary-mode CloudEvent; empty otherwise.
+    var cloudEventHeaders: [String: String] {
+        guard headers.contains(where: { $0.key == "ce_specversion" }) else { return [:] }
+        var selected: [String: String] = [:]
         for header in headers where header.key.hasPrefix("ce_") {
-            attributes[String(header.key.dropFirst(3))] = header.value.map { String(decoding: $0, as: UTF8.self) }
+            selected[header.key] = header.value.map { String(decoding: $0, as: UTF8.self) }
         }
-        return attributes
+        return selected
     }
 }

@@ -9,13 +9,13 @@ struct ReplayCommand: AsyncParsableCommand {
         commandName: "replay",
         abstract: "Re-execute dead letters; remove each record only once its work succeeded.",
         discussion: """
-            Reads the dead-letter stream (dead_letters.pool / dead_letters.stream), oldest first, and \
-            for each matching record repeats the operations that failed, on the node they failed on. \
+            Reads the dead-letter store (a Redis stream, or a Kafka topic read in the consumer group \
+            <sources.kafka.group>.replay), oldest first, and for each matching record repeats the operations that failed, on the node they failed on. \
             Records without operations (invalid-json, schema-violation, unresolved-placeholder, \
             invalid-key), and every record with --reprocess, are planned again from the original event \
             with the current rules. A record that fails again stays, with attempts incremented and only \
-            the operations still failing. Concurrent replays never apply a record twice, and running \
-            replay again is always safe. Exit 0 when nothing it handled remains failed, 1 otherwise.
+            the operations still failing. Concurrent replays never apply a record twice (replays of a \
+            Kafka topic take turns; a second one exits 1), and running replay again is always safe. Exit 0 when nothing it handled remains failed, 1 otherwise.
 
             Examples:
               invalidator replay --config invalidator.yaml --dry-run
@@ -52,7 +52,7 @@ struct ReplayCommand: AsyncParsableCommand {
     @Flag(help: "Plan the original events again with the current rules instead of repeating the recorded operations.")
     var reprocess = false
 
-    @Option(help: "How long a record stays claimed by this replay if it dies mid-way (such as 5m).")
+    @Option(help: "How long a record (or a Kafka dead-letter topic) stays claimed by this replay if it dies mid-way (such as 5m).")
     var lockTTL: String = "5m"
 
     @Option(help: "Output format: text or json.")
@@ -85,8 +85,6 @@ struct ReplayCommand: AsyncParsableCommand {
         let replayer: Replayer
         do {
             replayer = try Replayer(loaded: loaded, logger: logger)
-        } catch let error as ReplayUnsupported {
-            throw CommandFailure(message: error.description, exitCode: 2)
         } catch {
             throw CommandFailure(message: "\(error)")
         }
