@@ -8,7 +8,8 @@ import Metrics
 ///   (`pool` and `node` empty for records that never reached a pool).
 /// - `invalidator_dead_letters_replayed_total{result}`: records handled by `replay`;
 ///   `result` is `succeeded`, `failed` or `skipped`.
-/// - `invalidator_dead_letters_remaining`: records left in the store after the last replay.
+/// - `invalidator_dead_letters_remaining`: records in the store (the worker counts a Redis
+///   stream store periodically; `replay` sets it after each run).
 public enum DeadLetterMetrics {
     public static let written = "invalidator_dead_letters_written_total"
     public static let replayed = "invalidator_dead_letters_replayed_total"
