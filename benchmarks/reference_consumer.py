@@ -28,7 +28,7 @@ import redis
 from confluent_kafka import Consumer, KafkaError
 
 
-def consumer_config(bootstrap: str, group: str, fetch_wait_ms: int = 5) -> dict:
+def consumer_config(bootstrap: str, group: str, fetch_wait_ms: int = 1) -> dict:
     return {
         "bootstrap.servers": bootstrap,
         "group.id": group,
@@ -66,7 +66,7 @@ def run(
     redis_port: int,
     stop: threading.Event,
     batch_size: int = 1000,
-    fetch_wait_ms: int = 5,
+    fetch_wait_ms: int = 1,
 ) -> int:
     """Consumes until `stop` is set. Returns the number of events processed."""
     consumer = Consumer(consumer_config(bootstrap, group, fetch_wait_ms))
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group", required=True)
     parser.add_argument("--redis", required=True, help="host:port")
     parser.add_argument("--batch-size", type=int, default=1000)
-    parser.add_argument("--fetch-wait-ms", type=int, default=5)
+    parser.add_argument("--fetch-wait-ms", type=int, default=1)
     args = parser.parse_args(argv)
     host, _, port = args.redis.rpartition(":")
     stop = threading.Event()

@@ -512,8 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true", help="measure only invalidator")
     parser.add_argument("--skip-latency", action="store_true", help="measure only the drain")
     parser.add_argument("--binary", help="an invalidator binary to use instead of building one")
-    parser.add_argument("--fetch-wait-ms", type=int, default=5,
-                        help="fetch.wait.max.ms for both consumers (the mock does not end long polls early)")
+    parser.add_argument("--fetch-wait-ms", type=int, default=1,
+                        help="fetch.wait.max.ms for both consumers (default 1: the mock does not end long polls early)")
     parser.add_argument("--linger-ms", type=float, default=5,
                         help="producer linger.ms in the latency phase (default 5, librdkafka's own default)")
     parser.add_argument("--latency-partitions", type=int, default=LATENCY_PARTITIONS,
