@@ -58,7 +58,7 @@ public final class RedisPool: Sendable {
     ///   where the pool routes it; for replaying one node's dead letters, so the
     ///   other copies of a replicated or sharded pool do not get them twice.
     public func execute(_ operations: [CacheOperation], on node: RedisEndpoint? = nil) async -> ExecutionReport {
-        var seen: Set<CacheOperation> = []
+        var seen = Set<CacheOperation>(minimumCapacity: operations.count)
         let unique = operations.filter { seen.insert($0).inserted }
         let invalidations = unique.filter { $0.kind != .precompute }
         let jobs = unique.compactMap { operation -> PrecomputeJob? in

@@ -34,14 +34,19 @@ public struct BatchExecutor: Sendable {
             for poolPlan in plan {
                 let index = workIndexByPool[poolPlan.pool] ?? {
                     work.append((poolPlan.pool, []))
-                    owners.append([:])
+                    // Typically an operation or two per event: sized once, not regrown.
+                    owners.append(Dictionary(minimumCapacity: plans.count * 2))
                     workIndexByPool[poolPlan.pool] = work.count - 1
                     return work.count - 1
                 }()
-                for planned in poolPlan.operations where owners[index][planned.operation] == nil {
-                    // The first event that asks for an operation owns it; later duplicates ride along.
-                    owners[index][planned.operation] = (eventIndex, planned)
-                    work[index].operations.append(planned.operation)
+                for planned in poolPlan.operations {
+                    // The first event that asks for an operation owns it; later duplicates ride
+                    // along. One hash for the common, new operation; a duplicate puts the owner back.
+                    if let owner = owners[index].updateValue((eventIndex, planned), forKey: planned.operation) {
+                        owners[index][planned.operation] = owner
+                    } else {
+                        work[index].operations.append(planned.operation)
+                    }
                 }
             }
         }

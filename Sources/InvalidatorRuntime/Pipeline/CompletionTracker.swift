@@ -54,25 +54,34 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// Starts tracking a message with one piece of work.
     public mutating func track(_ partition: Partition, offset: Int64) {
-        partitions[partition, default: PartitionState()].offsets.append(offset)
-        partitions[partition]!.remaining.append(1)
-        partitions[partition]!.unfinished += 1
+        // One hash per message: the state is mutated in place through the dictionary.
+        Self.startTracking(offset, in: &partitions[partition, default: PartitionState()])
         inFlight += 1
+    }
+
+    private static func startTracking(_ offset: Int64, in state: inout PartitionState) {
+        state.offsets.append(offset)
+        state.remaining.append(1)
+        state.unfinished += 1
     }
 
     /// Adds a piece of work to a tracked, unfinished message (e.g. a scheduled redelete).
     public mutating func addWork(_ partition: Partition, offset: Int64) {
-        guard let index = partitions[partition]?.index(of: offset), partitions[partition]!.remaining[index] > 0 else { return }
-        partitions[partition]!.remaining[index] += 1
+        guard let slot = partitions.index(forKey: partition),
+              let index = partitions.values[slot].index(of: offset), partitions.values[slot].remaining[index] > 0
+        else { return }
+        partitions.values[slot].remaining[index] += 1
     }
 
     /// Finishes one piece of a message's work.
     public mutating func complete(_ partition: Partition, offset: Int64) {
-        // Mutated in place through the dictionary: a copy would duplicate the arrays per message.
-        guard let index = partitions[partition]?.index(of: offset), partitions[partition]!.remaining[index] > 0 else { return }
-        partitions[partition]!.remaining[index] -= 1
-        if partitions[partition]!.remaining[index] == 0 {
-            partitions[partition]!.unfinished -= 1
+        // Mutated in place through the dictionary's values: a copy would duplicate the arrays per message.
+        guard let slot = partitions.index(forKey: partition),
+              let index = partitions.values[slot].index(of: offset), partitions.values[slot].remaining[index] > 0
+        else { return }
+        partitions.values[slot].remaining[index] -= 1
+        if partitions.values[slot].remaining[index] == 0 {
+            partitions.values[slot].unfinished -= 1
             inFlight -= 1
         }
     }
