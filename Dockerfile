@@ -9,7 +9,8 @@
 # The image runs as UID 65532, writes nothing to disk (a read-only root
 # filesystem works) and serves /metrics, /healthz and /readyz on 9090.
 
-ARG SWIFT_VERSION=6.2
+# The toolchain the tests run on; swift:6.3.x-bookworm images are published.
+ARG SWIFT_VERSION=6.3
 
 # ---- build ------------------------------------------------------------------
 FROM swift:${SWIFT_VERSION}-bookworm AS build
