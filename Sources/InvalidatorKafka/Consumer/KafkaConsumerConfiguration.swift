@@ -11,7 +11,9 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// Most messages buffered between the poll thread and the event sequence. When the
     /// buffer holds this many, fetching pauses until the reader has taken half of them.
     public var maxBufferedMessages: Int
-    /// Most messages delivered in one `.messages` event.
+    /// Most messages delivered in one `.messages` event. Batches hold what is already
+    /// fetched, so they stay small under light load; under a backlog, 4,000 amortises
+    /// per-batch work (drain 215k → 250-320k events/s against 1,000; 8,000 gained nothing).
     public var maxBatchSize: Int
     /// How long a revoke waits for `KafkaRevocation.complete()` before it proceeds anyway.
     /// Keep it below `max.poll.interval.ms` (default 300 s).
@@ -39,7 +41,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         topics: [String],
         properties: [String: String] = [:],
         maxBufferedMessages: Int = 20_000,
-        maxBatchSize: Int = 1_000,
+        maxBatchSize: Int = 4_000,
         revocationTimeout: Duration = .seconds(30)
     ) {
         self.brokers = brokers
