@@ -73,6 +73,8 @@ import Testing
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
             .deletingLastPathComponent().appendingPathComponent("invalidator")
         process.arguments = ["run", "--config", harness.configPath.path, "--log-level", "error"]
+        // Any free port: a process left over elsewhere may hold the default 9090.
+        process.environment = ProcessInfo.processInfo.environment.merging(["INVALIDATOR__HTTP__LISTEN": "127.0.0.1:0"]) { $1 }
         try process.run()
         #expect(try await eventually { try existingKeys(harness.redis, keys) < count })
         process.terminate()
