@@ -100,6 +100,19 @@ import Testing
         #expect(try server.call("EXISTS", "missing") == "0")
     }
 
+    @Test func aRepeatedBumpCountsOnceAndRepeatedDeletesAreHarmless() async throws {
+        let server = try await RedisServer.start()
+        try await server.seed(["a", "b"])
+        let pool = try makePool(.single, [server.endpoint])
+
+        let report = await pool.execute([.bump(key: "v"), .delete(key: "a"), .bump(key: "v"), .delete(key: "a"), .delete(key: "b")])
+
+        #expect(report.isSuccess)
+        #expect(try server.call("GET", "v") == "1")
+        #expect(try server.call("EXISTS", "a") == "0")
+        #expect(try server.call("EXISTS", "b") == "0")
+    }
+
     @Test func identicalPrecomputeJobsAreEnqueuedOncePerWindow() async throws {
         let server = try await RedisServer.start()
         let pool = try makePool(.single, [server.endpoint], tuning: ExecutionTuning(precomputeDeduplicationWindow: .seconds(60)))

@@ -54,12 +54,20 @@ public final class RedisPool: Sendable {
     /// patterns, tags) run first on all nodes; precompute jobs are enqueued only
     /// afterwards, so a worker never warms an entry before it was invalidated.
     ///
-    /// - Parameter node: run everything on this node of the pool alone instead of
-    ///   where the pool routes it; for replaying one node's dead letters, so the
-    ///   other copies of a replicated or sharded pool do not get them twice.
-    public func execute(_ operations: [CacheOperation], on node: RedisEndpoint? = nil) async -> ExecutionReport {
-        var seen = Set<CacheOperation>(minimumCapacity: operations.count)
-        let unique = operations.filter { seen.insert($0).inserted }
+    /// - Parameters:
+    ///   - node: run everything on this node of the pool alone instead of where the
+    ///     pool routes it; for replaying one node's dead letters, so the other copies
+    ///     of a replicated or sharded pool do not get them twice.
+    ///   - distinct: the caller has already coalesced `operations`, so the duplicate
+    ///     check (a hash of every operation, a measurable share of a large batch) is skipped.
+    public func execute(
+        _ operations: [CacheOperation], on node: RedisEndpoint? = nil, distinct: Bool = false
+    ) async -> ExecutionReport {
+        var unique = operations
+        if !distinct {
+            var seen = Set<CacheOperation>(minimumCapacity: operations.count)
+            unique = operations.filter { seen.insert($0).inserted }
+        }
         let invalidations = unique.filter { $0.kind != .precompute }
         let jobs = unique.compactMap { operation -> PrecomputeJob? in
             if case .precompute(let job) = operation { job } else { nil }
