@@ -84,17 +84,22 @@ final class ReplayFixture: Sendable {
     }
 
     func replay(_ configure: (inout ReplayOptions) -> Void = { _ in }) async throws -> ReplayResult {
-        var options = ReplayOptions(replayerID: "test-replay")
-        configure(&options)
-        let replayer = try replayer()
-        do {
-            let result = try await replayer.run(options)
-            await replayer.close()
-            return result
-        } catch {
-            await replayer.close()
-            throw error
-        }
+        try await runReplay(try loaded(), configure)
+    }
+}
+
+/// One `replay` run over `loaded`, as the command does it: its own connections, closed after.
+func runReplay(_ loaded: LoadedConfiguration, _ configure: (inout ReplayOptions) -> Void) async throws -> ReplayResult {
+    var options = ReplayOptions(replayerID: "test-replay")
+    configure(&options)
+    let replayer = try Replayer(loaded: loaded, logger: quietLogger())
+    do {
+        let result = try await replayer.run(options)
+        await replayer.close()
+        return result
+    } catch {
+        await replayer.close()
+        throw error
     }
 }
 

@@ -58,17 +58,9 @@ final class TopicReplayFixture: Sendable {
     }
 
     func replay(_ configure: (inout ReplayOptions) -> Void = { _ in }) async throws -> ReplayResult {
-        var options = ReplayOptions(replayerID: "test-replay")
-        options.storeTimeout = .seconds(10)
-        configure(&options)
-        let replayer = try Replayer(loaded: loaded(), logger: quietLogger())
-        do {
-            let result = try await replayer.run(options)
-            await replayer.close()
-            return result
-        } catch {
-            await replayer.close()
-            throw error
+        try await runReplay(try loaded()) { options in
+            options.storeTimeout = .seconds(10)
+            configure(&options)
         }
     }
 

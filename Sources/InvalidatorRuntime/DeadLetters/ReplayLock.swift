@@ -1,3 +1,4 @@
+import Foundation
 import InvalidatorRedis
 
 /// A lock held by one replay, as a Redis key whose value names the holder and
@@ -5,6 +6,11 @@ import InvalidatorRedis
 struct ReplayLock: Sendable {
     let pool: RedisPool
     let key: String
+
+    /// A holder name unique to one run of the replayer `replayerID`.
+    static func owner(replayerID: String) -> String {
+        "\(replayerID):\(UUID().uuidString.prefix(8))"
+    }
 
     /// Takes the lock for `owner`; false when someone else holds it.
     func acquire(owner: String, ttl: Duration) async throws(RedisError) -> Bool {

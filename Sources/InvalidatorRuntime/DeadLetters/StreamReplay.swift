@@ -1,4 +1,3 @@
-import Foundation
 import InvalidatorCore
 
 /// Replaying a Redis stream store: read the entries present at the start, claim
@@ -10,7 +9,7 @@ extension Replayer {
     ) async throws {
         // Only what is there now: records rewritten by this run land after `end`.
         guard let end = try await reader.lastID() else { return }
-        let token = "\(options.replayerID):\(UUID().uuidString.prefix(8))"
+        let token = ReplayLock.owner(replayerID: options.replayerID)
         var start = options.sinceMilliseconds.map { "\(max($0, 0))-0" } ?? "-"
         while true {
             let batch = try await reader.read(from: start, through: end, count: options.batchSize)
@@ -34,26 +33,32 @@ extension Replayer {
         guard try await reader.claim(entry.id, owner: token, ttl: options.lockTTL) else {
             return skipped(entry.id, listed, "locked by another replay")
         }
+        let result: ReplayRecordResult
         do {
-            // Another replay may have finished it between our read and our claim.
-            guard let current = try await reader.entry(entry.id), let record = current.record else {
-                try await reader.release(entry.id, owner: token)
-                return skipped(entry.id, listed, "already replayed")
-            }
-            let result: ReplayRecordResult
-            switch try await attempt(entry.id, record, options: options, limiter: limiter) {
-            case .succeeded(let succeeded):
-                try await reader.remove(entry.id)
-                result = succeeded
-            case .failed(let updated, let failed):
-                try await reader.replace(entry.id, with: updated)
-                result = failed
-            }
-            try await reader.release(entry.id, owner: token)
-            return result
+            result = try await replayClaimed(entry.id, listed, in: reader, options: options, limiter: limiter)
         } catch {
             try? await reader.release(entry.id, owner: token)
             throw error
+        }
+        try await reader.release(entry.id, owner: token)
+        return result
+    }
+
+    /// Runs a claimed record and settles it in the stream.
+    private func replayClaimed(
+        _ id: String, _ listed: DeadLetter, in reader: DeadLetterReader, options: ReplayOptions, limiter: RateLimiter?
+    ) async throws -> ReplayRecordResult {
+        // Another replay may have finished it between our read and our claim.
+        guard let current = try await reader.entry(id), let record = current.record else {
+            return skipped(id, listed, "already replayed")
+        }
+        switch try await attempt(id, record, options: options, limiter: limiter) {
+        case .succeeded(let result):
+            try await reader.remove(id)
+            return result
+        case .failed(let updated, let result):
+            try await reader.replace(id, with: updated)
+            return result
         }
     }
 }

@@ -1,4 +1,3 @@
-import Foundation
 import InvalidatorCore
 import InvalidatorKafka
 
@@ -14,7 +13,7 @@ extension Replayer {
         remaining: inout Int?
     ) async throws {
         let lock = ReplayLock(pool: topic.lockPool, key: topic.lockKey)
-        let owner = "\(options.replayerID):\(UUID().uuidString.prefix(8))"
+        let owner = ReplayLock.owner(replayerID: options.replayerID)
         guard try await lock.acquire(owner: owner, ttl: options.lockTTL) else {
             throw ReplayAlreadyRunning(topic: topic.topic)
         }
@@ -25,6 +24,7 @@ extension Replayer {
             try? await lock.release(owner: owner)
             throw error
         }
+        var failure: (any Error)?
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await reader.watchForStalls(timeout: options.storeTimeout) }
@@ -32,15 +32,18 @@ extension Replayer {
                 defer { group.cancelAll() }
                 try await readTopic(reader, options: options, limiter: limiter, results: &results)
             }
-            remaining = try await reader.remaining(timeout: options.storeTimeout)
         } catch {
-            remaining = try? await reader.remaining(timeout: options.storeTimeout)
-            await reader.close()
-            try? await lock.release(owner: owner)
-            throw error
+            failure = error
         }
+        // After a failure the count is a best effort; after a full run it must be known.
+        do {
+            remaining = try await reader.remaining(timeout: options.storeTimeout)
+        } catch where failure == nil {
+            failure = error
+        } catch {}
         await reader.close()
         try? await lock.release(owner: owner)
+        if let failure { throw failure }
     }
 
     /// Extends the lock every third of its TTL until cancelled.
