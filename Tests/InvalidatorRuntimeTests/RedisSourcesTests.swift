@@ -17,7 +17,11 @@ final class RedisSourceHarness: Sendable {
         deadLetterRedis = try await RedisServer.start()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try WorkerHarness.rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
+        // A redelete 2 s away, not 300 ms: the redelete tests refill a key between the
+        // two deletes, and a loaded machine could miss a shorter window.
+        let rules = WorkerHarness.rules.replacing("redelete_after: 300ms", with: "redelete_after: 2s")
+        precondition(rules != WorkerHarness.rules, "the shared rules no longer have a 300 ms redelete")
+        try rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
         let config = """
             sources:
             \(sources)
@@ -202,7 +206,7 @@ final class RedisSourceHarness: Sendable {
         let running = RunningWorker(try harness.makeWorker())
         try await harness.add([#"{"entity":"page","id":"7","op":"update"}"#])
         #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["page:7"]) == 0 })
-        // The redelete is 300 ms away: the entry is still pending.
+        // The redelete is 2 s away: the entry is still pending.
         #expect(try harness.pending() == 1)
         // A reader refills the cache from a stale replica right after the first delete.
         try await seedKeys(harness.redis, ["page:7"])
