@@ -31,7 +31,8 @@ enum DecodeBenchmark {
             delete: ["product:{id}"]
         """
 
-    static func events(count: Int) -> [[UInt8]] {
+    /// Rich events: attributes, before/after images, a version, a time and an id.
+    static func richEvents(count: Int) -> [[UInt8]] {
         (0..<count).map { index in
             Array("""
                 {"entity":"user","id":"\(index)","op":"update","tenant":"acme","changed":["email"],\
@@ -41,8 +42,25 @@ enum DecodeBenchmark {
         }
     }
 
+    /// The end-to-end benchmark's events: one key each.
+    static let minimalRules = """
+        rules:
+          - name: user
+            match: { entity: user }
+            delete: ["user:{id}"]
+        """
+
+    static func minimalEvents(count: Int) -> [[UInt8]] {
+        (0..<count).map { index in Array(#"{"entity":"user","id":"\#(index)","op":"update"}"#.utf8) }
+    }
+
     static func run(count: Int, rounds: Int) throws {
-        let events = events(count: count)
+        try measure(name: "rich", events: richEvents(count: count), rules: rules, rounds: rounds)
+        try measure(name: "minimal", events: minimalEvents(count: count), rules: minimalRules, rounds: rounds)
+    }
+
+    static func measure(name: String, events: [[UInt8]], rules: String, rounds: Int) throws {
+        let count = events.count
         let datas = events.map { Data($0) }
         let planner = Planner(
             rules: try RulesLoader.load(yaml: rules, file: "bench-rules.yaml"),
@@ -73,7 +91,7 @@ enum DecodeBenchmark {
                 decoded &+= try jsonDecoder.decode(CodableEvent.self, from: data).entity.utf8.count
             }
         }
-        print("decode benchmark: \(count) native events (\(events[0].count) bytes each), best of \(rounds) rounds, 1 core")
+        print("decode benchmark: \(count) \(name) events (\(events[0].count) bytes each), best of \(rounds) rounds, 1 core")
         print(String(format: "  JSONDecoder (decode only)          %10.0f events/s", foundation))
         print(String(format: "  invalidator (decode only)          %10.0f events/s", decodeOnly))
         print(String(format: "  invalidator (plan only)            %10.0f events/s", planOnly))

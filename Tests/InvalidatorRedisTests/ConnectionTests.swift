@@ -29,6 +29,17 @@ import Testing
         #expect(try await connection.send(["STRLEN", "empty"]) == .integer(0))
     }
 
+    @Test func longArgumentsAndManyArgumentsRoundTrip() async throws {
+        let server = try await RedisServer.start()
+        let connection = RedisConnection(endpoint: endpoint(server.endpoint), logger: quietLogger)
+        let long = String(repeating: "x", count: 123_457)
+        let keys = (0..<1_234).map { "key:\($0)" }
+        let replies = try await connection.pipeline([
+            ["SET", "long", long], ["MSET"] + keys.flatMap { [$0, "v"] }, ["UNLINK"] + keys, ["STRLEN", "long"],
+        ])
+        #expect(replies == [.status("OK"), .status("OK"), .integer(1_234), .integer(123_457)])
+    }
+
     @Test func unreachableNodeThrowsAConnectionError() async throws {
         let server = try await RedisServer.start()
         server.kill()

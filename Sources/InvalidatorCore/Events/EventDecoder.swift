@@ -56,28 +56,57 @@ public struct EventDecoder: Sendable {
     // MARK: Native
 
     static func decodeNative(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
-        let entity = try requiredString("entity", in: object)
-        let opText = try requiredString("op", in: object)
+        let fields = NativeFields(object)
+        let entity = try requiredString(fields.entity, named: "entity")
+        let opText = try requiredString(fields.op, named: "op")
         guard let op = ChangeEvent.Operation(rawValue: opText) else {
             throw EventDecodingError(.schemaViolation, "op '\(opText)' is not one of create, update, delete, read")
         }
         return ChangeEvent(
             entity: entity,
-            ids: try ids(in: object),
+            ids: try ids(id: fields.id, ids: fields.ids),
             op: op,
-            tenant: try optionalString("tenant", in: object),
-            changed: try changedFields(in: object),
-            attributes: try optionalObject("attributes", in: object) ?? JSONObject(),
-            before: try optionalObject("before", in: object),
-            after: try optionalObject("after", in: object),
-            version: try optionalScalar("version", in: object),
-            occurredAt: try optionalString("occurred_at", in: object),
-            eventID: try optionalString("event_id", in: object)
+            tenant: try optionalString(fields.tenant, named: "tenant"),
+            changed: try changedFields(fields.changed),
+            attributes: try optionalObject(fields.attributes, named: "attributes") ?? JSONObject(),
+            before: try optionalObject(fields.before, named: "before"),
+            after: try optionalObject(fields.after, named: "after"),
+            version: try optionalScalar(fields.version, named: "version"),
+            occurredAt: try optionalString(fields.occurredAt, named: "occurred_at"),
+            eventID: try optionalString(fields.eventID, named: "event_id")
         )
     }
 
-    private static func ids(in object: JSONObject) throws(EventDecodingError) -> [String] {
-        switch (object["id"], object["ids"]) {
+    /// The fields of a native event, found in one pass over the object instead of
+    /// a lookup per field (the decoder's hot path). As with `JSONObject`'s
+    /// subscript, the last of a repeated key wins.
+    private struct NativeFields {
+        var entity, id, ids, op, tenant, changed, attributes, before, after, version, occurredAt, eventID: JSONValue?
+
+        init(_ object: JSONObject) {
+            for field in object.fields {
+                let key = field.key
+                // The length picks the one or two names worth comparing.
+                switch key.utf8.count {
+                case 2: if key == "id" { id = field.value } else if key == "op" { op = field.value }
+                case 3: if key == "ids" { ids = field.value }
+                case 5: if key == "after" { after = field.value }
+                case 6:
+                    if key == "entity" { entity = field.value }
+                    else if key == "tenant" { tenant = field.value }
+                    else if key == "before" { before = field.value }
+                case 7: if key == "changed" { changed = field.value } else if key == "version" { version = field.value }
+                case 8: if key == "event_id" { eventID = field.value }
+                case 10: if key == "attributes" { attributes = field.value }
+                case 11: if key == "occurred_at" { occurredAt = field.value }
+                default: break
+                }
+            }
+        }
+    }
+
+    private static func ids(id: JSONValue?, ids: JSONValue?) throws(EventDecodingError) -> [String] {
+        switch (id, ids) {
         case (let single?, nil):
             return [try idText(single, field: "id")]
         case (nil, .array(let values)?):
@@ -105,8 +134,8 @@ public struct EventDecoder: Sendable {
         }
     }
 
-    private static func changedFields(in object: JSONObject) throws(EventDecodingError) -> [String]? {
-        guard let value = object["changed"], value != .null else { return nil }
+    private static func changedFields(_ value: JSONValue?) throws(EventDecodingError) -> [String]? {
+        guard let value, value != .null else { return nil }
         guard case .array(let elements) = value else {
             throw EventDecodingError(.schemaViolation, "changed must be an array of strings")
         }
@@ -120,23 +149,27 @@ public struct EventDecoder: Sendable {
         return names
     }
 
-    private static func requiredString(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String {
-        guard let value = try optionalString(key, in: object), !value.isEmpty else {
+    private static func requiredString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String {
+        guard let text = try optionalString(value, named: key), !text.isEmpty else {
             throw EventDecodingError(.schemaViolation, "\(key) is required and must be a non-empty string")
         }
-        return value
+        return text
     }
 
     private static func optionalString(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String? {
-        switch object[key] {
+        try optionalString(object[key], named: key)
+    }
+
+    private static func optionalString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
+        switch value {
         case nil, .null?: return nil
         case .string(let text)?: return text
         default: throw EventDecodingError(.schemaViolation, "\(key) must be a string")
         }
     }
 
-    private static func optionalScalar(_ key: String, in object: JSONObject) throws(EventDecodingError) -> String? {
-        switch object[key] {
+    private static func optionalScalar(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
+        switch value {
         case nil, .null?: return nil
         case .string(let text)?, .number(let text)?: return text
         default: throw EventDecodingError(.schemaViolation, "\(key) must be a string or a number")
@@ -144,9 +177,13 @@ public struct EventDecoder: Sendable {
     }
 
     private static func optionalObject(_ key: String, in object: JSONObject) throws(EventDecodingError) -> JSONObject? {
-        switch object[key] {
+        try optionalObject(object[key], named: key)
+    }
+
+    private static func optionalObject(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> JSONObject? {
+        switch value {
         case nil, .null?: return nil
-        case .object(let value)?: return value
+        case .object(let object)?: return object
         default: throw EventDecodingError(.schemaViolation, "\(key) must be an object")
         }
     }

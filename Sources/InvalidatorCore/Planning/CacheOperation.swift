@@ -15,8 +15,9 @@ public enum CacheOperation: Hashable, Sendable {
     case expire(key: String, ttlMilliseconds: Int64)
     /// INCR a version key.
     case bump(key: String)
-    /// XADD a precomputation job.
-    case precompute(PrecomputeJob)
+    /// XADD a precomputation job. Indirect: the job is five fields, and inline it
+    /// would make every operation (mostly plain deletes) that large to copy and hash.
+    indirect case precompute(PrecomputeJob)
 
     /// The kind as used in output, metrics labels and dead letters.
     public var kind: Kind {

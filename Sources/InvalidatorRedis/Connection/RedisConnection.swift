@@ -42,9 +42,7 @@ public actor RedisConnection {
         guard !commands.isEmpty else { return [] }
         let context = try connectedContext()
         do throws(RedisError) {
-            for command in commands {
-                try append(command, to: context)
-            }
+            try append(commands, to: context)
             var replies: [RedisReply] = []
             replies.reserveCapacity(commands.count)
             for _ in commands {
@@ -125,7 +123,7 @@ public actor RedisConnection {
             if opened.pointee.err != 0 { throw failure(of: opened) }
             if redisSetTimeout(opened, timeval(options.commandTimeout)) != REDIS_OK { throw failure(of: opened) }
             for command in handshakeCommands() {
-                try append(command, to: opened)
+                try append([command], to: opened)
                 if let error = try readReply(from: opened).error { throw error }
             }
             return opened
@@ -156,24 +154,12 @@ public actor RedisConnection {
 
     // MARK: Protocol
 
-    private func append(_ command: [String], to context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
-        // hiredis copies the arguments into its output buffer, so they only need
-        // to live for this call.
-        let arguments = command.map { Array($0.utf8) }
-        let lengths = arguments.map(\.count)
-        let pointers = arguments.map { bytes -> UnsafePointer<CChar>? in
-            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
-            bytes.withUnsafeBufferPointer { source in
-                source.withMemoryRebound(to: CChar.self) { copy.update(from: $0.baseAddress!, count: bytes.count) }
-            }
-            return UnsafePointer(copy)
-        }
-        defer { pointers.forEach { UnsafeMutablePointer(mutating: $0)?.deallocate() } }
-        var argv = pointers
-        let status = argv.withUnsafeMutableBufferPointer { argvBuffer in
-            lengths.withUnsafeBufferPointer { lengthBuffer in
-                redisAppendCommandArgv(context, Int32(command.count), argvBuffer.baseAddress, lengthBuffer.baseAddress)
-            }
+    /// Queues `commands` in hiredis's output buffer (which copies them); the
+    /// first read sends them.
+    private func append(_ commands: [[String]], to context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+        let encoded = RESPEncoder.encode(commands)
+        let status = encoded.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
         }
         if status != REDIS_OK { throw failure(of: context) }
     }

@@ -38,63 +38,104 @@ public struct ExecutionReport: Sendable {
 
 /// Collects per-node outcomes; a node's operation fails if any of its steps failed.
 ///
-/// Hot path: a batch of plain deletes records one success per key, so deletes
-/// skip hashing (each is recorded exactly once per node: the pool drops duplicate
-/// operations and a key sits in one UNLINK). Patterns and tags record one outcome
-/// per step and are deduplicated with a set.
+/// Hot path: a batch of key operations records one outcome per command, each
+/// covering many operations, and each such operation is recorded exactly once per
+/// node (the pool drops duplicates, a key sits in one command). Those go straight
+/// into per-node lists without hashing the operations. Patterns and tags record
+/// one outcome per step and are deduplicated with a set.
 struct ReportBuilder {
-    private var order: [NodeOperation] = []
+    private var singleStep: [RedisEndpoint: Outcomes] = [:]
+    private var multiStepOrder: [NodeOperation] = []
     private var multiStepSeen: Set<NodeOperation> = []
-    private var failures: [NodeOperation: ExecutionReport.OperationFailure] = [:]
+    private var multiStepFailures: [NodeOperation: ExecutionReport.OperationFailure] = [:]
+
+    private struct Outcomes {
+        var succeeded: [CacheOperation] = []
+        var failed: [ExecutionReport.OperationFailure] = []
+    }
 
     private struct NodeOperation: Hashable {
         var node: RedisEndpoint
         var operation: CacheOperation
     }
 
+    /// Records the outcome of one command that carried `operations` on `node`.
+    mutating func record(_ operations: some Collection<CacheOperation>, on node: RedisEndpoint, error: RedisError?, attempts: Int) {
+        if operations.contains(where: \.isMultiStep) {
+            for operation in operations {
+                if let error {
+                    recordFailure(operation, on: node, error: error, attempts: attempts)
+                } else {
+                    recordSuccess(operation, on: node)
+                }
+            }
+            return
+        }
+        if let error {
+            singleStep[node, default: Outcomes()].failed += operations.map {
+                .init(operation: $0, node: node, error: error, attempts: attempts)
+            }
+        } else {
+            singleStep[node, default: Outcomes()].succeeded += operations
+        }
+    }
+
     mutating func recordSuccess(_ operation: CacheOperation, on node: RedisEndpoint) {
+        guard operation.isMultiStep else {
+            singleStep[node, default: Outcomes()].succeeded.append(operation)
+            return
+        }
         let key = NodeOperation(node: node, operation: operation)
-        if case .delete = operation {
-            order.append(key)
-        } else if multiStepSeen.insert(key).inserted {
-            order.append(key)
+        if multiStepSeen.insert(key).inserted {
+            multiStepOrder.append(key)
         }
     }
 
     mutating func recordFailure(_ operation: CacheOperation, on node: RedisEndpoint, error: RedisError, attempts: Int) {
+        let failure = ExecutionReport.OperationFailure(operation: operation, node: node, error: error, attempts: attempts)
+        guard operation.isMultiStep else {
+            singleStep[node, default: Outcomes()].failed.append(failure)
+            return
+        }
         recordSuccess(operation, on: node)
         let key = NodeOperation(node: node, operation: operation)
-        if failures[key] == nil {
-            failures[key] = .init(operation: operation, node: node, error: error, attempts: attempts)
+        if multiStepFailures[key] == nil {
+            multiStepFailures[key] = failure
         }
     }
 
     /// Merges the outcomes of other nodes or of a later stage (never the same node and operation twice).
     mutating func merge(_ other: ReportBuilder) {
-        order += other.order
+        for (node, outcomes) in other.singleStep {
+            singleStep[node, default: Outcomes()].succeeded += outcomes.succeeded
+            singleStep[node, default: Outcomes()].failed += outcomes.failed
+        }
+        multiStepOrder += other.multiStepOrder
         multiStepSeen.formUnion(other.multiStepSeen)
-        failures.merge(other.failures) { first, _ in first }
+        multiStepFailures.merge(other.multiStepFailures) { first, _ in first }
     }
 
     func build(pool: String, deduplicated: [CacheOperation]) -> ExecutionReport {
-        var results: [ExecutionReport.NodeResult] = []
-        var indexByNode: [RedisEndpoint: Int] = [:]
-        var current = -1
-        for key in order {
-            // Outcomes come in runs of one node: look the node up only when it changes.
-            if current < 0 || results[current].node != key.node {
-                current = indexByNode[key.node] ?? {
-                    results.append(.init(node: key.node, succeeded: [], failed: []))
-                    indexByNode[key.node] = results.count - 1
-                    return results.count - 1
-                }()
-            }
-            if !failures.isEmpty, let failure = failures[key] {
-                results[current].failed.append(failure)
+        var byNode = singleStep
+        for key in multiStepOrder {
+            if let failure = multiStepFailures[key] {
+                byNode[key.node, default: Outcomes()].failed.append(failure)
             } else {
-                results[current].succeeded.append(key.operation)
+                byNode[key.node, default: Outcomes()].succeeded.append(key.operation)
             }
         }
+        let results = byNode.map { ExecutionReport.NodeResult(node: $0.key, succeeded: $0.value.succeeded, failed: $0.value.failed) }
         return ExecutionReport(pool: pool, nodes: results.sorted { $0.node < $1.node }, deduplicated: deduplicated)
+    }
+}
+
+extension CacheOperation {
+    /// Patterns and tags take several commands (scans, unlinks, a rename); every
+    /// other operation is one command.
+    fileprivate var isMultiStep: Bool {
+        switch self {
+        case .deletePattern, .purgeTag: true
+        case .delete, .expire, .bump, .precompute: false
+        }
     }
 }

@@ -56,9 +56,7 @@ struct NodeExecution {
 
         let outcomes = await runner.run(commands.map(\.arguments), on: node)
         for (command, outcome) in zip(commands, outcomes) {
-            for operation in command.operations {
-                record(operation, outcome)
-            }
+            report.record(command.operations, on: outcome.node, error: outcome.error, attempts: outcome.attempts)
         }
     }
 

@@ -71,16 +71,20 @@ public final class WorkerMetrics: Sendable {
         for report in reports {
             for node in report.nodes {
                 let name = node.node.description
-                var succeeded: [CacheOperation.Kind: Int] = [:]
-                var failed: [CacheOperation.Kind: Int] = [:]
+                // Counted in arrays indexed by kind: a node's batch can hold thousands of operations.
+                let kinds = CacheOperation.Kind.allCases
+                var succeeded = [Int](repeating: 0, count: kinds.count)
+                var failed = [Int](repeating: 0, count: kinds.count)
                 var retried = 0
-                for operation in node.succeeded { succeeded[operation.kind, default: 0] += 1 }
+                for operation in node.succeeded { succeeded[operation.kind.ordinal] += 1 }
                 for failure in node.failed {
-                    failed[failure.operation.kind, default: 0] += 1
+                    failed[failure.operation.kind.ordinal] += 1
                     retried += max(failure.attempts - 1, 0)
                 }
-                for (kind, count) in succeeded { operations(pool: report.pool, node: name, kind: kind, ok: true, count: count) }
-                for (kind, count) in failed { operations(pool: report.pool, node: name, kind: kind, ok: false, count: count) }
+                for kind in kinds {
+                    operations(pool: report.pool, node: name, kind: kind, ok: true, count: succeeded[kind.ordinal])
+                    operations(pool: report.pool, node: name, kind: kind, ok: false, count: failed[kind.ordinal])
+                }
                 retries(pool: report.pool, node: name, count: retried)
             }
         }
@@ -122,6 +126,20 @@ enum EventResult: String, Sendable {
     case applied
     case deadLettered = "dead_lettered"
     case skipped
+}
+
+extension CacheOperation.Kind {
+    /// The position in `allCases`, for counting into an array.
+    fileprivate var ordinal: Int {
+        switch self {
+        case .delete: 0
+        case .pattern: 1
+        case .tag: 2
+        case .expire: 3
+        case .bump: 4
+        case .precompute: 5
+        }
+    }
 }
 
 extension SourceCoordinates {

@@ -28,24 +28,27 @@ public struct BatchExecutor: Sendable {
     /// - Returns: per event index, the node failures that event must dead-letter.
     public func execute(_ plans: [[PoolPlan]]) async -> [Int: [NodeFailure]] {
         var work: [(pool: String, operations: [CacheOperation])] = []
-        var owners: [[CacheOperation: (event: Int, planned: PlannedOperation)]] = []
+        // Where the owner of an operation asked for it; plain indexes, so no copy of the operation is retained.
+        var owners: [[CacheOperation: (event: Int, poolPlan: Int, operation: Int)]] = []
         var workIndexByPool: [String: Int] = [:]
         for (eventIndex, plan) in plans.enumerated() {
-            for poolPlan in plan {
+            for (poolPlanIndex, poolPlan) in plan.enumerated() {
                 let index = workIndexByPool[poolPlan.pool] ?? {
                     work.append((poolPlan.pool, []))
                     // Typically an operation or two per event: sized once, not regrown.
                     owners.append(Dictionary(minimumCapacity: plans.count * 2))
+                    work[work.count - 1].operations.reserveCapacity(plans.count * 2)
                     workIndexByPool[poolPlan.pool] = work.count - 1
                     return work.count - 1
                 }()
-                for planned in poolPlan.operations {
+                for operationIndex in poolPlan.operations.indices {
                     // The first event that asks for an operation owns it; later duplicates ride
                     // along. One hash for the common, new operation; a duplicate puts the owner back.
-                    if let owner = owners[index].updateValue((eventIndex, planned), forKey: planned.operation) {
-                        owners[index][planned.operation] = owner
+                    let operation = poolPlan.operations[operationIndex].operation
+                    if let first = owners[index].updateValue((eventIndex, poolPlanIndex, operationIndex), forKey: operation) {
+                        owners[index][operation] = first
                     } else {
-                        work[index].operations.append(planned.operation)
+                        work[index].operations.append(operation)
                     }
                 }
             }
@@ -63,7 +66,7 @@ public struct BatchExecutor: Sendable {
                     var entry = byEvent[owner.event] ?? NodeFailure(
                         pool: report.pool, node: node.node.description, operations: [],
                         error: failure.error, attempts: failure.attempts)
-                    entry.operations.append(owner.planned)
+                    entry.operations.append(plans[owner.event][owner.poolPlan].operations[owner.operation])
                     entry.attempts = max(entry.attempts, failure.attempts)
                     byEvent[owner.event] = entry
                 }

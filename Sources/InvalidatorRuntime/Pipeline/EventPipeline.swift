@@ -117,10 +117,11 @@ public final class EventPipeline: Sendable {
         recordOutcomes(prepared, failed: Set(failures.keys))
 
         var awaiting: Set<Int> = []
-        for (planIndex, plan) in plans.enumerated() {
+        for planIndex in plans.indices {
+            let pools = plans[planIndex].pools
+            guard pools.contains(where: { !$0.redeletes.isEmpty }) else { continue }
             let eventIndex = planEventIndexes[planIndex]
-            let groups = plan.pools.flatMap { pool in pool.redeletes.map { (pool.pool, $0) } }
-            guard !groups.isEmpty else { continue }
+            let groups = pools.flatMap { pool in pool.redeletes.map { (pool.pool, $0) } }
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
             redeletes.schedule(groups, event: event) { [self] failed in
@@ -140,31 +141,55 @@ public final class EventPipeline: Sendable {
     /// planned nor rejected were skipped) and records the latency of those applied.
     /// - Parameter failed: indexes of plans with operations dead-lettered.
     private func recordOutcomes(_ prepared: PreparedBatch, failed: Set<Int>) {
-        var counts: [String: (applied: Int, deadLettered: Int, skipped: Int)] = [:]
-        for event in prepared.batch { counts[event.source.metricLabel, default: (0, 0, 0)].skipped += 1 }
+        var counts = OutcomeCounts()
+        for event in prepared.batch { counts[event.source.metricLabel].skipped += 1 }
         let nowSeconds = Date().timeIntervalSince1970
-        for (planIndex, plan) in prepared.plans.enumerated() {
-            let event = prepared.batch[prepared.planEventIndexes[planIndex]]
-            let label = event.source.metricLabel
-            counts[label]!.skipped -= 1
+        // Indexes rather than elements: a plan or an event copied out of its array costs a retain per field.
+        for planIndex in prepared.plans.indices {
+            let eventIndex = prepared.planEventIndexes[planIndex]
+            let label = prepared.batch[eventIndex].source.metricLabel
+            counts[label].skipped -= 1
             if failed.contains(planIndex) {
-                counts[label]!.deadLettered += 1
+                counts[label].deadLettered += 1
             } else {
-                counts[label]!.applied += 1
-                let origin = plan.event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
-                    ?? event.timestampMilliseconds.map { Double($0) / 1000 }
+                counts[label].applied += 1
+                let origin = prepared.plans[planIndex].event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
+                    ?? prepared.batch[eventIndex].timestampMilliseconds.map { Double($0) / 1000 }
                 if let origin { metrics.latency(seconds: nowSeconds - origin) }
             }
         }
         for record in prepared.rejected {
             let label = record.source.metricLabel
-            counts[label, default: (0, 0, 0)].deadLettered += 1
-            counts[label]!.skipped -= 1
+            counts[label].deadLettered += 1
+            counts[label].skipped -= 1
         }
-        for (source, count) in counts {
+        for (source, count) in counts.bySource {
             metrics.events(source: source, result: .applied, count: count.applied)
             metrics.events(source: source, result: .deadLettered, count: count.deadLettered)
             metrics.events(source: source, result: .skipped, count: count.skipped)
+        }
+    }
+
+    /// Event counts per source label. A batch comes from one source, so a short
+    /// list searched linearly beats hashing the label for every event.
+    private struct OutcomeCounts {
+        struct Count {
+            var applied = 0
+            var deadLettered = 0
+            var skipped = 0
+        }
+
+        var bySource: [(label: String, count: Count)] = []
+
+        subscript(label: String) -> Count {
+            get { bySource.first { $0.label == label }?.count ?? Count() }
+            set {
+                if let index = bySource.firstIndex(where: { $0.label == label }) {
+                    bySource[index].count = newValue
+                } else {
+                    bySource.append((label, newValue))
+                }
+            }
         }
     }
 
