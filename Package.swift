@@ -29,6 +29,8 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        // glibc's malloc.h, for the worker's allocator settings.
+        .systemLibrary(name: "CMalloc"),
 
         // Events, rules and planning: pure, no I/O, no C.
         .target(
@@ -72,6 +74,7 @@ let package = Package(
         .executableTarget(
             name: "invalidator",
             dependencies: [
+                "CMalloc",
                 "InvalidatorCore",
                 "InvalidatorRuntime",
                 "InvalidatorKafka",

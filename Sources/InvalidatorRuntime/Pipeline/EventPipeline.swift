@@ -61,30 +61,62 @@ public final class EventPipeline: Sendable {
     public func process(
         _ batch: [IncomingEvent], heartbeat: Heartbeat? = nil, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
     ) async -> BatchResult {
-        await apply(prepare(batch), heartbeat: heartbeat, onRedeleteFinished: onRedeleteFinished)
+        await apply(await prepare(batch), heartbeat: heartbeat, onRedeleteFinished: onRedeleteFinished)
     }
 
     /// Decodes and plans a batch with the rules in force now.
-    public func prepare(_ batch: [IncomingEvent]) -> PreparedBatch {
+    ///
+    /// Decoding and planning are the heaviest per-event work, and a source's loop
+    /// runs them for the next batch while the previous one is applied: a large
+    /// batch is split across one task per core so that loop is not held to one.
+    public func prepare(_ batch: [IncomingEvent]) async -> PreparedBatch {
         let planner = rules.planner
+        let now = RFC3339Clock.now()
+        let chunkCount = min(Self.preparingTasks, batch.count / Self.minimumEventsPerTask)
+        guard chunkCount > 1 else {
+            return prepare(batch[...], in: batch, planner: planner, now: now)
+        }
+        let chunkSize = (batch.count + chunkCount - 1) / chunkCount
+        let parts = await withTaskGroup(of: (Int, PreparedBatch).self) { group in
+            for (part, start) in stride(from: 0, to: batch.count, by: chunkSize).enumerated() {
+                group.addTask {
+                    (part, self.prepare(batch[start..<min(start + chunkSize, batch.count)], in: batch, planner: planner, now: now))
+                }
+            }
+            var parts = [PreparedBatch?](repeating: nil, count: chunkCount)
+            for await (part, prepared) in group { parts[part] = prepared }
+            return parts.compactMap { $0 }
+        }
+        return PreparedBatch(
+            batch: batch, plans: parts.flatMap(\.plans), planEventIndexes: parts.flatMap(\.planEventIndexes),
+            rejected: parts.flatMap(\.rejected))
+    }
+
+    /// One task per core, each with enough events to be worth a task.
+    private static let preparingTasks = ProcessInfo.processInfo.activeProcessorCount
+    private static let minimumEventsPerTask = 500
+
+    /// Prepares `events`, a slice of `batch`; event indexes are positions in `batch`.
+    private func prepare(_ events: ArraySlice<IncomingEvent>, in batch: [IncomingEvent], planner: Planner, now: String) -> PreparedBatch {
         var plans: [Plan] = []
         var planEventIndexes: [Int] = []
         var records: [DeadLetter] = []
-        let now = RFC3339Clock.now()
-        for (index, event) in batch.enumerated() {
-            guard let payload = event.payload else { continue }
+        plans.reserveCapacity(events.count)
+        planEventIndexes.reserveCapacity(events.count)
+        for index in events.indices {
+            guard let payload = events[index].payload else { continue }
             do {
-                let decoded = try decode(event, payload: payload)
+                let decoded = try decode(events[index], payload: payload)
                 let plan = planner.plan(decoded)
                 if let rejection = plan.rejection {
-                    records.append(deadLetter(event, rejection: rejection, at: now))
+                    records.append(deadLetter(events[index], rejection: rejection, at: now))
                 } else if !plan.pools.isEmpty {
                     plans.append(plan)
                     planEventIndexes.append(index)
                 }
             } catch {
                 records.append(deadLetter(
-                    event, reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
+                    events[index], reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
                     errorClass: error.reason.rawValue, errorMessage: error.message, at: now))
             }
         }

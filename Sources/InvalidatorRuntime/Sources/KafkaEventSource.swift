@@ -115,7 +115,7 @@ public final class KafkaEventSource: Service, Sendable {
                 case .idle:
                     guard try await finishApplying() else { return }
                 case .event(.messages(let messages)):
-                    let prepared = prepare(messages)
+                    let prepared = await prepare(messages)
                     guard try await finishApplying() else { return }
                     applying.addTask { await self.apply(prepared, messages, heartbeat: heartbeat) }
                     isApplying = true
@@ -159,11 +159,11 @@ public final class KafkaEventSource: Service, Sendable {
         }
     }
 
-    private func prepare(_ messages: [KafkaMessage]) -> EventPipeline.PreparedBatch {
+    private func prepare(_ messages: [KafkaMessage]) async -> EventPipeline.PreparedBatch {
         tracker.withLock { tracker in
             for message in messages { tracker.track(message.topicPartition, offset: message.offset) }
         }
-        return pipeline.prepare(messages.map { message in
+        return await pipeline.prepare(messages.map { message in
             IncomingEvent(
                 source: .kafka(topic: message.topic, partition: message.partition, offset: message.offset),
                 payload: message.value, format: configuration.format,
