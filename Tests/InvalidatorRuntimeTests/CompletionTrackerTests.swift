@@ -17,6 +17,23 @@ import Testing
         #expect(tracker.inFlight == 0)
     }
 
+    @Test func runsOfOffsetsAreTrackedAndCompletedTogether() {
+        var tracker = CompletionTracker<Int>()
+        tracker.track(0, offsets: [3, 4, 5, 8])
+        tracker.track(1, offsets: 0..<3)
+        tracker.track(0, offsets: [9])
+        #expect(tracker.inFlight == 8)
+        tracker.complete(0, offsets: [4, 5, 9])
+        #expect(tracker.takeCommitPosition(0) == nil, "3 is unfinished")
+        tracker.complete(0, offsets: [3, 42])
+        #expect(tracker.takeCommitPosition(0) == 6, "8 is unfinished; an unknown offset changes nothing")
+        tracker.complete(1, offsets: 0..<3)
+        #expect(tracker.takeCommitPosition(1) == 3)
+        tracker.complete(0, offsets: [8, 8])
+        #expect(tracker.takeCommitPosition(0) == 10, "a repeated completion counts once")
+        #expect(tracker.inFlight == 0)
+    }
+
     @Test func extraWorkHoldsTheMessage() {
         var tracker = CompletionTracker<String>()
         tracker.track("p", offset: 0)

@@ -54,15 +54,24 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// Starts tracking a message with one piece of work.
     public mutating func track(_ partition: Partition, offset: Int64) {
-        // One hash per message: the state is mutated in place through the dictionary.
-        Self.startTracking(offset, in: &partitions[partition, default: PartitionState()])
-        inFlight += 1
+        track(partition, offsets: CollectionOfOne(offset))
     }
 
-    private static func startTracking(_ offset: Int64, in state: inout PartitionState) {
-        state.offsets.append(offset)
-        state.remaining.append(1)
-        state.unfinished += 1
+    /// Starts tracking messages of one partition, in arrival order, each with one piece of work.
+    public mutating func track(_ partition: Partition, offsets: some Sequence<Int64>) {
+        // One hash per run of messages: the state is mutated in place through the dictionary.
+        inFlight += Self.startTracking(offsets, in: &partitions[partition, default: PartitionState()])
+    }
+
+    private static func startTracking(_ offsets: some Sequence<Int64>, in state: inout PartitionState) -> Int {
+        var count = 0
+        for offset in offsets {
+            state.offsets.append(offset)
+            state.remaining.append(1)
+            count += 1
+        }
+        state.unfinished += count
+        return count
     }
 
     /// Adds a piece of work to a tracked, unfinished message (e.g. a scheduled redelete).
@@ -75,14 +84,21 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// Finishes one piece of a message's work.
     public mutating func complete(_ partition: Partition, offset: Int64) {
+        complete(partition, offsets: CollectionOfOne(offset))
+    }
+
+    /// Finishes one piece of the work of each of these messages of one partition.
+    public mutating func complete(_ partition: Partition, offsets: some Sequence<Int64>) {
         // Mutated in place through the dictionary's values: a copy would duplicate the arrays per message.
-        guard let slot = partitions.index(forKey: partition),
-              let index = partitions.values[slot].index(of: offset), partitions.values[slot].remaining[index] > 0
-        else { return }
-        partitions.values[slot].remaining[index] -= 1
-        if partitions.values[slot].remaining[index] == 0 {
-            partitions.values[slot].unfinished -= 1
-            inFlight -= 1
+        guard let slot = partitions.index(forKey: partition) else { return }
+        for offset in offsets {
+            guard let index = partitions.values[slot].index(of: offset), partitions.values[slot].remaining[index] > 0
+            else { continue }
+            partitions.values[slot].remaining[index] -= 1
+            if partitions.values[slot].remaining[index] == 0 {
+                partitions.values[slot].unfinished -= 1
+                inFlight -= 1
+            }
         }
     }
 

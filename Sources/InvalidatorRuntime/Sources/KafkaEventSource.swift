@@ -161,7 +161,9 @@ public final class KafkaEventSource: Service, Sendable {
 
     private func prepare(_ messages: [KafkaMessage]) async -> EventPipeline.PreparedBatch {
         tracker.withLock { tracker in
-            for message in messages { tracker.track(message.topicPartition, offset: message.offset) }
+            for (partition, run) in Self.partitionRuns(messages) {
+                tracker.track(partition, offsets: run.lazy.map { messages[$0].offset })
+            }
         }
         return await pipeline.prepare(messages.map { message in
             IncomingEvent(
@@ -179,12 +181,27 @@ public final class KafkaEventSource: Service, Sendable {
         }
         guard result.isDurable else { return false }
         processed.add(messages.count, ordering: .relaxed)
+        let awaiting = result.awaitingRedelete
         tracker.withLock { tracker in
-            for (index, message) in messages.enumerated() where !result.awaitingRedelete.contains(index) {
-                tracker.complete(message.topicPartition, offset: message.offset)
+            for (partition, run) in Self.partitionRuns(messages) {
+                tracker.complete(partition, offsets: run.lazy.filter { awaiting.isEmpty || !awaiting.contains($0) }.map { messages[$0].offset })
             }
         }
         return true
+    }
+
+    /// Index ranges of `messages` from one partition each: a batch holds runs of
+    /// one partition, so the tracker hashes a partition per run, not per message.
+    private static func partitionRuns(_ messages: [KafkaMessage]) -> [(TopicPartition, Range<Int>)] {
+        var runs: [(TopicPartition, Range<Int>)] = []
+        var start = 0
+        for index in messages.indices.dropFirst()
+        where messages[index].partition != messages[start].partition || messages[index].topic != messages[start].topic {
+            runs.append((messages[start].topicPartition, start..<index))
+            start = index
+        }
+        if !messages.isEmpty { runs.append((messages[start].topicPartition, start..<messages.count)) }
+        return runs
     }
 
     private func commit(_ consumer: KafkaConsumer) async {
