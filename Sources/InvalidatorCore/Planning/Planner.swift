@@ -31,10 +31,10 @@ public struct Planner: Sendable {
         var builders = pools.map { PoolPlanBuilder(pool: $0) }
         let renderer = TemplateRenderer(event: event)
         do {
-            try rules.forEachMatch(of: event) { (rule) throws(PlanRejection) in
-                matchedRules.append(rule.name)
+            try rules.forEachMatchingRule(of: event) { (rule) throws(PlanRejection) in
+                matchedRules.append(rule.rule.name)
                 let rendered = try renderer.render(rule)
-                if let names = rule.pools {
+                if let names = rule.rule.pools {
                     for name in names {
                         if let index = poolIndexes[name] { builders[index].add(rendered, rule: rule) }
                     }
@@ -65,20 +65,22 @@ private struct RenderedRule {
 private struct TemplateRenderer {
     let event: ChangeEvent
 
-    func render(_ rule: Rule) throws(PlanRejection) -> RenderedRule {
+    /// Takes the rule by reference and reads its fields one by one: a `Rule`
+    /// copied out costs a retain and a release per field, for every event.
+    func render(_ shared: RuleSet.SharedRule) throws(PlanRejection) -> RenderedRule {
         var rendered = RenderedRule()
-        rendered.operations.reserveCapacity(16)
-        try render(rule.delete, rule: rule.name, into: &rendered.operations) { .delete(key: $0) }
+        let name = shared.rule.name
+        try render(shared.rule.delete, rule: name, into: &rendered.operations) { .delete(key: $0) }
         rendered.deleteCount = rendered.operations.count
-        try render(rule.patterns, rule: rule.name, escapingGlobs: true, into: &rendered.operations) { .deletePattern(pattern: $0) }
-        try render(rule.tags, rule: rule.name, into: &rendered.operations) { .purgeTag(setKey: $0) }
-        if let expire = rule.expire {
+        try render(shared.rule.patterns, rule: name, escapingGlobs: true, into: &rendered.operations) { .deletePattern(pattern: $0) }
+        try render(shared.rule.tags, rule: name, into: &rendered.operations) { .purgeTag(setKey: $0) }
+        if let expire = shared.rule.expire {
             let ttl = expire.ttl.milliseconds
-            try render(expire.keys, rule: rule.name, into: &rendered.operations) { .expire(key: $0, ttlMilliseconds: ttl) }
+            try render(expire.keys, rule: name, into: &rendered.operations) { .expire(key: $0, ttlMilliseconds: ttl) }
         }
-        try render(rule.bump, rule: rule.name, into: &rendered.operations) { .bump(key: $0) }
-        for job in rule.precompute {
-            try render(job, rule: rule.name, into: &rendered.operations)
+        try render(shared.rule.bump, rule: name, into: &rendered.operations) { .bump(key: $0) }
+        for job in shared.rule.precompute {
+            try render(job, rule: name, into: &rendered.operations)
         }
         return rendered
     }
@@ -164,7 +166,8 @@ private struct PoolPlanBuilder {
 
     var isEmpty: Bool { operations.isEmpty && redeletes.isEmpty }
 
-    mutating func add(_ rendered: RenderedRule, rule: Rule) {
+    mutating func add(_ rendered: RenderedRule, rule shared: RuleSet.SharedRule) {
+        let rule = (name: shared.rule.name, redeleteAfter: shared.rule.redeleteAfter)
         operations.reserveCapacity(operations.count + rendered.operations.count)
         for operation in rendered.operations {
             if case .purgeTag(let tag) = operation {
@@ -194,6 +197,7 @@ private struct PoolPlanBuilder {
     }
 
     func build() -> PoolPlan {
-        PoolPlan(pool: pool.name, operations: operations, redeletes: redeletes.sorted { $0.after < $1.after })
+        // Sorting only when there is an order to settle: most plans have no redelete.
+        PoolPlan(pool: pool.name, operations: operations, redeletes: redeletes.count > 1 ? redeletes.sorted { $0.after < $1.after } : redeletes)
     }
 }

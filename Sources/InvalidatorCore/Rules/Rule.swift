@@ -80,7 +80,9 @@ public struct RuleSet: Hashable, Sendable {
     /// instead of copying a rule's dozen arrays for every event.
     private let rulesByEntity: [String: [SharedRule]]
 
-    private final class SharedRule: Hashable, Sendable {
+    /// A rule behind a reference. The planner reads fields through it
+    /// (`shared.rule.delete`): a `Rule` copied out costs a retain per field.
+    final class SharedRule: Hashable, Sendable {
         let rule: Rule
         init(_ rule: Rule) { self.rule = rule }
         static func == (left: SharedRule, right: SharedRule) -> Bool { left.rule == right.rule }
@@ -109,9 +111,14 @@ public struct RuleSet: Hashable, Sendable {
     /// Calls `body` with each rule that matches `event`, in file order, without
     /// building an array (the planner's hot path).
     public func forEachMatch<Failure: Error>(of event: ChangeEvent, _ body: (Rule) throws(Failure) -> Void) throws(Failure) {
+        try forEachMatchingRule(of: event) { (shared) throws(Failure) in try body(shared.rule) }
+    }
+
+    /// `forEachMatch` for the planner: each matching rule by reference.
+    func forEachMatchingRule<Failure: Error>(of event: ChangeEvent, _ body: (SharedRule) throws(Failure) -> Void) throws(Failure) {
         guard let candidates = rulesByEntity[event.entity] else { return }
         for candidate in candidates where candidate.rule.match.matches(event) {
-            try body(candidate.rule)
+            try body(candidate)
         }
     }
 
