@@ -12,6 +12,15 @@ enum Placement: Sendable {
         if case .cluster = self { true } else { false }
     }
 
+    /// Single and replicated pools run every operation on every node:
+    /// `nodes(for:)` is `allNodes` whatever the operation.
+    var sendsEveryOperationToAllNodes: Bool {
+        switch self {
+        case .single, .replicated: true
+        case .sharded, .cluster: false
+        }
+    }
+
     var allNodes: [RedisEndpoint] {
         switch self {
         case .single(let node): [node]

@@ -178,16 +178,12 @@ public final class RedisPool: Sendable {
 
         var order: [RedisEndpoint] = []
         var operationsByNode: [RedisEndpoint: [CacheOperation]] = [:]
-        for operation in operations {
-            let targets = placement.nodes(for: operation)
-            if targets.isEmpty {
-                let error = RedisError(code: .clusterDown, message: "no node serves the slot of \(operation.routingKey ?? "")")
-                report.recordFailure(operation, on: configuration.nodes[0], error: error, attempts: 0)
-            }
-            for node in targets {
-                if operationsByNode[node] == nil { order.append(node) }
-                operationsByNode[node, default: []].append(operation)
-            }
+        if placement.sendsEveryOperationToAllNodes {
+            // No routing per operation: a large batch would pay an array and a hash for each.
+            order = placement.allNodes
+            for node in order { operationsByNode[node] = operations }
+        } else {
+            route(operations, placement: placement, order: &order, operationsByNode: &operationsByNode, report: &report)
         }
 
         return await withTaskGroup(of: ReportBuilder.self) { group in
@@ -201,6 +197,25 @@ public final class RedisPool: Sendable {
             }
             for await nodeReport in group { report.merge(nodeReport) }
             return report
+        }
+    }
+
+    /// Groups operations by the nodes they run on, in first-use order; an
+    /// operation whose cluster slot has no owner is recorded as failed.
+    private func route(
+        _ operations: [CacheOperation], placement: Placement, order: inout [RedisEndpoint],
+        operationsByNode: inout [RedisEndpoint: [CacheOperation]], report: inout ReportBuilder
+    ) {
+        for operation in operations {
+            let targets = placement.nodes(for: operation)
+            if targets.isEmpty {
+                let error = RedisError(code: .clusterDown, message: "no node serves the slot of \(operation.routingKey ?? "")")
+                report.recordFailure(operation, on: configuration.nodes[0], error: error, attempts: 0)
+            }
+            for node in targets {
+                if operationsByNode[node] == nil { order.append(node) }
+                operationsByNode[node, default: []].append(operation)
+            }
         }
     }
 

@@ -31,20 +31,25 @@ public struct BatchExecutor: Sendable {
         // Where the owner of an operation asked for it; plain indexes, so no copy of the operation is retained.
         var owners: [[CacheOperation: (event: Int, poolPlan: Int, operation: Int)]] = []
         var workIndexByPool: [String: Int] = [:]
-        for (eventIndex, plan) in plans.enumerated() {
-            for (poolPlanIndex, poolPlan) in plan.enumerated() {
-                let index = workIndexByPool[poolPlan.pool] ?? {
-                    work.append((poolPlan.pool, []))
+        // Indexes rather than elements throughout: a plan copied out of its array costs retains.
+        var lastPool: (name: String, index: Int)?
+        for eventIndex in plans.indices {
+            for poolPlanIndex in plans[eventIndex].indices {
+                let pool = plans[eventIndex][poolPlanIndex].pool
+                // Events of a batch mostly name the same pools: skip the hash when it repeats.
+                let index = lastPool.flatMap { $0.name == pool ? $0.index : nil } ?? workIndexByPool[pool] ?? {
+                    work.append((pool, []))
                     // Typically an operation or two per event: sized once, not regrown.
                     owners.append(Dictionary(minimumCapacity: plans.count * 2))
                     work[work.count - 1].operations.reserveCapacity(plans.count * 2)
-                    workIndexByPool[poolPlan.pool] = work.count - 1
+                    workIndexByPool[pool] = work.count - 1
                     return work.count - 1
                 }()
-                for operationIndex in poolPlan.operations.indices {
+                lastPool = (pool, index)
+                for operationIndex in plans[eventIndex][poolPlanIndex].operations.indices {
                     // The first event that asks for an operation owns it; later duplicates ride
                     // along. One hash for the common, new operation; a duplicate puts the owner back.
-                    let operation = poolPlan.operations[operationIndex].operation
+                    let operation = plans[eventIndex][poolPlanIndex].operations[operationIndex].operation
                     if let first = owners[index].updateValue((eventIndex, poolPlanIndex, operationIndex), forKey: operation) {
                         owners[index][operation] = first
                     } else {
