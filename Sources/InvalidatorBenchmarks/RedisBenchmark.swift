@@ -68,6 +68,9 @@ final class LocalRedisServer {
     }
 
     func stop() {
+        // SHUTDOWN rather than only a signal: a child spawned from a task thread can
+        // inherit a mask that blocks SIGTERM, and would outlive the benchmark.
+        _ = try? cli("SHUTDOWN", "NOSAVE")
         process.terminate()
         try? FileManager.default.removeItem(at: folder)
     }
