@@ -1,5 +1,7 @@
 import ArgumentParser
+#if canImport(Glibc)
 import CMalloc
+#endif
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
@@ -50,19 +52,21 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("invalidator stopped")
     }
 
-    /// Bootstraps swift-metrics once for the process with a Prometheus registry,
-    /// the one `/metrics` renders.
     /// By default glibc hands the free top of each thread's heap back to the kernel
     /// once 128 KiB are free, then grows it again page by page (an mprotect call and
-    /// a page fault each) for the next batch: about a tenth of the worker's CPU when
-    /// draining a backlog. Memory once used for batches is kept for the next ones
-    /// instead, and blocks up to 16 MiB (a large batch's arrays) come from the heaps
-    /// rather than from a fresh mmap each time.
+    /// a page fault each) for the next batch: close to a fifth of the worker's CPU
+    /// when draining a backlog, most of it on librdkafka's fetch thread. Memory once
+    /// used for batches is kept for the next ones instead, and blocks up to 16 MiB (a
+    /// large batch's arrays) come from the heaps rather than from a fresh mmap each time.
     static func keepFreedMemory() {
+        #if canImport(Glibc)
         mallopt(M_TRIM_THRESHOLD, 64 << 20)
         mallopt(M_MMAP_THRESHOLD, 16 << 20)
+        #endif
     }
 
+    /// Bootstraps swift-metrics once for the process with a Prometheus registry,
+    /// the one `/metrics` renders.
     static func bootstrapMetrics() -> PrometheusCollectorRegistry {
         let registry = PrometheusCollectorRegistry()
         var factory = PrometheusMetricsFactory(registry: registry)
