@@ -9,33 +9,23 @@ enum RESPEncoder {
         // Keys are short: a guess that saves most regrowth.
         buffer.reserveCapacity(commands.reduce(0) { $0 + 16 + $1.count * 24 })
         for command in commands {
-            buffer.append(UInt8(ascii: "*"))
-            appendDecimal(command.count, to: &buffer)
+            appendHeader(UInt8(ascii: "*"), command.count, to: &buffer)
             for argument in command {
-                buffer.append(UInt8(ascii: "$"))
-                appendDecimal(argument.utf8.count, to: &buffer)
+                appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &buffer)
                 buffer.append(contentsOf: argument.utf8)
-                buffer.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+                buffer.append(contentsOf: lineEnd)
             }
         }
         return buffer
     }
 
-    /// `value` in decimal followed by CRLF.
-    private static func appendDecimal(_ value: Int, to buffer: inout [UInt8]) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
-        let end = buffer.count + digits
-        buffer.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: digits))
-        var remaining = value
-        for index in stride(from: end - 1, through: end - digits, by: -1) {
-            buffer[index] = UInt8(ascii: "0") + UInt8(remaining % 10)
-            remaining /= 10
-        }
-        buffer.append(contentsOf: [UInt8(ascii: "\r"), UInt8(ascii: "\n")])
+    private static let lineEnd: [UInt8] = [UInt8(ascii: "\r"), UInt8(ascii: "\n")]
+
+    /// `*<count>` or `$<length>` and a line end. A count's text fits a small
+    /// string, so `String(count)` allocates nothing.
+    private static func appendHeader(_ marker: UInt8, _ count: Int, to buffer: inout [UInt8]) {
+        buffer.append(marker)
+        buffer.append(contentsOf: String(count).utf8)
+        buffer.append(contentsOf: lineEnd)
     }
 }

@@ -61,11 +61,7 @@ struct NodeExecution {
     }
 
     private mutating func record(_ operation: CacheOperation, _ outcome: CommandRunner.Outcome) {
-        if let error = outcome.error {
-            report.recordFailure(operation, on: outcome.node, error: error, attempts: outcome.attempts)
-        } else {
-            report.recordSuccess(operation, on: outcome.node)
-        }
+        report.record(CollectionOfOne(operation), on: outcome.node, error: outcome.error, attempts: outcome.attempts)
     }
 
     // MARK: Patterns

@@ -15,10 +15,13 @@ public struct RetryPolicy: Sendable, Hashable {
     /// between zero and `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
     /// Full jitter keeps many workers from retrying in lockstep.
     public func backoff(afterAttempt attempt: Int) -> Duration {
+        .nanoseconds(Int64.random(in: 0...max(longestBackoff(afterAttempt: attempt).nanoseconds, 0)))
+    }
+
+    /// The most `backoff(afterAttempt:)` can wait: `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
+    public func longestBackoff(afterAttempt attempt: Int) -> Duration {
         let doublings = min(max(attempt - 1, 0), 30)
-        let ceiling = min(initialBackoff * (1 << doublings), maxBackoff)
-        let ceilingNanoseconds = max(ceiling.nanoseconds, 0)
-        return .nanoseconds(Int64.random(in: 0...ceilingNanoseconds))
+        return min(initialBackoff * (1 << doublings), maxBackoff)
     }
 }
 

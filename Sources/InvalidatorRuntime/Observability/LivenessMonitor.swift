@@ -76,10 +76,7 @@ public final class LivenessMonitor: Sendable {
     public static func defaultStallTimeout(pools: [RedisPoolConfiguration]) -> Duration {
         let longestCall = pools.map { pool in
             let retry = pool.retry
-            // The ceiling of `RetryPolicy.backoff(afterAttempt:)`.
-            let backoffs = (1..<retry.attempts).reduce(Duration.zero) { total, attempt in
-                total + min(retry.initialBackoff * (1 << min(attempt - 1, 30)), retry.maxBackoff)
-            }
+            let backoffs = (1..<retry.attempts).reduce(Duration.zero) { $0 + retry.longestBackoff(afterAttempt: $1) }
             return (pool.connectTimeout + pool.commandTimeout) * retry.attempts + backoffs
         }.max() ?? .zero
         return max(.seconds(60), longestCall + .seconds(30))

@@ -129,17 +129,8 @@ enum EventResult: String, Sendable {
 }
 
 extension CacheOperation.Kind {
-    /// The position in `allCases`, for counting into an array.
-    fileprivate var ordinal: Int {
-        switch self {
-        case .delete: 0
-        case .pattern: 1
-        case .tag: 2
-        case .expire: 3
-        case .bump: 4
-        case .precompute: 5
-        }
-    }
+    /// The position in `allCases`, for counting into an array (a short scan of enum cases, no hashing).
+    fileprivate var ordinal: Int { Self.allCases.firstIndex(of: self)! }
 }
 
 extension SourceCoordinates {

@@ -115,9 +115,10 @@ public final class KafkaEventSource: Service, Sendable {
                 case .idle:
                     guard try await finishApplying() else { return }
                 case .event(.messages(let messages)):
-                    let prepared = await prepare(messages)
+                    let runs = Self.partitionRuns(messages)
+                    let prepared = await prepare(messages, runs: runs)
                     guard try await finishApplying() else { return }
-                    applying.addTask { await self.apply(prepared, messages, heartbeat: heartbeat) }
+                    applying.addTask { await self.apply(prepared, messages, runs: runs, heartbeat: heartbeat) }
                     isApplying = true
                 case .event(.partitionsAssigned(let partitions)):
                     logger.info("partitions assigned", metadata: ["partitions": "\(partitions.map(\.description))"])
@@ -159,9 +160,10 @@ public final class KafkaEventSource: Service, Sendable {
         }
     }
 
-    private func prepare(_ messages: [KafkaMessage]) async -> EventPipeline.PreparedBatch {
+    /// - Parameter runs: `partitionRuns(messages)`, shared with `apply`.
+    private func prepare(_ messages: [KafkaMessage], runs: [(TopicPartition, Range<Int>)]) async -> EventPipeline.PreparedBatch {
         tracker.withLock { tracker in
-            for (partition, run) in Self.partitionRuns(messages) {
+            for (partition, run) in runs {
                 tracker.track(partition, offsets: run.lazy.map { messages[$0].offset })
             }
         }
@@ -175,7 +177,9 @@ public final class KafkaEventSource: Service, Sendable {
 
     /// Applies one prepared batch. False when it could not be made durable
     /// (shutdown while the dead-letter store was down); then nothing of it is committed.
-    private func apply(_ prepared: EventPipeline.PreparedBatch, _ messages: [KafkaMessage], heartbeat: Heartbeat) async -> Bool {
+    private func apply(
+        _ prepared: EventPipeline.PreparedBatch, _ messages: [KafkaMessage], runs: [(TopicPartition, Range<Int>)], heartbeat: Heartbeat
+    ) async -> Bool {
         let result = await pipeline.apply(prepared, heartbeat: heartbeat) { [self] index in
             tracker.withLock { $0.complete(messages[index].topicPartition, offset: messages[index].offset) }
         }
@@ -183,7 +187,7 @@ public final class KafkaEventSource: Service, Sendable {
         processed.add(messages.count, ordering: .relaxed)
         let awaiting = result.awaitingRedelete
         tracker.withLock { tracker in
-            for (partition, run) in Self.partitionRuns(messages) {
+            for (partition, run) in runs {
                 tracker.complete(partition, offsets: run.lazy.filter { awaiting.isEmpty || !awaiting.contains($0) }.map { messages[$0].offset })
             }
         }
