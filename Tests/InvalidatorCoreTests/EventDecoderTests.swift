@@ -130,14 +130,23 @@ import Testing
     }
 
     @Test func decodesCloudEventsBinaryMode() throws {
+        let headers = ["ce_specversion": "1.0", "ce_id": "b-1", "ce_source": "/s", "ce_type": "t", "ce_time": "2026-01-01T00:00:00Z"]
         let event = try decoder.decodeCloudEventBinary(
-            attributes: ["specversion": "1.0", "id": "b-1", "source": "/s", "type": "t", "time": "2026-01-01T00:00:00Z"],
-            data: Array(#"{"entity":"user","id":"5","op":"update"}"#.utf8))
+            headers: headers.mapValues { Array($0.utf8) }, data: Array(#"{"entity":"user","id":"5","op":"update"}"#.utf8))
         #expect(event.eventID == "b-1")
         #expect(event.occurredAt == "2026-01-01T00:00:00Z")
         #expect(throws: EventDecodingError.self) {
-            try decoder.decodeCloudEventBinary(attributes: ["id": "x"], data: Array("{}".utf8))
+            try decoder.decodeCloudEventBinary(headers: ["ce_id": Array("x".utf8)], data: Array("{}".utf8))
         }
+    }
+
+    @Test func aCloudEventHeaderThatIsNotUTF8IsInvalid() throws {
+        var headers = ["ce_specversion": "1.0", "ce_id": "b-1", "ce_source": "/s", "ce_type": "t"].mapValues { Array($0.utf8) }
+        headers["ce_tenant"] = [0x61, 0xFF, 0xFE]
+        let error = #expect(throws: EventDecodingError.self) {
+            try decoder.decodeCloudEventBinary(headers: headers, data: Array(#"{"entity":"user","id":"5","op":"update"}"#.utf8))
+        }
+        #expect(error?.reason == .invalidJSON)
     }
 
     @Test func anExplicitFormatDoesNotGuess() {

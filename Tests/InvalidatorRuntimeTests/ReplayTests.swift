@@ -309,7 +309,7 @@ func failedRecord(
 
         let record = try #require(try await fixture.stored().first?.record)
         #expect(record.reason == .unresolvedPlaceholder)
-        #expect(record.headers == ["ce_specversion": "1.0", "ce_id": "c-1", "ce_source": "/orgs", "ce_type": "org.changed", "ce_tenant": "acme"])
+        #expect(record.headers == ["ce_specversion": "1.0", "ce_id": "c-1", "ce_source": "/orgs", "ce_type": "org.changed", "ce_tenant": "acme"].mapValues { Array($0.utf8) })
 
         try fixture.writeRules("""
             rules:
@@ -506,11 +506,13 @@ func failedRecord(
             PlannedOperation(.precompute(PrecomputeJob(stream: "jobs", job: "warm", args: [.init(name: "id", value: "1")], eventID: nil, occurredAt: nil)), rule: "q"),
         ])
         record.event = [0xff, 0x00, 0x41]
-        record.headers = ["ce_specversion": "1.0"]
+        // A header that is not UTF-8 is kept as its bytes (base64), so replay rejects it again instead of repairing it.
+        record.headers = ["ce_specversion": Array("1.0".utf8), "ce_tenant": [0x61, 0xff, 0xfe]]
         record.lastFailedAt = "2026-11-21T10:00:00.000Z"
         let decoded = try DeadLetter(jsonText: record.json.serialized())
         #expect(decoded.json == record.json)
         #expect(decoded.event == [0xff, 0x00, 0x41])
+        #expect(decoded.headers == record.headers)
         #expect(throws: DeadLetterDecodingError.self) { try DeadLetter(jsonText: #"{"version":2}"#) }
     }
 

@@ -56,7 +56,7 @@ public enum ConfigurationLoader {
         if let shutdown = fields["shutdown"],
            let shutdownFields = reader.mapping(shutdown, context: "shutdown", allowed: ["drain_timeout"]),
            let drain = shutdownFields["drain_timeout"] {
-            configuration.shutdown.drainTimeout = reader.duration(drain, context: "shutdown.drain_timeout") ?? configuration.shutdown.drainTimeout
+            configuration.shutdown.drainTimeout = reader.duration(drain, context: "shutdown.drain_timeout", maximum: .seconds(3600)) ?? configuration.shutdown.drainTimeout
         }
         guard reader.diagnostics.isEmpty else { throw ValidationError(reader.diagnostics) }
         return configuration
@@ -74,6 +74,11 @@ public enum ConfigurationLoader {
         for (key, value) in mapping {
             guard let name = reader.string(key, context: "a pool name") else { continue }
             let context = "pool '\(name)'"
+            // Names can come from ${VAR} substitutions, so two keys may name one pool.
+            guard !pools.contains(where: { $0.name == name }) else {
+                reader.report("\(context) is defined twice", at: key)
+                continue
+            }
             guard let fields = reader.mapping(value, context: context, allowed: allowed) else { continue }
             guard let nodesNode = fields["nodes"] else {
                 reader.report("\(context) needs nodes", at: value)
@@ -83,6 +88,8 @@ public enum ConfigurationLoader {
             for (address, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
                 if NodeAddress(address) == nil {
                     reader.report("\(context) node '\(address)' must be host:port", at: addressNode)
+                } else if pool.nodes.contains(address) {
+                    reader.report("\(context) lists node '\(address)' twice", at: addressNode)
                 }
                 pool.nodes.append(address)
             }
@@ -110,10 +117,10 @@ public enum ConfigurationLoader {
                 pool.tagPrefix = reader.string(prefix, context: "\(context) tag_prefix") ?? pool.tagPrefix
             }
             if let timeout = fields["connect_timeout"] {
-                pool.connectTimeout = reader.duration(timeout, context: "\(context) connect_timeout") ?? pool.connectTimeout
+                pool.connectTimeout = reader.duration(timeout, context: "\(context) connect_timeout", maximum: .seconds(300)) ?? pool.connectTimeout
             }
             if let timeout = fields["command_timeout"] {
-                pool.commandTimeout = reader.duration(timeout, context: "\(context) command_timeout") ?? pool.commandTimeout
+                pool.commandTimeout = reader.duration(timeout, context: "\(context) command_timeout", maximum: .seconds(300)) ?? pool.commandTimeout
             }
             pools.append(pool)
         }
@@ -151,7 +158,7 @@ public enum ConfigurationLoader {
             source.group = values["group"].flatMap { reader.string($0, context: "sources.redis_stream.group") } ?? source.group
             source.format = format(values["format"], context: "sources.redis_stream.format", reader: &reader)
             if let idle = values["claim_idle"] {
-                source.claimIdle = reader.duration(idle, context: "sources.redis_stream.claim_idle") ?? source.claimIdle
+                source.claimIdle = reader.duration(idle, context: "sources.redis_stream.claim_idle", maximum: .seconds(86_400)) ?? source.claimIdle
             }
             sources.redisStream = source
         }
@@ -176,7 +183,11 @@ public enum ConfigurationLoader {
                 for (key, value) in mapping {
                     if let name = reader.string(key, context: "a Kafka property name"),
                        let text = reader.string(value, context: "Kafka property \(name)") {
-                        kafka.properties[name] = text
+                        if let reason = refusedKafkaProperties[name] {
+                            reader.report("sources.kafka.properties: \(name) cannot be set: \(reason)", at: key)
+                        } else {
+                            kafka.properties[name] = text
+                        }
                     }
                 }
             } else {
@@ -185,6 +196,22 @@ public enum ConfigurationLoader {
         }
         return kafka
     }
+
+    /// librdkafka properties a user may not set, with why: the first three would
+    /// commit offsets of events not yet applied (at-least-once lost without a word),
+    /// the others are set by keys of their own.
+    static let refusedKafkaProperties: [String: String] = {
+        let commitsEarly = "invalidator commits an offset only once its event is applied or dead-lettered; this would commit events before they are applied, and a crash would lose their invalidations"
+        let useBrokers = "set sources.kafka.brokers instead"
+        return [
+            "enable.auto.commit": commitsEarly,
+            "auto.commit.enable": commitsEarly,
+            "enable.auto.offset.store": commitsEarly,
+            "group.id": "set sources.kafka.group instead",
+            "bootstrap.servers": useBrokers,
+            "metadata.broker.list": useBrokers,
+        ]
+    }()
 
     private static func format(_ node: Node?, context: String, reader: inout YAMLReader) -> EventFormat {
         guard let node, let name = reader.string(node, context: context) else { return .auto }
@@ -233,10 +260,10 @@ public enum ConfigurationLoader {
             retry.attempts = reader.integer(attempts, context: "retry.attempts", range: 1...100) ?? retry.attempts
         }
         if let initial = values["initial_backoff"] {
-            retry.initialBackoff = reader.duration(initial, context: "retry.initial_backoff") ?? retry.initialBackoff
+            retry.initialBackoff = reader.duration(initial, context: "retry.initial_backoff", maximum: .seconds(3600)) ?? retry.initialBackoff
         }
         if let maximum = values["max_backoff"] {
-            retry.maxBackoff = reader.duration(maximum, context: "retry.max_backoff") ?? retry.maxBackoff
+            retry.maxBackoff = reader.duration(maximum, context: "retry.max_backoff", maximum: .seconds(3600)) ?? retry.maxBackoff
         }
         if retry.maxBackoff < retry.initialBackoff {
             reader.report("retry.max_backoff is shorter than retry.initial_backoff", at: node)

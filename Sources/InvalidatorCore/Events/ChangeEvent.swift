@@ -45,6 +45,18 @@ public struct ChangeEvent: Hashable, Sendable {
         if let changed { return changed }
         guard let before, let after else { return nil }
         var names: [String] = []
+        // Linear lookups suit the usual dozen fields; a huge row must not cost fields².
+        if before.fields.count + after.fields.count > Self.linearComparisonLimit {
+            let beforeValues = Dictionary(before.fields.map { ($0.key, $0.value) }, uniquingKeysWith: { _, last in last })
+            let afterKeys = Set(after.fields.map(\.key))
+            for field in after.fields where beforeValues[field.key] != field.value {
+                names.append(field.key)
+            }
+            for field in before.fields where !afterKeys.contains(field.key) {
+                names.append(field.key)
+            }
+            return names
+        }
         for field in after.fields where before[field.key] != field.value {
             names.append(field.key)
         }
@@ -53,4 +65,10 @@ public struct ChangeEvent: Hashable, Sendable {
         }
         return names
     }
+
+    private static let linearComparisonLimit = 64
+
+    /// Most ids one event may carry: every template using `{id}` renders once per
+    /// id, so a bulk change beyond this is refused rather than planned at length.
+    public static let maximumIDs = 10_000
 }

@@ -27,9 +27,21 @@ public struct EventDecoder: Sendable {
         }
     }
 
-    /// CloudEvents binary mode: context attributes from `ce_*` message headers (the
-    /// caller strips the `ce_` prefix), the body is `data`, a native event.
-    public func decodeCloudEventBinary(attributes: [String: String], data: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
+    /// The prefix of the message headers that carry a binary-mode CloudEvent's attributes.
+    public static let cloudEventHeaderPrefix = "ce_"
+
+    /// CloudEvents binary mode: context attributes from the message's `ce_*`
+    /// `headers` (prefix included; other headers are ignored), the body is `data`,
+    /// a native event. A header that is not UTF-8 makes the event invalid rather
+    /// than being repaired into text that could become part of a key.
+    public func decodeCloudEventBinary(headers: [String: [UInt8]], data: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
+        var attributes: [String: String] = [:]
+        for (key, value) in headers where key.hasPrefix(Self.cloudEventHeaderPrefix) {
+            guard let text = String(validating: value, as: UTF8.self) else {
+                throw EventDecodingError(.invalidJSON, "CloudEvent header \(key) is not valid UTF-8")
+            }
+            attributes[String(key.dropFirst(Self.cloudEventHeaderPrefix.count))] = text
+        }
         for required in ["specversion", "id", "source", "type"] where attributes[required] == nil {
             throw EventDecodingError(.schemaViolation, "CloudEvent header ce_\(required) is missing")
         }
@@ -114,6 +126,9 @@ public struct EventDecoder: Sendable {
             return [try idText(single, field: "id")]
         case (nil, .array(let values)?):
             guard !values.isEmpty else { throw EventDecodingError(.schemaViolation, "ids must not be empty") }
+            guard values.count <= ChangeEvent.maximumIDs else {
+                throw EventDecodingError(.schemaViolation, "ids has \(values.count) entries, over the limit of \(ChangeEvent.maximumIDs); split the change into several events")
+            }
             var ids: [String] = []
             ids.reserveCapacity(values.count)
             for value in values {

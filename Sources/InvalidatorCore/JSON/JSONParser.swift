@@ -140,7 +140,7 @@ private struct Cursor {
         while position < buffer.count {
             let byte = buffer[position]
             if byte == UInt8(ascii: "\"") {
-                let string = String(decoding: UnsafeBufferPointer(rebasing: buffer[start..<position]), as: UTF8.self)
+                let string = try validUTF8(UnsafeBufferPointer(rebasing: buffer[start..<position]), from: start)
                 position += 1
                 return string
             }
@@ -153,6 +153,16 @@ private struct Cursor {
         throw error("unterminated string")
     }
 
+    /// A string's bytes as text, refusing invalid UTF-8: repairing it (as
+    /// `String(decoding:)` does) would turn an id into another key, and the real
+    /// key would stay cached.
+    func validUTF8(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) throws(JSONParser.SyntaxError) -> String {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw JSONParser.SyntaxError(offset: start, message: "invalid UTF-8 in string")
+        }
+        return text
+    }
+
     /// The slow path, taken only by strings that contain escapes.
     mutating func parseEscapedString(from start: Int) throws(JSONParser.SyntaxError) -> String {
         var bytes = Array(buffer[start..<position])
@@ -161,7 +171,7 @@ private struct Cursor {
             position += 1
             switch byte {
             case UInt8(ascii: "\""):
-                return String(decoding: bytes, as: UTF8.self)
+                return try bytes.withUnsafeBufferPointer { (text) throws(JSONParser.SyntaxError) in try validUTF8(text, from: start) }
             case UInt8(ascii: "\\"):
                 guard position < buffer.count else { throw error("unterminated escape") }
                 let escaped = buffer[position]

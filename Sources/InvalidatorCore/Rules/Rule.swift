@@ -66,6 +66,12 @@ public struct Rule: Hashable, Sendable {
     public var redeleteAfter: Duration?
     public var precompute: [Precompute] = []
 
+    /// The longest `redelete_after`: an event's position is committed only after its
+    /// redelete ran, so a longer delay would hold a partition's commits for longer.
+    public static let longestRedeleteDelay: Duration = .seconds(3600)
+    /// The longest `expire.ttl` (a year): a soft purge shortens TTLs.
+    public static let longestExpireTTL: Duration = .seconds(365 * 86_400)
+
     public init(name: String, match: Match, pools: [String]? = nil) {
         self.name = name
         self.match = match

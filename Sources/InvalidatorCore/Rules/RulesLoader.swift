@@ -88,7 +88,7 @@ public enum RulesLoader {
             rule.expire = parseExpire(expire, context: "\(context) expire", reader: &reader)
         }
         if let redelete = fields["redelete_after"] {
-            rule.redeleteAfter = reader.duration(redelete, context: "\(context) redelete_after")
+            rule.redeleteAfter = reader.duration(redelete, context: "\(context) redelete_after", maximum: Rule.longestRedeleteDelay)
             if rule.delete.isEmpty {
                 reader.report("\(context) has redelete_after but no delete keys to delete again", at: redelete)
             }
@@ -144,7 +144,7 @@ public enum RulesLoader {
         if keys.isEmpty, fields["keys"] == nil {
             reader.report("\(context) needs keys", at: node)
         }
-        guard let ttl = reader.duration(ttlNode, context: "\(context) ttl") else { return nil }
+        guard let ttl = reader.duration(ttlNode, context: "\(context) ttl", maximum: Rule.longestExpireTTL) else { return nil }
         return Rule.Expire(keys: keys, ttl: ttl)
     }
 

@@ -179,10 +179,16 @@ struct YAMLReader {
         return value
     }
 
-    mutating func duration(_ node: Node, context: String) -> Duration? {
+    /// A positive duration of at most `maximum`: every duration setting has a
+    /// ceiling past which it can only be a mistake (and arithmetic on it could overflow).
+    mutating func duration(_ node: Node, context: String, maximum: Duration) -> Duration? {
         guard let text = string(node, context: context) else { return nil }
         guard let duration = DurationParser.parse(text), duration > .zero else {
             report("\(context) must be a positive duration such as 500ms, 5s, 2m or 1h, got '\(text)'", at: node)
+            return nil
+        }
+        guard duration <= maximum else {
+            report("\(context) must be at most \(DurationParser.format(maximum)), got '\(text)'", at: node)
             return nil
         }
         return duration
@@ -256,6 +262,11 @@ struct YAMLReader {
 
 /// Durations as operators write them: `250ms`, `5s`, `1.5s`, `2m`, `1h`.
 public enum DurationParser {
+    /// The longest duration any setting accepts: far beyond every sensible value, far
+    /// within what arithmetic on durations can hold.
+    public static let longest: Duration = .seconds(100 * 365 * 86_400)
+
+    /// nil for anything that is not a number and a unit, or is longer than `longest`.
     public static func parse(_ text: String) -> Duration? {
         let units: [(String, Double)] = [("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)]
         for (suffix, seconds) in units where text.hasSuffix(suffix) {
@@ -263,7 +274,10 @@ public enum DurationParser {
             guard !number.isEmpty, number.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
                   let value = Double(number)
             else { continue }
-            return .milliseconds(Int64((value * seconds * 1000).rounded()))
+            guard let milliseconds = Int64(exactly: (value * seconds * 1000).rounded()),
+                  milliseconds <= longest.milliseconds
+            else { return nil }
+            return .milliseconds(milliseconds)
         }
         return nil
     }

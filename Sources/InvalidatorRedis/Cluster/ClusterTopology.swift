@@ -16,7 +16,7 @@ struct ClusterTopology: Sendable {
             guard let fields = range.array, fields.count >= 3,
                   let start = fields[0].integer, let end = fields[1].integer,
                   let node = fields[2].array, node.count >= 2,
-                  let host = node[0].string, let port = node[1].integer,
+                  let host = node[0].string, let port = node[1].integer, (1...65535).contains(port),
                   0 <= start, start <= end, end < HashSlot.count
             else {
                 throw RedisError(code: .protocolViolation, message: "malformed CLUSTER SLOTS entry from \(seed)")
@@ -57,7 +57,9 @@ struct Redirection: Sendable, Hashable {
     init?(_ error: RedisError) {
         guard error.code == .moved || error.code == .ask else { return nil }
         let words = error.message.split(separator: " ")
-        guard words.count == 3, let slot = Int(words[1]), let target = RedisEndpoint(String(words[2])) else { return nil }
+        guard words.count == 3, let slot = Int(words[1]), (0..<HashSlot.count).contains(slot),
+              let target = RedisEndpoint(String(words[2]))
+        else { return nil }
         self.slot = slot
         self.target = target
     }

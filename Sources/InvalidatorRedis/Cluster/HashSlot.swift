@@ -4,21 +4,24 @@ public enum HashSlot {
 
     /// The slot of `key`: CRC16-XMODEM of its hash tag (see ``hashTag(of:)``)
     /// or of the whole key, modulo 16384.
-    public static func slot(of key: String) -> Int {
-        let bytes = Array(key.utf8)
-        let hashed = hashTagRange(in: bytes).map { bytes[$0] } ?? bytes[...]
-        return Int(crc16(hashed)) & (count - 1)
+    public static func slot(of key: some RedisArgument) -> Int {
+        key.withBytes { bytes in
+            let hashed = hashTagRange(in: bytes).map { bytes[$0] } ?? bytes[...]
+            return Int(crc16(hashed)) & (count - 1)
+        }
     }
 
     /// The hash tag Redis uses for `key`: the bytes between the first `{` and
     /// the first `}` after it, if that is not empty; otherwise nil and the whole
     /// key is hashed.
     public static func hashTag(of key: String) -> String? {
-        let bytes = Array(key.utf8)
-        return hashTagRange(in: bytes).map { String(decoding: bytes[$0], as: UTF8.self) }
+        key.withBytes { bytes in
+            // Between two ASCII braces of valid UTF-8: valid UTF-8 itself.
+            hashTagRange(in: bytes).map { String(decoding: bytes[$0], as: UTF8.self) }
+        }
     }
 
-    private static func hashTagRange(in bytes: [UInt8]) -> Range<Int>? {
+    private static func hashTagRange(in bytes: UnsafeBufferPointer<UInt8>) -> Range<Int>? {
         guard let open = bytes.firstIndex(of: UInt8(ascii: "{")),
               let close = bytes[(open + 1)...].firstIndex(of: UInt8(ascii: "}")),
               close > open + 1

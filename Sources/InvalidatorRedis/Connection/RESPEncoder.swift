@@ -4,15 +4,17 @@
 /// hiredis's own argv formatting costs two copies and an allocation per
 /// argument, which adds up on a batch of thousands of keys.
 enum RESPEncoder {
-    static func encode(_ commands: [[String]]) -> [UInt8] {
+    static func encode<Argument: RedisArgument>(_ commands: [[Argument]]) -> [UInt8] {
         var buffer: [UInt8] = []
         // Keys are short: a guess that saves most regrowth.
         buffer.reserveCapacity(commands.reduce(0) { $0 + 16 + $1.count * 24 })
         for command in commands {
             appendHeader(UInt8(ascii: "*"), command.count, to: &buffer)
             for argument in command {
-                appendHeader(UInt8(ascii: "$"), argument.utf8.count, to: &buffer)
-                buffer.append(contentsOf: argument.utf8)
+                argument.withBytes { bytes in
+                    appendHeader(UInt8(ascii: "$"), bytes.count, to: &buffer)
+                    buffer.append(contentsOf: bytes)
+                }
                 buffer.append(contentsOf: lineEnd)
             }
         }

@@ -38,7 +38,7 @@ public actor RedisConnection {
     /// Error replies are returned as `.error` values. A connection failure or
     /// timeout throws a ``RedisError``; the connection is then closed and reopened
     /// by a later call, and it is unknown which of the commands were applied.
-    public func pipeline(_ commands: [[String]]) async throws(RedisError) -> [RedisReply] {
+    public func pipeline<Argument: RedisArgument>(_ commands: [[Argument]]) async throws(RedisError) -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
         let context = try connectedContext()
         do throws(RedisError) {
@@ -111,8 +111,8 @@ public actor RedisConnection {
     }
 
     private func reconnectBackoff() -> Duration {
-        let doublings = min(consecutiveConnectFailures - 1, 20)
-        return min(options.reconnectInitialBackoff * (1 << doublings), options.reconnectMaxBackoff)
+        RetryPolicy.exponential(
+            from: options.reconnectInitialBackoff, doublings: consecutiveConnectFailures - 1, cap: options.reconnectMaxBackoff)
     }
 
     private func openContext() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
@@ -156,7 +156,7 @@ public actor RedisConnection {
 
     /// Queues `commands` in hiredis's output buffer (which copies them); the
     /// first read sends them.
-    private func append(_ commands: [[String]], to context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+    private func append<Argument: RedisArgument>(_ commands: [[Argument]], to context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
         let encoded = RESPEncoder.encode(commands)
         let status = encoded.withUnsafeBufferPointer { bytes in
             bytes.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }

@@ -28,6 +28,15 @@ public enum RedisReply: Sendable, Hashable {
         }
     }
 
+    /// Bulk and status replies as bytes, exactly as the server sent them.
+    public var bytes: [UInt8]? {
+        switch self {
+        case .bulk(let bytes): bytes
+        case .status(let text): Array(text.utf8)
+        default: nil
+        }
+    }
+
     public var integer: Int64? {
         if case .integer(let value) = self { value } else { nil }
     }

@@ -23,7 +23,7 @@ struct CommandRunner: Sendable {
     let logger: Logger
 
     /// Pipelines `commands` on `node` and returns one outcome per command, in order.
-    func run(_ commands: [[String]], on node: RedisEndpoint) async -> [Outcome] {
+    func run<Argument: RedisArgument>(_ commands: [[Argument]], on node: RedisEndpoint) async -> [Outcome] {
         var outcomes = await runWithRetry(commands, on: node)
         for index in outcomes.indices {
             var hops = 0
@@ -35,10 +35,10 @@ struct CommandRunner: Sendable {
         return outcomes
     }
 
-    private func follow(_ redirection: Redirection, askOnly: Bool, command: [String]) async -> Outcome {
+    private func follow<Argument: RedisArgument>(_ redirection: Redirection, askOnly: Bool, command: [Argument]) async -> Outcome {
         if askOnly {
             // ASK moves one key for one command: ASKING lets the importing node serve it.
-            return await runWithRetry([["ASKING"], command], on: redirection.target)[1]
+            return await runWithRetry([[Argument(text: "ASKING")], command], on: redirection.target)[1]
         }
         await cluster?.noteMoved(redirection)
         return await runWithRetry([command], on: redirection.target)[0]
@@ -46,7 +46,7 @@ struct CommandRunner: Sendable {
 
     /// Retries retriable failures (only those commands) with backoff until they
     /// succeed, fail for good, run out of attempts, or the circuit opens.
-    private func runWithRetry(_ commands: [[String]], on node: RedisEndpoint) async -> [Outcome] {
+    private func runWithRetry<Argument: RedisArgument>(_ commands: [[Argument]], on node: RedisEndpoint) async -> [Outcome] {
         let client = nodes.client(for: node)
         var outcomes = commands.map { _ in
             Outcome(node: node, result: .failure(RedisError(code: .circuitOpen, message: "\(node) circuit open")), attempts: 0)

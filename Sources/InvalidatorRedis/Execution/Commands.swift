@@ -4,11 +4,11 @@ import InvalidatorCore
 enum Commands {
     /// UNLINK commands for `keys`, at most `batchSize` keys each. In a cluster a
     /// multi-key command must stay within one slot, so keys are grouped by slot.
-    static func unlink(_ keys: [String], batchSize: Int, groupBySlot: Bool) -> [[String]] {
-        let groups: [[String]]
+    static func unlink<Key: RedisArgument>(_ keys: [Key], batchSize: Int, groupBySlot: Bool) -> [[Key]] {
+        let groups: [[Key]]
         if groupBySlot {
             var slotOrder: [Int] = []
-            var keysBySlot: [Int: [String]] = [:]
+            var keysBySlot: [Int: [Key]] = [:]
             for key in keys {
                 let slot = HashSlot.slot(of: key)
                 if keysBySlot[slot] == nil { slotOrder.append(slot) }
@@ -20,7 +20,7 @@ enum Commands {
         }
         return groups.flatMap { group in
             stride(from: 0, to: group.count, by: batchSize).map { start in
-                ["UNLINK"] + group[start..<min(start + batchSize, group.count)]
+                [Key(text: "UNLINK")] + group[start..<min(start + batchSize, group.count)]
             }
         }
     }

@@ -107,7 +107,8 @@ struct NodeExecution {
 
     private struct ScanStep {
         var cursor: String
-        var keys: [String]
+        /// Exactly the bytes Redis returned: keys need not be UTF-8.
+        var keys: [[UInt8]]
     }
 
     private enum ScanResult {
@@ -119,7 +120,7 @@ struct NodeExecution {
     private func scanStep(_ command: [String], on node: RedisEndpoint) async -> ScanResult {
         let outcome = await runner.run([command + ["COUNT", String(tuning.scanCount)]], on: node)[0]
         guard case .success(let reply) = outcome.result else { return .failed(outcome) }
-        guard let parts = reply.array, parts.count == 2, let cursor = parts[0].string, let keys = parts[1].array?.compactMap(\.string) else {
+        guard let parts = reply.array, parts.count == 2, let cursor = parts[0].string, let keys = parts[1].array?.compactMap(\.bytes) else {
             var malformed = outcome
             malformed.result = .failure(RedisError(code: .protocolViolation, message: "unexpected scan reply from \(node)"))
             return .failed(malformed)
@@ -138,7 +139,7 @@ struct NodeExecution {
     }
 
     /// UNLINKs `keys` on `node`; returns the failed commands' outcomes.
-    private func unlink(_ keys: [String], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
+    private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
         guard !keys.isEmpty else { return [] }
         let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
         return await runner.run(commands, on: node).filter { $0.error != nil }
@@ -207,9 +208,9 @@ struct NodeExecution {
         return nil
     }
 
-    private func membersByOwner(_ members: [String], holder: RedisEndpoint) -> [(RedisEndpoint, [String])] {
+    private func membersByOwner(_ members: [[UInt8]], holder: RedisEndpoint) -> [(RedisEndpoint, [[UInt8]])] {
         var order: [RedisEndpoint] = []
-        var grouped: [RedisEndpoint: [String]] = [:]
+        var grouped: [RedisEndpoint: [[UInt8]]] = [:]
         for member in members {
             // An unowned slot leaves the member to the holder, which answers MOVED or CLUSTERDOWN.
             let owner = placement.owner(ofMember: member, foundOn: holder) ?? holder

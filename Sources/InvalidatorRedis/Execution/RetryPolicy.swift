@@ -20,14 +20,23 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// The most `backoff(afterAttempt:)` can wait: `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
     public func longestBackoff(afterAttempt attempt: Int) -> Duration {
-        let doublings = min(max(attempt - 1, 0), 30)
-        return min(initialBackoff * (1 << doublings), maxBackoff)
+        Self.exponential(from: initialBackoff, doublings: attempt - 1, cap: maxBackoff)
+    }
+
+    /// `initial * 2^doublings`, capped at `cap`, without overflowing on any input:
+    /// the cap is compared before multiplying.
+    static func exponential(from initial: Duration, doublings: Int, cap: Duration) -> Duration {
+        let factor = 1 << min(max(doublings, 0), 30)
+        return initial > cap / factor ? cap : initial * factor
     }
 }
 
 extension Duration {
+    /// Whole nanoseconds, saturated at `Int64.max` (292 years).
     var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow, scaled <= Int64.max - 1_000_000_000 else { return seconds < 0 ? 0 : .max }
+        return scaled + attoseconds / 1_000_000_000
     }
 }

@@ -48,7 +48,7 @@ enum Placement: Sendable {
     /// The node owning a tag member found in a set on `holder`: each copy of a
     /// replicated pool purges its own members; sharded and cluster pools route
     /// members like any other key.
-    func owner(ofMember key: String, foundOn holder: RedisEndpoint) -> RedisEndpoint? {
+    func owner(ofMember key: some RedisArgument, foundOn holder: RedisEndpoint) -> RedisEndpoint? {
         switch self {
         case .single, .replicated: holder
         case .sharded(let ring): ring.server(for: key)

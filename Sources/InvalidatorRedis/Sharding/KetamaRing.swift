@@ -53,23 +53,27 @@ public struct KetamaRing: Sendable {
     }
 
     /// The server owning `key`.
-    public func server(for key: String) -> RedisEndpoint {
+    public func server(for key: some RedisArgument) -> RedisEndpoint {
         servers[serverIndex(forHash: hash(key))]
     }
 
     /// The ring position of `key` under this ring's key hash.
-    public func hash(_ key: String) -> UInt32 {
+    public func hash(_ key: some RedisArgument) -> UInt32 {
+        key.withBytes(hash(bytes:))
+    }
+
+    private func hash(bytes key: UnsafeBufferPointer<UInt8>) -> UInt32 {
         switch keyHash {
         case .fnv1a64:
             var hash = UInt32(truncatingIfNeeded: 0xcbf2_9ce4_8422_2325 as UInt64)
             let prime = UInt32(truncatingIfNeeded: 0x100_0000_01b3 as UInt64)
-            for byte in key.utf8 {
+            for byte in key {
                 hash ^= UInt32(bitPattern: Int32(Int8(bitPattern: byte)))
                 hash = hash &* prime
             }
             return hash
         case .md5:
-            return Self.littleEndianWord(MD5.digest(key.utf8), at: 0)
+            return Self.littleEndianWord(MD5.digest(key), at: 0)
         }
     }
 

@@ -49,8 +49,9 @@ public struct DeadLetter: Sendable {
     public var firstFailedAt: String
     public var lastFailedAt: String
     public var worker: String
-    /// Message headers needed to decode the event again (CloudEvents binary mode `ce_*`).
-    public var headers: [String: String] = [:]
+    /// Message headers needed to decode the event again (CloudEvents binary mode
+    /// `ce_*`), as bytes: a value that is not UTF-8 must be rejected again on replay, not repaired.
+    public var headers: [String: [UInt8]] = [:]
 
     public init(
         event: [UInt8], source: SourceCoordinates, reason: Reason, errorClass: String, errorMessage: String,
@@ -80,7 +81,11 @@ public struct DeadLetter: Sendable {
             object["event_base64"] = .string(Base64.encode(event))
         }
         if !headers.isEmpty {
-            object["headers"] = .object(JSONObject(headers.sorted { $0.key < $1.key }.map { JSONObject.Field(key: $0.key, value: .string($0.value)) }))
+            object["headers"] = .object(JSONObject(headers.sorted { $0.key < $1.key }.map { header in
+                let value: JSONValue = String(validating: header.value, as: UTF8.self).map(JSONValue.string)
+                    ?? .object(["base64": .string(Base64.encode(header.value))])
+                return JSONObject.Field(key: header.key, value: value)
+            }))
         }
         object["source"] = source.json
         object["reason"] = .string(reason.rawValue)
@@ -181,9 +186,15 @@ extension DeadLetter {
             worker: optionalString("worker") ?? "")
         self.lastFailedAt = try string("last_failed_at")
         if let headers = object["headers"]?.objectValue {
-            self.headers = Dictionary(headers.fields.compactMap { field in field.value.stringValue.map { (field.key, $0) } },
+            self.headers = Dictionary(headers.fields.compactMap { field in Self.headerValue(field.value).map { (field.key, $0) } },
                                       uniquingKeysWith: { _, last in last })
         }
+    }
+
+    /// A header as ``json`` writes it: its text, or `{"base64": ...}` when it is not UTF-8.
+    private static func headerValue(_ value: JSONValue) -> [UInt8]? {
+        if let text = value.stringValue { return Array(text.utf8) }
+        return value.objectValue?["base64"]?.stringValue.flatMap(Base64.decode)
     }
 
     /// Decodes a record from its JSON text.

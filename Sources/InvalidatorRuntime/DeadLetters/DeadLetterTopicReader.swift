@@ -84,7 +84,9 @@ final class DeadLetterTopicReader: Sendable {
         var total: Int64 = 0
         for partition in partitions {
             let (low, high) = try await consumer.watermarks(partition, timeout: timeout)
-            total += high - max(committed[partition] ?? low, low)
+            // Watermarks come from the broker: a negative or overflowing difference counts as none or as many.
+            let (unsettled, overflow) = high.subtractingReportingOverflow(max(committed[partition] ?? low, low))
+            total = total.addingSaturating(overflow ? .max : max(unsettled, 0))
         }
         return Int(total)
     }

@@ -184,7 +184,7 @@ public final class Replayer: Sendable {
                 updated.pool = nil
                 updated.node = nil
             }
-            updated.attempts = record.attempts + 1
+            updated.attempts = record.attempts.addingSaturating(1)
             updated.lastFailedAt = now
             logger.warning("dead letter still failing", metadata: metadata(id, updated))
             return .failed([updated], ReplayRecordResult(
@@ -207,7 +207,7 @@ public final class Replayer: Sendable {
                 updated.operations = failure.operations
                 let rules = Set(failure.operations.map(\.rule))
                 updated.rule = rules.count == 1 ? rules.first : nil
-                updated.attempts = record.attempts + max(failure.attempts, 1)
+                updated.attempts = record.attempts.addingSaturating(max(failure.attempts, 1))
                 updated.lastFailedAt = now
                 failures.append(updated)
             }
@@ -330,9 +330,7 @@ public final class Replayer: Sendable {
         let decoder = EventDecoder(format: format)
         do {
             if record.headers["ce_specversion"] != nil, format == .auto || format == .cloudevents {
-                var attributes: [String: String] = [:]
-                for (key, value) in record.headers where key.hasPrefix("ce_") { attributes[String(key.dropFirst(3))] = value }
-                return .success(try decoder.decodeCloudEventBinary(attributes: attributes, data: record.event))
+                return .success(try decoder.decodeCloudEventBinary(headers: record.headers, data: record.event))
             }
             return .success(try decoder.decode(record.event))
         } catch {

@@ -45,7 +45,7 @@ public final class Heartbeat: Sendable {
     }
 
     private static func milliseconds() -> Int64 {
-        (ContinuousClock.now - origin).wholeMilliseconds
+        (ContinuousClock.now - origin).milliseconds
     }
 
     private static func pack(_ activity: LoopActivity) -> Int64 {
@@ -105,7 +105,7 @@ public final class LivenessMonitor: Sendable {
         public var isStalled: Bool
 
         public var description: String {
-            let tenths = sinceLastBeat.wholeMilliseconds / 100
+            let tenths = sinceLastBeat.milliseconds / 100
             let age = "\(tenths / 10).\(tenths % 10)s"
             return isStalled ? "\(loop): no heartbeat for \(age) (last: \(activity))" : "\(loop): last heartbeat \(age) ago (\(activity))"
         }

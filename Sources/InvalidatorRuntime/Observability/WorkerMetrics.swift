@@ -90,9 +90,17 @@ public final class WorkerMetrics: Sendable {
         }
     }
 
+    /// Records an event's age. The age comes from the event's own timestamp, which
+    /// may be anything (Go's zero time is year 1): an age that is not a number is
+    /// skipped, and one beyond `longestRecordedLatency` is recorded as that.
     func latency(seconds: Double) {
-        endToEndLatency.recordNanoseconds(Int64(max(seconds, 0) * 1_000_000_000))
+        guard seconds.isFinite else { return }
+        let clamped = min(max(seconds, 0), Self.longestRecordedLatency)
+        endToEndLatency.recordNanoseconds(Int64(clamped * 1_000_000_000))
     }
+
+    /// About 31 years: well inside `Int64` nanoseconds (292 years).
+    static let longestRecordedLatency: Double = 1_000_000_000
 
     func inFlightChanged(by delta: Int) {
         if delta > 0 { inFlight.increment(by: Double(delta)) } else if delta < 0 { inFlight.decrement(by: Double(-delta)) }
@@ -119,6 +127,64 @@ public final class WorkerMetrics: Sendable {
 
     func pubSubReconnection() {
         Counter(label: MetricName.pubSubReconnections, dimensions: [], factory: factory).increment()
+    }
+}
+
+extension WorkerMetrics {
+    /// Counts a durable batch's events by result (per source: events neither
+    /// planned nor rejected were skipped) and records the latency of those applied.
+    /// - Parameter failed: indexes of plans with operations dead-lettered.
+    package func recordOutcomes(of prepared: EventPipeline.PreparedBatch, failed: Set<Int>) {
+        var counts = OutcomeCounts()
+        for event in prepared.batch { counts[event.source.metricLabel].skipped += 1 }
+        let nowSeconds = Date().timeIntervalSince1970
+        // Indexes rather than elements: a plan or an event copied out of its array costs a retain per field.
+        for planIndex in prepared.plans.indices {
+            let eventIndex = prepared.planEventIndexes[planIndex]
+            let label = prepared.batch[eventIndex].source.metricLabel
+            counts[label].skipped -= 1
+            if failed.contains(planIndex) {
+                counts[label].deadLettered += 1
+            } else {
+                counts[label].applied += 1
+                let origin = prepared.plans[planIndex].event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
+                    ?? prepared.batch[eventIndex].timestampMilliseconds.map { Double($0) / 1000 }
+                if let origin { latency(seconds: nowSeconds - origin) }
+            }
+        }
+        for record in prepared.rejected {
+            let label = record.source.metricLabel
+            counts[label].deadLettered += 1
+            counts[label].skipped -= 1
+        }
+        for (source, count) in counts.bySource {
+            events(source: source, result: .applied, count: count.applied)
+            events(source: source, result: .deadLettered, count: count.deadLettered)
+            events(source: source, result: .skipped, count: count.skipped)
+        }
+    }
+
+    /// Event counts per source label. A batch comes from one source, so a short
+    /// list searched linearly beats hashing the label for every event.
+    private struct OutcomeCounts {
+        struct Count {
+            var applied = 0
+            var deadLettered = 0
+            var skipped = 0
+        }
+
+        var bySource: [(label: String, count: Count)] = []
+
+        subscript(label: String) -> Count {
+            get { bySource.first { $0.label == label }?.count ?? Count() }
+            set {
+                if let index = bySource.firstIndex(where: { $0.label == label }) {
+                    bySource[index].count = newValue
+                } else {
+                    bySource.append((label, newValue))
+                }
+            }
+        }
     }
 }
 

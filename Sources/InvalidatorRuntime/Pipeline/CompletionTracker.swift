@@ -32,7 +32,8 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
         /// Moves past the finished prefix; returns the commit position if it changed.
         mutating func advance() -> Int64? {
             while head < offsets.count, remaining[head] == 0 {
-                finishedPosition = offsets[head] + 1
+                // Saturating: a broker's offset is data too, and Int64.max + 1 would trap.
+                finishedPosition = offsets[head] == .max ? .max : offsets[head] + 1
                 head += 1
             }
             // Drop the passed prefix now and then, so the arrays do not grow forever.

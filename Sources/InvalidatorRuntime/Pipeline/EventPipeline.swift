@@ -13,7 +13,7 @@ public final class EventPipeline: Sendable {
     public let redeletes: RedeleteScheduler
     public let metrics: WorkerMetrics
     let logger: Logger
-    let workerID: String
+    let preparer: BatchPreparer
     /// Pause between attempts to reach an unavailable dead-letter store.
     let deadLetterRetryDelay: Duration
 
@@ -25,7 +25,7 @@ public final class EventPipeline: Sendable {
         self.metrics = metrics
         self.executor = BatchExecutor(pools: pools, metrics: metrics)
         self.deadLetters = deadLetters
-        self.workerID = workerID
+        self.preparer = BatchPreparer(workerID: workerID)
         self.logger = logger
         self.deadLetterRetryDelay = deadLetterRetryDelay
         self.redeletes = RedeleteScheduler(executor: executor)
@@ -45,12 +45,12 @@ public final class EventPipeline: Sendable {
     /// of processing, which a source may run for the next batch while the
     /// previous one is still being applied.
     public struct PreparedBatch: Sendable {
-        let batch: [IncomingEvent]
-        let plans: [Plan]
+        package let batch: [IncomingEvent]
+        package let plans: [Plan]
         /// For each plan, the index of its event in `batch`.
-        let planEventIndexes: [Int]
+        package let planEventIndexes: [Int]
         /// Events that cannot be applied at all (bad input, unresolvable templates).
-        let rejected: [DeadLetter]
+        package let rejected: [DeadLetter]
     }
 
     /// Processes `batch` in order. Operations of one event never run before those of an earlier event on the same node.
@@ -74,13 +74,13 @@ public final class EventPipeline: Sendable {
         let now = RFC3339Clock.now()
         let chunkCount = min(Self.preparingTasks, batch.count / Self.minimumEventsPerTask)
         guard chunkCount > 1 else {
-            return prepare(batch[...], in: batch, planner: planner, now: now)
+            return preparer.prepare(batch[...], in: batch, planner: planner, now: now)
         }
         let chunkSize = (batch.count + chunkCount - 1) / chunkCount
         let parts = await withTaskGroup(of: (Int, PreparedBatch).self) { group in
             for (part, start) in stride(from: 0, to: batch.count, by: chunkSize).enumerated() {
                 group.addTask {
-                    (part, self.prepare(batch[start..<min(start + chunkSize, batch.count)], in: batch, planner: planner, now: now))
+                    (part, self.preparer.prepare(batch[start..<min(start + chunkSize, batch.count)], in: batch, planner: planner, now: now))
                 }
             }
             var parts = [PreparedBatch?](repeating: nil, count: chunkCount)
@@ -95,33 +95,6 @@ public final class EventPipeline: Sendable {
     /// One task per core, each with enough events to be worth a task.
     private static let preparingTasks = ProcessInfo.processInfo.activeProcessorCount
     private static let minimumEventsPerTask = 500
-
-    /// Prepares `events`, a slice of `batch`; event indexes are positions in `batch`.
-    private func prepare(_ events: ArraySlice<IncomingEvent>, in batch: [IncomingEvent], planner: Planner, now: String) -> PreparedBatch {
-        var plans: [Plan] = []
-        var planEventIndexes: [Int] = []
-        var records: [DeadLetter] = []
-        plans.reserveCapacity(events.count)
-        planEventIndexes.reserveCapacity(events.count)
-        for index in events.indices {
-            guard let payload = events[index].payload else { continue }
-            do {
-                let decoded = try decode(events[index], payload: payload)
-                let plan = planner.plan(decoded)
-                if let rejection = plan.rejection {
-                    records.append(deadLetter(events[index], rejection: rejection, at: now))
-                } else if !plan.pools.isEmpty {
-                    plans.append(plan)
-                    planEventIndexes.append(index)
-                }
-            } catch {
-                records.append(deadLetter(
-                    events[index], reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
-                    errorClass: error.reason.rawValue, errorMessage: error.message, at: now))
-            }
-        }
-        return PreparedBatch(batch: batch, plans: plans, planEventIndexes: planEventIndexes, rejected: records)
-    }
 
     /// Applies a prepared batch, dead-letters what failed, and schedules redeletes.
     ///
@@ -139,14 +112,14 @@ public final class EventPipeline: Sendable {
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
             for failure in failures[planIndex]! {
-                records.append(deadLetter(event, failure: failure))
+                records.append(preparer.deadLetter(event, failure: failure))
             }
         }
         guard await store(records, heartbeat: heartbeat) else {
             metrics.inFlightChanged(by: -batch.count)
             return BatchResult(isDurable: false, awaitingRedelete: [])
         }
-        recordOutcomes(prepared, failed: Set(failures.keys))
+        metrics.recordOutcomes(of: prepared, failed: Set(failures.keys))
 
         var awaiting: Set<Int> = []
         for planIndex in plans.indices {
@@ -158,7 +131,7 @@ public final class EventPipeline: Sendable {
             let event = batch[eventIndex]
             redeletes.schedule(groups, event: event) { [self] failed in
                 // A delayed redelete runs on a task of its own, not on a monitored loop.
-                let durable = await store(failed.map { deadLetter(event, failure: $0) }, heartbeat: nil)
+                let durable = await store(failed.map { preparer.deadLetter(event, failure: $0) }, heartbeat: nil)
                 if durable {
                     metrics.inFlightChanged(by: -1)
                     onRedeleteFinished(eventIndex)
@@ -167,99 +140,6 @@ public final class EventPipeline: Sendable {
         }
         metrics.inFlightChanged(by: -(batch.count - awaiting.count))
         return BatchResult(isDurable: true, awaitingRedelete: awaiting)
-    }
-
-    /// Counts a durable batch's events by result (per source: events neither
-    /// planned nor rejected were skipped) and records the latency of those applied.
-    /// - Parameter failed: indexes of plans with operations dead-lettered.
-    private func recordOutcomes(_ prepared: PreparedBatch, failed: Set<Int>) {
-        var counts = OutcomeCounts()
-        for event in prepared.batch { counts[event.source.metricLabel].skipped += 1 }
-        let nowSeconds = Date().timeIntervalSince1970
-        // Indexes rather than elements: a plan or an event copied out of its array costs a retain per field.
-        for planIndex in prepared.plans.indices {
-            let eventIndex = prepared.planEventIndexes[planIndex]
-            let label = prepared.batch[eventIndex].source.metricLabel
-            counts[label].skipped -= 1
-            if failed.contains(planIndex) {
-                counts[label].deadLettered += 1
-            } else {
-                counts[label].applied += 1
-                let origin = prepared.plans[planIndex].event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
-                    ?? prepared.batch[eventIndex].timestampMilliseconds.map { Double($0) / 1000 }
-                if let origin { metrics.latency(seconds: nowSeconds - origin) }
-            }
-        }
-        for record in prepared.rejected {
-            let label = record.source.metricLabel
-            counts[label].deadLettered += 1
-            counts[label].skipped -= 1
-        }
-        for (source, count) in counts.bySource {
-            metrics.events(source: source, result: .applied, count: count.applied)
-            metrics.events(source: source, result: .deadLettered, count: count.deadLettered)
-            metrics.events(source: source, result: .skipped, count: count.skipped)
-        }
-    }
-
-    /// Event counts per source label. A batch comes from one source, so a short
-    /// list searched linearly beats hashing the label for every event.
-    private struct OutcomeCounts {
-        struct Count {
-            var applied = 0
-            var deadLettered = 0
-            var skipped = 0
-        }
-
-        var bySource: [(label: String, count: Count)] = []
-
-        subscript(label: String) -> Count {
-            get { bySource.first { $0.label == label }?.count ?? Count() }
-            set {
-                if let index = bySource.firstIndex(where: { $0.label == label }) {
-                    bySource[index].count = newValue
-                } else {
-                    bySource.append((label, newValue))
-                }
-            }
-        }
-    }
-
-    private func decode(_ event: IncomingEvent, payload: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
-        let decoder = EventDecoder(format: event.format)
-        if let attributes = event.cloudEventAttributes, event.format == .auto || event.format == .cloudevents {
-            return try decoder.decodeCloudEventBinary(attributes: attributes, data: payload)
-        }
-        return try decoder.decode(payload)
-    }
-
-    /// The record for one node's failed operations of one event.
-    private func deadLetter(_ event: IncomingEvent, failure: NodeFailure) -> DeadLetter {
-        deadLetter(
-            event, reason: .operationFailed, errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
-            rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
-            operations: failure.operations, attempts: failure.attempts, at: RFC3339Clock.now())
-    }
-
-    private func deadLetter(_ event: IncomingEvent, rejection: PlanRejection, at time: String) -> DeadLetter {
-        deadLetter(
-            event, reason: rejection.reason == .unresolvedPlaceholder ? .unresolvedPlaceholder : .invalidKey,
-            errorClass: rejection.reason.rawValue, errorMessage: "template '\(rejection.template)': \(rejection.message)",
-            rule: rejection.rule, at: time)
-    }
-
-    /// Every record of an event carries the message headers its decoding needs,
-    /// so `replay --reprocess` can read a binary-mode CloudEvent again.
-    private func deadLetter(
-        _ event: IncomingEvent, reason: DeadLetter.Reason, errorClass: String, errorMessage: String,
-        rule: String? = nil, pool: String? = nil, node: String? = nil, operations: [PlannedOperation] = [],
-        attempts: Int = 1, at time: String
-    ) -> DeadLetter {
-        var record = DeadLetter(
-            event: event.payload ?? [], source: event.source, reason: reason, errorClass: errorClass, errorMessage: errorMessage,
-            rule: rule, pool: pool, node: node, operations: operations, attempts: attempts, failedAt: time, worker: workerID)
-        record.headers = event.cloudEventHeaders
-        return record
     }
 
     /// Stores dead letters, retrying while the store is down, with a heartbeat at each

@@ -21,19 +21,12 @@ public struct IncomingEvent: Sendable {
         self.timestampMilliseconds = timestampMilliseconds
     }
 
-    /// `ce_*` headers without the prefix, when the message is a binary-mode CloudEvent.
-    var cloudEventAttributes: [String: String]? {
-        let headers = cloudEventHeaders
-        guard !headers.isEmpty else { return nil }
-        return Dictionary(uniqueKeysWithValues: headers.map { (String($0.key.dropFirst(3)), $0.value) })
-    }
-
-    /// The `ce_*` headers, when the message is a binary-mode CloudEvent; empty otherwise.
-    var cloudEventHeaders: [String: String] {
+    /// The `ce_*` headers, as bytes, when the message is a binary-mode CloudEvent; empty otherwise.
+    var cloudEventHeaders: [String: [UInt8]] {
         guard headers.contains(where: { $0.key == "ce_specversion" }) else { return [:] }
-        var selected: [String: String] = [:]
-        for header in headers where header.key.hasPrefix("ce_") {
-            selected[header.key] = header.value.map { String(decoding: $0, as: UTF8.self) }
+        var selected: [String: [UInt8]] = [:]
+        for header in headers where header.key.hasPrefix(EventDecoder.cloudEventHeaderPrefix) {
+            selected[header.key] = header.value
         }
         return selected
     }

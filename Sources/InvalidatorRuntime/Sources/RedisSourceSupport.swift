@@ -47,21 +47,4 @@ final class StopSignal: Sendable {
     }
 }
 
-extension Duration {
-    /// Whole milliseconds, as Redis commands take them.
-    var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}
 
-extension RedisReply {
-    /// The bytes of a bulk or status reply.
-    var bytes: [UInt8]? {
-        switch self {
-        case .bulk(let bytes): bytes
-        case .status(let text): Array(text.utf8)
-        default: nil
-        }
-    }
-}

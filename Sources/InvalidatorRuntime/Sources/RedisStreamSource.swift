@@ -155,7 +155,7 @@ public final class RedisStreamSource: Service, Sendable {
     /// `heartbeat` each round, idle or not.
     private func read(_ streams: [String], reader: Int, heartbeat: Heartbeat) async {
         let readNew = ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize),
-                       "BLOCK", String(blockTime.wholeMilliseconds), "STREAMS"] + streams + streams.map { _ in ">" }
+                       "BLOCK", String(blockTime.milliseconds), "STREAMS"] + streams + streams.map { _ in ">" }
         let claimInterval = max(configuration.claimIdle / 2, .milliseconds(100))
         var connection: RedisConnection?
         var ready = false
@@ -250,7 +250,7 @@ public final class RedisStreamSource: Service, Sendable {
     /// Claims and processes entries idle longer than `claim_idle`. False when a batch
     /// could not be made durable.
     private func claimAbandoned(_ streams: [String], heartbeat: Heartbeat) async throws(RedisError) -> Bool {
-        let minimumIdle = String(configuration.claimIdle.wholeMilliseconds)
+        let minimumIdle = String(configuration.claimIdle.milliseconds)
         for stream in streams {
             var cursor = "0-0"
             repeat {
@@ -362,7 +362,7 @@ public final class RedisStreamSource: Service, Sendable {
         var stream: String
         var id: String
         /// Field names and values in entry order; nil for an entry deleted while pending.
-        var fields: [(name: String, value: [UInt8])]?
+        var fields: [(name: [UInt8], value: [UInt8])]?
 
         /// The millisecond part of the entry id: when the entry was added.
         var timestampMilliseconds: Int64? {
@@ -371,12 +371,39 @@ public final class RedisStreamSource: Service, Sendable {
     }
 
     /// The event bytes of an entry; see the type's documentation.
-    static func payload(of fields: [(name: String, value: [UInt8])]?) -> [UInt8]? {
+    static func payload(of fields: [(name: [UInt8], value: [UInt8])]?) -> [UInt8]? {
         guard let fields else { return nil }
-        if let event = fields.last(where: { $0.name == eventField }) { return event.value }
+        if let event = fields.last(where: { $0.name.elementsEqual(eventField.utf8) }) { return event.value }
         if fields.count == 1 { return fields[0].value }
-        let object = JSONObject(fields.map { JSONObject.Field(key: $0.name, value: .string(String(decoding: $0.value, as: UTF8.self))) })
-        return Array(JSONValue.object(object).serialized().utf8)
+        // Built from the bytes: a name or value that is not UTF-8 stays as it is, so
+        // the event is rejected as invalid JSON instead of a repaired value becoming
+        // another key.
+        var object: [UInt8] = [UInt8(ascii: "{")]
+        for (index, field) in fields.enumerated() {
+            if index > 0 { object.append(UInt8(ascii: ",")) }
+            appendQuoted(field.name, to: &object)
+            object.append(UInt8(ascii: ":"))
+            appendQuoted(field.value, to: &object)
+        }
+        object.append(UInt8(ascii: "}"))
+        return object
+    }
+
+    /// A JSON string of `bytes`: quotes, backslashes and control bytes escaped, all else as is.
+    private static func appendQuoted(_ bytes: [UInt8], to output: inout [UInt8]) {
+        let hexDigits = Array("0123456789abcdef".utf8)
+        output.append(UInt8(ascii: "\""))
+        for byte in bytes {
+            switch byte {
+            case UInt8(ascii: "\""), UInt8(ascii: "\\"):
+                output += [UInt8(ascii: "\\"), byte]
+            case 0..<0x20:
+                output += Array("\\u00".utf8) + [hexDigits[Int(byte >> 4)], hexDigits[Int(byte & 0xF)]]
+            default:
+                output.append(byte)
+            }
+        }
+        output.append(UInt8(ascii: "\""))
     }
 
     /// Entries of an XREADGROUP reply: `[[stream, [[id, [field, value, ...]], ...]], ...]`, or nil on timeout.
@@ -409,10 +436,10 @@ public final class RedisStreamSource: Service, Sendable {
                 entries.append(StreamEntry(stream: stream, id: id, fields: nil))
                 continue
             }
-            var fields: [(name: String, value: [UInt8])] = []
+            var fields: [(name: [UInt8], value: [UInt8])] = []
             fields.reserveCapacity(flat.count / 2)
             for index in stride(from: 0, to: flat.count - 1, by: 2) {
-                fields.append((flat[index].string ?? "", flat[index + 1].bytes ?? []))
+                fields.append((flat[index].bytes ?? [], flat[index + 1].bytes ?? []))
             }
             entries.append(StreamEntry(stream: stream, id: id, fields: fields))
         }

@@ -40,6 +40,8 @@ struct DevKafkaCommand: AsyncParsableCommand {
             else { throw ValidationError("--topics takes name:partitions pairs, got '\(specification)'") }
             return (String(name), partitions)
         }
+        guard !specifications.isEmpty else { throw ValidationError("--topics names no topic") }
+        guard (1...16).contains(brokers) else { throw ValidationError("--brokers must be 1 to 16, got \(brokers)") }
         let cluster = try KafkaMockCluster(brokers: brokers, logger: logger)
         for (name, partitions) in specifications {
             try cluster.createTopic(name, partitions: partitions)
