@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .executable(name: "invalidator", targets: ["invalidator"]),
         .library(name: "InvalidatorCore", targets: ["InvalidatorCore"]),
+        // For the libFuzzer executables in Fuzz/, a package of their own.
+        .library(name: "InvalidatorFuzzing", targets: ["InvalidatorFuzzing"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -95,6 +97,12 @@ let package = Package(
             ]
         ),
 
+        // Fuzz targets: arbitrary bytes through the worker's per-event path and the loaders.
+        .target(
+            name: "InvalidatorFuzzing",
+            dependencies: ["InvalidatorCore", "InvalidatorRedis", "InvalidatorRuntime"]
+        ),
+
         // Starts real redis-server processes for tests.
         .target(
             name: "TestSupport",
@@ -129,6 +137,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
+        ),
+        .testTarget(
+            name: "InvalidatorFuzzingTests",
+            dependencies: ["InvalidatorFuzzing"]
         ),
         .testTarget(
             name: "InvalidatorKafkaTests",

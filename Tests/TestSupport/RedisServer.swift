@@ -95,6 +95,24 @@ public final class RedisServer: @unchecked Sendable {
         }
     }
 
+    /// Sends one command whose arguments are raw bytes and returns the reply's
+    /// elements as the server sent them (integers as digits, nil as empty, arrays
+    /// flattened). For keys and payloads that are not UTF-8, which ``call(_:)``
+    /// cannot send or read back unchanged.
+    @discardableResult
+    public func call(bytes arguments: [[UInt8]]) throws -> [[UInt8]] {
+        try lock.withLock {
+            let client = try self.client ?? RedisTestClient(port: port)
+            self.client = client
+            do {
+                return try client.call(bytes: arguments)
+            } catch {
+                self.client = nil
+                throw error
+            }
+        }
+    }
+
     /// Keys matching `pattern`, via SCAN.
     public func keys(matching pattern: String = "*") throws -> Set<String> {
         var keys: Set<String> = []

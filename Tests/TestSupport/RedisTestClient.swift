@@ -34,10 +34,19 @@ final class RedisTestClient {
     /// Sends one command and returns the reply formatted like `redis-cli` raw
     /// output: integers as digits, nil as "", arrays flattened one element per line.
     func call(_ arguments: [String]) throws -> String {
+        try call(bytes: arguments.map { Array($0.utf8) })
+            .map { String(decoding: $0, as: UTF8.self) }
+            .joined(separator: "\n")
+    }
+
+    /// Sends one command whose arguments are raw bytes (keys need not be UTF-8)
+    /// and returns the reply's elements as bytes, exactly as the server sent them:
+    /// integers as digits, nil as empty, arrays flattened.
+    func call(bytes arguments: [[UInt8]]) throws -> [[UInt8]] {
         var request = Array("*\(arguments.count)\r\n".utf8)
         for argument in arguments {
-            request += Array("$\(argument.utf8.count)\r\n".utf8)
-            request += Array(argument.utf8)
+            request += Array("$\(argument.count)\r\n".utf8)
+            request += argument
             request += Array("\r\n".utf8)
         }
         var sent = 0
@@ -46,32 +55,33 @@ final class RedisTestClient {
             guard written > 0 else { throw TestSupportError("send failed") }
             sent += written
         }
-        return try readReply().joined(separator: "\n")
+        return try readReply()
     }
 
-    private func readReply() throws -> [String] {
+    private func readReply() throws -> [[UInt8]] {
         let line = try readLine()
-        let payload = String(line.dropFirst())
+        let payload = Array(line.dropFirst())
         switch line.first {
-        case "+", "-", ":":
+        case UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: ":"):
             return [payload]
-        case "$":
-            let length = Int(payload) ?? -1
-            guard length >= 0 else { return [""] }
+        case UInt8(ascii: "$"):
+            let length = Int(String(decoding: payload, as: UTF8.self)) ?? -1
+            guard length >= 0 else { return [[]] }
             let bytes = try readBytes(length + 2)
-            return [String(decoding: bytes.dropLast(2), as: UTF8.self)]
-        case "*":
-            let count = Int(payload) ?? -1
+            return [Array(bytes.dropLast(2))]
+        case UInt8(ascii: "*"):
+            let count = Int(String(decoding: payload, as: UTF8.self)) ?? -1
             return try (0..<max(count, 0)).flatMap { _ in try readReply() }
         default:
-            throw TestSupportError("unexpected reply line \(line)")
+            throw TestSupportError("unexpected reply line \(String(decoding: line, as: UTF8.self))")
         }
     }
 
-    private func readLine() throws -> String {
+    /// One reply line without its CR LF, as bytes.
+    private func readLine() throws -> [UInt8] {
         while true {
             if let end = buffer.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: buffer[..<end].dropLast(), as: UTF8.self)
+                let line = Array(buffer[..<end].dropLast())
                 buffer.removeSubrange(...end)
                 return line
             }

@@ -30,6 +30,12 @@ public struct EventDecoder: Sendable {
     /// The prefix of the message headers that carry a binary-mode CloudEvent's attributes.
     public static let cloudEventHeaderPrefix = "ce_"
 
+    /// Whether a message with these `ce_*` headers is a binary-mode CloudEvent: the
+    /// worker and `replay` must decide alike, or a replay would read another event.
+    public static func isBinaryCloudEvent(headers: [String: [UInt8]]) -> Bool {
+        headers["ce_specversion"] != nil
+    }
+
     /// CloudEvents binary mode: context attributes from the message's `ce_*`
     /// `headers` (prefix included; other headers are ignored), the body is `data`,
     /// a native event. A header that is not UTF-8 makes the event invalid rather

@@ -77,7 +77,7 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// Control characters are ASCII, so a byte scan finds them without decoding.
-    static func containsControlCharacter(_ text: String) -> Bool {
+    package static func containsControlCharacter(_ text: String) -> Bool {
         text.utf8.contains { $0 < 0x20 || $0 == 0x7F }
     }
 

@@ -327,9 +327,14 @@ public final class Replayer: Sendable {
         case .redisPubSub: configuration.sources.redisPubSub?.format ?? .auto
         case .manual: .auto
         }
+        return Self.decodeEvent(record, format: format)
+    }
+
+    /// The record's event decoded as its source's `format`, with the headers it was received with.
+    package static func decodeEvent(_ record: DeadLetter, format: EventFormat) -> Result<ChangeEvent, EventDecodingError> {
         let decoder = EventDecoder(format: format)
         do {
-            if record.headers["ce_specversion"] != nil, format == .auto || format == .cloudevents {
+            if EventDecoder.isBinaryCloudEvent(headers: record.headers), format == .auto || format == .cloudevents {
                 return .success(try decoder.decodeCloudEventBinary(headers: record.headers, data: record.event))
             }
             return .success(try decoder.decode(record.event))

@@ -9,6 +9,14 @@ public struct NodeFailure: Sendable {
     public var operations: [PlannedOperation]
     public var error: RedisError
     public var attempts: Int
+
+    package init(pool: String, node: String, operations: [PlannedOperation], error: RedisError, attempts: Int) {
+        self.pool = pool
+        self.node = node
+        self.operations = operations
+        self.error = error
+        self.attempts = attempts
+    }
 }
 
 /// Executes the plans of a batch of events together: operations are coalesced per

@@ -42,7 +42,7 @@ package struct BatchPreparer: Sendable {
     package func decode(_ event: IncomingEvent, payload: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
         let decoder = EventDecoder(format: event.format)
         let headers = event.cloudEventHeaders
-        if !headers.isEmpty, event.format == .auto || event.format == .cloudevents {
+        if EventDecoder.isBinaryCloudEvent(headers: headers), event.format == .auto || event.format == .cloudevents {
             return try decoder.decodeCloudEventBinary(headers: headers, data: payload)
         }
         return try decoder.decode(payload)

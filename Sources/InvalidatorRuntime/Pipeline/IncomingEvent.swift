@@ -23,11 +23,11 @@ public struct IncomingEvent: Sendable {
 
     /// The `ce_*` headers, as bytes, when the message is a binary-mode CloudEvent; empty otherwise.
     var cloudEventHeaders: [String: [UInt8]] {
-        guard headers.contains(where: { $0.key == "ce_specversion" }) else { return [:] }
+        guard headers.contains(where: { $0.key.hasPrefix(EventDecoder.cloudEventHeaderPrefix) }) else { return [:] }
         var selected: [String: [UInt8]] = [:]
         for header in headers where header.key.hasPrefix(EventDecoder.cloudEventHeaderPrefix) {
             selected[header.key] = header.value
         }
-        return selected
+        return EventDecoder.isBinaryCloudEvent(headers: selected) ? selected : [:]
     }
 }

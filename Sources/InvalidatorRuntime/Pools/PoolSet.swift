@@ -52,7 +52,7 @@ public final class PoolSet: Sendable {
 
 extension RedisPoolConfiguration {
     /// The Redis layer's view of a configured pool.
-    init(_ pool: PoolConfiguration, retry: RetryConfiguration) throws(RedisConfigurationError) {
+    package init(_ pool: PoolConfiguration, retry: RetryConfiguration) throws(RedisConfigurationError) {
         try self.init(
             name: pool.name,
             mode: Mode(rawValue: pool.mode.rawValue)!,

@@ -371,7 +371,7 @@ public final class RedisStreamSource: Service, Sendable {
     }
 
     /// The event bytes of an entry; see the type's documentation.
-    static func payload(of fields: [(name: [UInt8], value: [UInt8])]?) -> [UInt8]? {
+    package static func payload(of fields: [(name: [UInt8], value: [UInt8])]?) -> [UInt8]? {
         guard let fields else { return nil }
         if let event = fields.last(where: { $0.name.elementsEqual(eventField.utf8) }) { return event.value }
         if fields.count == 1 { return fields[0].value }

@@ -1,0 +1,105 @@
+import InvalidatorCore
+
+/// The rules the event target plans with: every action, every placeholder kind,
+/// optional and nested placeholders, hash tags, glob-escaped patterns, pool
+/// selection, `changed` and `op` filters.
+enum FuzzRules {
+    static let yaml = """
+        rules:
+          - name: user-profile
+            match: { entity: user, op: [update, delete], changed: [email, name] }
+            pools: [primary, edge]
+            delete: ["user:{tenant}:{id}", "org-members:{before.org_id?}", "org-members:{after.org_id?}", "cart:{{{id}}}"]
+            patterns: ["session:{tenant}:{id}:*", "feed:{attributes.region?}:{version?}:*"]
+            tags: ["tenant:{tenant}:users"]
+            expire: { keys: ["page:user:{id}"], ttl: 5s }
+            bump: ["version:user:{id}"]
+            redelete_after: 500ms
+            precompute:
+              - { stream: "precompute:{entity}", job: warm-user, args: { id: "{id}", city: "{after.address.city?}", op: "{op}" } }
+          - name: any-entity
+            match: { entity: [product, order, users, public.users, inventory] }
+            delete: ["{entity}:{id}", "{entity}:{id}:{attributes.sku?}"]
+            patterns: ["listing:{attributes.category?}:*"]
+            tags: ["{entity}:{tenant?}"]
+          - name: created
+            match: { entity: user, op: create }
+            pools: [edge]
+            delete: ["user-list:{tenant?}"]
+        """
+
+    static let pools = [PoolTarget(name: "primary"), PoolTarget(name: "edge", tagPrefix: "edge-tag:")]
+
+    static let planner: Planner = {
+        do {
+            return Planner(rules: try RulesLoader.load(yaml: yaml, file: "fuzz-rules.yaml", knownPools: pools.map(\.name)), pools: pools)
+        } catch {
+            fatalError("the fuzz rules do not load: \(error)")
+        }
+    }()
+}
+
+/// What every plan promises, whatever the event held.
+enum PlanInvariants {
+    static func check(_ plan: Plan) -> [String] {
+        var problems: [String] = []
+        for pool in plan.pools {
+            for planned in pool.operations {
+                switch planned.operation {
+                case .delete(let key), .expire(let key, _), .bump(let key), .purgeTag(let key):
+                    problems += checkKey(key)
+                case .deletePattern(let pattern):
+                    problems += checkKey(pattern)
+                    // Every fuzz pattern ends in its only wildcard: a value must never add one.
+                    if unescapedWildcards(in: pattern) != [pattern.utf8.count - 1] {
+                        problems.append("pattern \(pattern) has wildcards that do not come from its template")
+                    }
+                case .precompute(let job):
+                    problems += checkKey(job.stream)
+                }
+            }
+        }
+        return problems
+    }
+
+    /// Byte offsets of the wildcards Redis's matcher sees in `pattern`: `*`, `?` and
+    /// the `[` of a class; a backslash makes the next byte literal.
+    static func unescapedWildcards(in pattern: String) -> [Int] {
+        var offsets: [Int] = []
+        var bytes = Array(pattern.utf8)[...]
+        var offset = 0
+        while let byte = bytes.popFirst() {
+            switch byte {
+            case UInt8(ascii: "\\"):
+                _ = bytes.popFirst()
+                offset += 1
+            case UInt8(ascii: "*"), UInt8(ascii: "?"):
+                offsets.append(offset)
+            case UInt8(ascii: "["):
+                offsets.append(offset)
+                // The class runs to the next unescaped `]`.
+                while let inner = bytes.popFirst() {
+                    offset += 1
+                    if inner == UInt8(ascii: "\\") {
+                        _ = bytes.popFirst()
+                        offset += 1
+                    } else if inner == UInt8(ascii: "]") {
+                        break
+                    }
+                }
+            default:
+                break
+            }
+            offset += 1
+        }
+        return offsets
+    }
+
+    private static func checkKey(_ key: String) -> [String] {
+        var problems: [String] = []
+        if key.utf8.count > Planner.maximumKeyBytes { problems.append("a key of \(key.utf8.count) bytes was planned") }
+        if Template.containsControlCharacter(key) { problems.append("a key with a control character was planned") }
+        if key.isEmpty { problems.append("an empty key was planned") }
+        return problems
+    }
+}
