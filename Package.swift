@@ -140,7 +140,11 @@ let package = Package(
         ),
         .testTarget(
             name: "InvalidatorFuzzingTests",
-            dependencies: ["InvalidatorFuzzing"]
+            dependencies: [
+                "InvalidatorFuzzing",
+                "InvalidatorCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "InvalidatorKafkaTests",

@@ -10,7 +10,7 @@ enum FuzzRules {
             match: { entity: user, op: [update, delete], changed: [email, name] }
             pools: [primary, edge]
             delete: ["user:{tenant}:{id}", "org-members:{before.org_id?}", "org-members:{after.org_id?}", "cart:{{{id}}}"]
-            patterns: ["session:{tenant}:{id}:*", "feed:{attributes.region?}:{version?}:*"]
+            patterns: ["session:{tenant}:{id}:*", "feed:{attributes.region?}:{version?}:*", "cart:{{{id}}}:{after.address.city?}*"]
             tags: ["tenant:{tenant}:users"]
             expire: { keys: ["page:user:{id}"], ttl: 5s }
             bump: ["version:user:{id}"]
