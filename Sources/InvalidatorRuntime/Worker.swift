@@ -42,12 +42,17 @@ public final class Worker: Sendable {
         guard !configuration.sources.isEmpty else {
             throw ConfigurationProblem("the config has no sources; add sources.kafka, sources.redis_pubsub or sources.redis_stream")
         }
+        guard !loaded.rules.rules.isEmpty || configuration.allowEmptyRules else {
+            throw ConfigurationProblem(
+                "the rules set is empty, so no event would invalidate anything; fix the rules files, or set allow_empty_rules: true to run anyway")
+        }
         self.configuration = configuration
         self.logger = logger
         let pools = try PoolSet(configuration: configuration, logger: logger)
         self.pools = pools
         let metrics = observability.metrics
         self.metrics = metrics
+        metrics.rulesInForce(loaded.rules.rules.count)
         let liveness = LivenessMonitor(
             stallTimeout: observability.stallTimeout
                 ?? LivenessMonitor.defaultStallTimeout(pools: pools.pools.map(\.configuration)))

@@ -3,6 +3,9 @@ public struct Configuration: Hashable, Sendable {
     public var sources = Sources()
     public var pools: [PoolConfiguration] = []
     public var rules: RulesSource = .files([])
+    /// `allow_empty_rules`: an empty rules set invalidates nothing, so `run` refuses
+    /// to start with one and a reload to one is rejected, unless this is true.
+    public var allowEmptyRules = false
     public var retry = RetryConfiguration()
     public var deadLetters: DeadLetterDestination?
     public var http = HTTPConfiguration()

@@ -20,7 +20,7 @@ public enum ConfigurationLoader {
         }
         EnvironmentOverrides.apply(environment, to: &root, reader: &reader)
         var configuration = Configuration()
-        let allowed: Set<String> = ["sources", "pools", "rules", "retry", "dead_letters", "http", "shutdown"]
+        let allowed: Set<String> = ["sources", "pools", "rules", "allow_empty_rules", "retry", "dead_letters", "http", "shutdown"]
         guard let fields = reader.mapping(root, context: "the config", allowed: allowed) else {
             throw ValidationError(reader.diagnostics)
         }
@@ -52,6 +52,9 @@ public enum ConfigurationLoader {
         if let http = fields["http"], let httpFields = reader.mapping(http, context: "http", allowed: ["listen"]),
            let listen = httpFields["listen"] {
             configuration.http.listen = reader.string(listen, context: "http.listen") ?? configuration.http.listen
+        }
+        if let allowEmpty = fields["allow_empty_rules"] {
+            configuration.allowEmptyRules = reader.boolean(allowEmpty, context: "allow_empty_rules") ?? false
         }
         if let shutdown = fields["shutdown"],
            let shutdownFields = reader.mapping(shutdown, context: "shutdown", allowed: ["drain_timeout"]),

@@ -170,6 +170,17 @@ struct YAMLReader {
         return values
     }
 
+    mutating func boolean(_ node: Node, context: String) -> Bool? {
+        guard let text = string(node, context: context) else { return nil }
+        switch text {
+        case "true": return true
+        case "false": return false
+        default:
+            report("\(context) must be true or false, got '\(text)'", at: node)
+            return nil
+        }
+    }
+
     mutating func integer(_ node: Node, context: String, range: ClosedRange<Int>) -> Int? {
         guard let text = string(node, context: context) else { return nil }
         guard let value = Int(text), range.contains(value) else {

@@ -20,7 +20,7 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// The most `backoff(afterAttempt:)` can wait: `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
     public func longestBackoff(afterAttempt attempt: Int) -> Duration {
-        Self.exponential(from: initialBackoff, doublings: attempt - 1, cap: maxBackoff)
+        Self.exponential(from: initialBackoff, doublings: max(attempt, 1) - 1, cap: maxBackoff)
     }
 
     /// `initial * 2^doublings`, capped at `cap`, without overflowing on any input:

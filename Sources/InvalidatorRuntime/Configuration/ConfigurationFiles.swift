@@ -46,11 +46,19 @@ public enum ConfigurationFiles {
 
     /// Loads and merges rules files; a rule name may appear in only one of them.
     public static func loadRules(paths: [String], knownPools: [String]?) throws -> RuleSet {
+        var files: [(path: String, text: String)] = []
+        for path in paths {
+            files.append((path, try readText(path)))
+        }
+        return try loadRules(files: files, knownPools: knownPools)
+    }
+
+    /// Merges rules files already read; a rule name may appear in only one of them.
+    public static func loadRules(files: [(path: String, text: String)], knownPools: [String]?) throws(ValidationError) -> RuleSet {
         var rules: [Rule] = []
         var fileByRuleName: [String: String] = [:]
         var diagnostics: [Diagnostic] = []
-        for path in paths {
-            let text = try readText(path)
+        for (path, text) in files {
             do {
                 for rule in try RulesLoader.load(yaml: text, file: path, knownPools: knownPools).rules {
                     if let other = fileByRuleName[rule.name] {

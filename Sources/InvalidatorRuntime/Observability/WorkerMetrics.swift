@@ -24,6 +24,8 @@ public enum MetricName {
     public static let nodeUp = "invalidator_node_up"
     /// Counter {result}: rules reloads, `ok` or `rejected`.
     public static let ruleReloads = "invalidator_rule_reloads_total"
+    /// Gauge: rules in force, set at start and on every accepted reload.
+    public static let rulesInForce = "invalidator_rules"
     /// Counter: times the Redis pub/sub subscription was lost and set up again.
     public static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
 }
@@ -123,6 +125,10 @@ public final class WorkerMetrics: Sendable {
 
     func ruleReload(ok: Bool) {
         Counter(label: MetricName.ruleReloads, dimensions: [("result", ok ? "ok" : "rejected")], factory: factory).increment()
+    }
+
+    func rulesInForce(_ count: Int) {
+        Gauge(label: MetricName.rulesInForce, dimensions: [], factory: factory).record(count)
     }
 
     func pubSubReconnection() {

@@ -46,6 +46,11 @@ struct ValidateCommand: AsyncParsableCommand {
                 let loaded = try ConfigurationFiles.load(configPath: config)
                 let pools = loaded.configuration.pools.count
                 print("\(config): valid: \(loaded.rules.rules.count) rules, \(pools) pool\(pools == 1 ? "" : "s")")
+                if loaded.rules.rules.isEmpty {
+                    warnEmptyRules(loaded.configuration.allowEmptyRules
+                        ? "allow_empty_rules is true, so `run` starts anyway"
+                        : "`run` refuses to start with it unless the config sets allow_empty_rules: true")
+                }
                 if checkConnectivity {
                     var logger = Logger(label: "invalidator")
                     logger.logLevel = .critical
@@ -56,6 +61,9 @@ struct ValidateCommand: AsyncParsableCommand {
             } else if let rules {
                 let loaded = try ConfigurationFiles.loadRules(paths: [rules], knownPools: nil)
                 print("\(rules): valid: \(loaded.rules.count) rules")
+                if loaded.rules.isEmpty {
+                    warnEmptyRules("`run` refuses to start with it unless the config sets allow_empty_rules: true")
+                }
             }
         } catch let error as InvalidatorCore.ValidationError {
             FileHandle.standardError.write(Data((error.description + "\n").utf8))
@@ -63,5 +71,10 @@ struct ValidateCommand: AsyncParsableCommand {
         } catch let error as FileReadError {
             throw CommandFailure(message: error.description)
         }
+    }
+
+    /// Valid, but no event would invalidate anything: said on stderr, exit status unchanged.
+    private func warnEmptyRules(_ consequence: String) {
+        FileHandle.standardError.write(Data("warning: the rules set is empty, so no event would invalidate anything; \(consequence)\n".utf8))
     }
 }
