@@ -17,7 +17,9 @@ enum RedisBenchmark {
         try server.cli("DEBUG", "POPULATE", String(keys), "key")
         var logger = Logger(label: "bench")
         logger.logLevel = .error
-        let pool = RedisPool(configuration: try RedisPoolConfiguration(name: "bench", mode: .single, nodes: [server.endpoint]), logger: logger)
+        let pool = RedisPool(
+            configuration: RedisPoolConfiguration(name: "bench", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: server.port)]),
+            logger: logger)
         let operations = (0..<keys).map { CacheOperation.delete(key: "key:\($0)") }
         let start = ContinuousClock.now
         for chunk in stride(from: 0, to: keys, by: batch) {

@@ -33,22 +33,24 @@ public final class Worker: Sendable {
         return environment["POD_NAME"] ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
 
+    /// - Parameter loaded: as `ConfigurationFiles.load` returns it, which has checked
+    ///   everything about the config; nothing here checks it again.
+    /// - Throws: ``ConfigurationProblem`` for an empty rules set without
+    ///   `allow_empty_rules` (valid, so `validate` only warns, but `run` refuses it),
+    ///   or the Kafka dead-letter producer's error.
     public init(
         loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
         workerID: String = Worker.defaultWorkerID, observability: WorkerObservability = WorkerObservability(),
         logger: Logger
     ) throws {
         let configuration = loaded.configuration
-        guard !configuration.sources.isEmpty else {
-            throw ConfigurationProblem("the config has no sources; add sources.kafka, sources.redis_pubsub or sources.redis_stream")
-        }
         guard !loaded.rules.rules.isEmpty || configuration.allowEmptyRules else {
             throw ConfigurationProblem(
                 "the rules set is empty, so no event would invalidate anything; fix the rules files, or set allow_empty_rules: true to run anyway")
         }
         self.configuration = configuration
         self.logger = logger
-        let pools = try PoolSet(configuration: configuration, logger: logger)
+        let pools = PoolSet(configuration: configuration, logger: logger)
         self.pools = pools
         let metrics = observability.metrics
         self.metrics = metrics
@@ -71,21 +73,22 @@ public final class Worker: Sendable {
                 configuration: $0, pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics,
                 liveness: liveness, logger: logger)
         }
-        self.redisPubSub = try configuration.sources.redisPubSub.map {
+        self.redisPubSub = configuration.sources.redisPubSub.map {
             RedisPubSubSource(
-                configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_pubsub", in: pools),
+                configuration: $0, pool: pools.configuredPool($0.pool),
                 pipeline: pipeline, drainTimeout: configuration.shutdown.drainTimeout, metrics: metrics, liveness: liveness,
                 logger: logger)
         }
-        self.redisStream = try configuration.sources.redisStream.map {
+        self.redisStream = configuration.sources.redisStream.map {
             RedisStreamSource(
-                configuration: $0, pool: try Self.sourcePool($0.pool, of: "sources.redis_stream", in: pools),
+                configuration: $0, pool: pools.configuredPool($0.pool),
                 pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, liveness: liveness,
                 logger: logger)
         }
         self.rulesReloader = observability.rulesReloadInterval.flatMap { interval in
             loaded.rulesFiles.isEmpty ? nil : RulesReloader(
                 paths: loaded.rulesFiles, rules: pipeline.rules, configuration: configuration, interval: interval,
+                loadedContents: loaded.rulesContents.count == loaded.rulesFiles.count ? loaded.rulesContents : nil,
                 metrics: metrics, logger: logger)
         }
         let sources: [(name: String, source: any SubscribableSource)] = [
@@ -98,13 +101,9 @@ public final class Worker: Sendable {
             interval: observability.healthCheckInterval, metrics: metrics, logger: logger)
         self.healthMonitor = monitor
         if observability.serveHTTP {
-            let text = observability.listen?.description ?? configuration.http.listen
-            guard let listen = observability.listen ?? ListenAddress(text) else {
-                throw ConfigurationProblem("http.listen '\(text)' is not host:port")
-            }
             self.httpServer = ObservabilityServer(
-                listen: listen, renderMetrics: observability.renderMetrics, readiness: { monitor.readiness },
-                loops: { liveness.loops }, logger: logger)
+                listen: observability.listen ?? configuration.http.listen, renderMetrics: observability.renderMetrics,
+                readiness: { monitor.readiness }, loops: { liveness.loops }, logger: logger)
         } else {
             self.httpServer = nil
         }
@@ -113,23 +112,14 @@ public final class Worker: Sendable {
     /// Ready once every source is subscribed and every pool answered the last PING.
     public var readiness: Readiness { healthMonitor.readiness }
 
-    static func sourcePool(_ name: String, of source: String, in pools: PoolSet) throws -> RedisPool {
-        guard let pool = pools.pool(named: name) else { throw ConfigurationProblem("\(source).pool '\(name)' is not defined") }
-        return pool
-    }
-
+    /// The store `dead_letters` names. Throws only what creating a Kafka producer throws.
     static func deadLetterStore(_ configuration: Configuration, pools: PoolSet) throws -> any DeadLetterStore {
-        switch configuration.deadLetters {
-        case .redisStream(let pool, let stream)?:
-            guard let redis = pools.pool(named: pool) else { throw ConfigurationProblem("dead_letters.pool '\(pool)' is not defined") }
-            return RedisStreamDeadLetterStore(pool: redis, stream: stream)
-        case .kafkaTopic(let topic, _)?:
-            guard let brokers = configuration.sources.kafka?.brokers else {
-                throw ConfigurationProblem("dead_letters.kafka_topic needs sources.kafka for its brokers")
-            }
-            return try KafkaDeadLetterStore(brokers: brokers, topic: topic, properties: configuration.sources.kafka?.properties ?? [:])
-        case nil:
-            throw ConfigurationProblem("the config has no dead_letters destination")
+        switch configuration.validDeadLetters {
+        case .redisStream(let pool, let stream):
+            return RedisStreamDeadLetterStore(pool: pools.configuredPool(pool), stream: stream)
+        case .kafkaTopic(let topic, _):
+            let kafka = configuration.validKafkaSource
+            return try KafkaDeadLetterStore(brokers: kafka.brokers, topic: topic, properties: kafka.properties)
         }
     }
 
@@ -180,7 +170,8 @@ public final class Worker: Sendable {
     }
 }
 
-/// A configuration that parses but cannot run.
+/// A configuration that is valid but that `run` refuses: an empty rules set
+/// without `allow_empty_rules` (which `validate` only warns about).
 public struct ConfigurationProblem: Error, CustomStringConvertible, Sendable {
     public var description: String
     public init(_ description: String) { self.description = description }

@@ -37,7 +37,7 @@ import Testing
         shutdown: { drain_timeout: 20s }
         """
 
-    static let minimalConfig = "pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\n"
+    static let minimalConfig = "pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\nsources: { redis_pubsub: { pool: main, channels: [c] } }\n"
 
     /// - Parameter secretFiles: contents by path, standing in for mounted secret files.
     func load(
@@ -88,9 +88,10 @@ import Testing
         let configuration = try load(Self.minimalConfig)
         #expect(configuration.pool(named: "main")?.mode == .single)
         #expect(configuration.pool(named: "main")?.tagPrefix == "tag:")
-        #expect(configuration.retry == RetryConfiguration())
+        #expect(configuration.retry == RetryPolicy())
+        #expect(configuration.pool(named: "main")?.commandTimeout == .seconds(2))
         #expect(configuration.deadLetters == .redisStream(pool: "main", stream: "invalidator:dead-letters"))
-        #expect(configuration.http.listen == "0.0.0.0:9090")
+        #expect(configuration.http.listen == HostPort(host: "0.0.0.0", port: 9090))
     }
 
     @Test func acceptsInlineRulesAndChecksTheirPools() throws {
@@ -100,6 +101,7 @@ import Testing
             rules:
               - { name: a, match: { entity: user }, delete: ["u:{id}"] }
               - { name: b, match: { entity: user }, pools: [other], delete: ["v:{id}"] }
+            sources: { redis_pubsub: { pool: main, channels: [c] } }
             """
         #expect(throws: ValidationError([Diagnostic(file: "invalidator.yaml", line: 5, column: 49, message: "rule 'b' names pool 'other', which the config does not define")])) {
             try load(yaml)
@@ -146,7 +148,7 @@ import Testing
             "INVALIDATOR__SOURCES__KAFKA__BROKERS": "k:9092",
             "INVALIDATOR__RETRY__INITIAL_BACKOFF": "20ms",
         ])
-        #expect(configuration.http.listen == "0.0.0.0:9191")
+        #expect(configuration.http.listen.description == "0.0.0.0:9191")
         #expect(configuration.shutdown.drainTimeout == .seconds(30))
         #expect(configuration.sources.kafka?.brokers == "k:9092")
         #expect(configuration.retry.initialBackoff == .milliseconds(20))
@@ -170,7 +172,7 @@ import Testing
             "INVALIDATOR__RULES": "[base.yaml, extra.yaml]",
         ])
         #expect(configuration.sources.kafka?.topics == ["a", "b"])
-        #expect(configuration.pool(named: "edge")?.nodes == ["edge-1:6379", "edge-2:6379"])
+        #expect(configuration.pool(named: "edge")?.nodes.map(\.description) == ["edge-1:6379", "edge-2:6379"])
         #expect(configuration.rules == .files(["base.yaml", "extra.yaml"]))
     }
 
@@ -253,7 +255,7 @@ import Testing
         let yaml = Self.minimalConfig + "shutdown: { drain_timeout: \"${file:/run/secrets/timeout}\" }\n"
         let problems = diagnostics(yaml, secretFiles: ["/run/secrets/timeout": secret + "\n"])
         #expect(problems == [
-            "invalidator.yaml:5:28: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got '<secret>'",
+            "invalidator.yaml:6:28: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got '<secret>'",
         ])
         #expect(!problems.joined().contains(secret))
     }

@@ -111,6 +111,7 @@ import Testing
               "${POOL_A}": { nodes: ["127.0.0.1:6379"] }
               "${POOL_B}": { nodes: ["127.0.0.1:6380"] }
             rules: r.yaml
+            sources: { redis_pubsub: { pool: main, channels: [c] } }
             """
         #expect(diagnostics(yaml, environment: ["POOL_A": "main", "POOL_B": "main"]) == [
             "invalidator.yaml:3:3: pool 'main' is defined twice",
@@ -125,6 +126,7 @@ import Testing
                 mode: replicated
                 nodes: ["a:1", "b:2", "a:1"]
             rules: r.yaml
+            sources: { redis_pubsub: { pool: edge, channels: [c] } }
             """
         #expect(diagnostics(yaml) == ["invalidator.yaml:4:27: pool 'edge' lists node 'a:1' twice"])
     }
@@ -138,6 +140,7 @@ import Testing
                   - "${EU}"
                   - "${US}"
             rules: r.yaml
+            sources: { redis_pubsub: { pool: edge, channels: [c] } }
             """
         #expect(diagnostics(yaml, environment: ["EU": "redis:6379", "US": "redis:6379"]) == [
             "invalidator.yaml:6:9: pool 'edge' lists node 'redis:6379' twice",
@@ -148,14 +151,14 @@ import Testing
     // MARK: Duration ceilings
 
     @Test func retryBackoffsHaveACeilingOfAnHour() throws {
-        let base = "pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\n"
+        let base = "pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\nsources: { redis_pubsub: { pool: main, channels: [c] } }\n"
         let accepted = try load(base + "retry: { attempts: 100, initial_backoff: 1h, max_backoff: 1h }\n")
         #expect(accepted.retry.initialBackoff == .seconds(3600))
         #expect(accepted.retry.maxBackoff == .seconds(3600))
 
         let problems = diagnostics(base + "retry:\n  initial_backoff: 61m\n  max_backoff: 2h\n")
-        #expect(problems.contains("invalidator.yaml:5:20: retry.initial_backoff must be at most 1h, got '61m'"), "\(problems)")
-        #expect(problems.contains("invalidator.yaml:6:16: retry.max_backoff must be at most 1h, got '2h'"), "\(problems)")
+        #expect(problems.contains("invalidator.yaml:6:20: retry.initial_backoff must be at most 1h, got '61m'"), "\(problems)")
+        #expect(problems.contains("invalidator.yaml:7:16: retry.max_backoff must be at most 1h, got '2h'"), "\(problems)")
     }
 
     @Test(arguments: [
@@ -166,11 +169,14 @@ import Testing
     ])
     func otherDurationSettingsHaveCeilingsToo(_ setting: String, _ context: String) {
         // `pools:` twice would be a YAML error; the extra pool goes into the one mapping.
-        let yaml: String
+        var yaml: String
         if setting.hasPrefix("pools:") {
             yaml = setting + "\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\n"
         } else {
             yaml = "pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\n" + setting + "\n"
+        }
+        if !setting.hasPrefix("sources:") {
+            yaml += "sources: { redis_pubsub: { pool: main, channels: [c] } }\n"
         }
         let problems = diagnostics(yaml)
         #expect(problems.count == 1, "\(problems)")
@@ -180,7 +186,8 @@ import Testing
     /// A duration too long for any arithmetic used to trap in the parser; now it is
     /// an ordinary diagnostic.
     @Test func aDurationThatDoesNotFitIsADiagnosticNotATrap() {
-        let problems = diagnostics("pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\nretry: { max_backoff: 9999999999999h }\n")
+        let problems = diagnostics(
+            "pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\nretry: { max_backoff: 9999999999999h }\nsources: { redis_pubsub: { pool: main, channels: [c] } }\n")
         #expect(problems == [
             "invalidator.yaml:4:23: retry.max_backoff must be a positive duration such as 500ms, 5s, 2m or 1h, got '9999999999999h'",
         ])

@@ -18,7 +18,7 @@ struct KafkaFixture {
     }
 
     func consumer(
-        group: String, topics: [String], maxBufferedMessages: Int = 20_000,
+        group: String, topics: [String], maxBufferedMessages: Int = 20_000, maxBatchSize: Int = 4_000,
         revocationTimeout: Duration = .seconds(10), properties: [String: String] = [:]
     ) throws -> KafkaConsumer {
         try KafkaConsumer(
@@ -34,6 +34,7 @@ struct KafkaFixture {
                     "heartbeat.interval.ms": "300",
                 ].merging(properties) { $1 },
                 maxBufferedMessages: maxBufferedMessages,
+                maxBatchSize: maxBatchSize,
                 revocationTimeout: revocationTimeout
             ),
             logger: logger

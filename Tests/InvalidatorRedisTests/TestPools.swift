@@ -21,10 +21,13 @@ func makePool(
     tuning: ExecutionTuning = .init(),
     commandTimeout: Duration = .seconds(5)
 ) throws -> RedisPool {
-    let configuration = try RedisPoolConfiguration(
+    let configuration = RedisPoolConfiguration(
         name: "test",
         mode: mode,
-        nodes: nodes,
+        nodes: try nodes.map { text in
+            guard let address = RedisEndpoint(text) else { throw TestAddressError(text: text) }
+            return address
+        },
         username: username,
         password: password,
         database: database,
@@ -34,6 +37,11 @@ func makePool(
         tuning: tuning
     )
     return RedisPool(configuration: configuration, logger: quietLogger)
+}
+
+/// A test passed an address that is not `host:port`.
+struct TestAddressError: Error {
+    var text: String
 }
 
 extension RedisServer {

@@ -24,6 +24,7 @@ import Testing
             pools:
               primary: { nodes: ["127.0.0.1:6379"], username: "\(username)", password: "\(password)" }
             rules: rules.yaml
+            sources: { redis_pubsub: { pool: primary, channels: [changes] } }
             """
         let path = folder.appendingPathComponent("invalidator.yaml")
         try config.write(to: path, atomically: true, encoding: .utf8)
@@ -53,7 +54,7 @@ import Testing
         let loaded = try load(password: "unused", environment: [
             "INVALIDATOR__HTTP__LISTEN": "127.0.0.1:9191", "INVALIDATOR__POOLS__PRIMARY__PASSWORD": "s3cret",
         ])
-        #expect(loaded.configuration.http.listen == "127.0.0.1:9191")
+        #expect(loaded.configuration.http.listen.description == "127.0.0.1:9191")
         #expect(loaded.configuration.pool(named: "primary")?.password == "s3cret")
     }
 

@@ -69,7 +69,7 @@ let longestRecordedLatencyNanoseconds: Int64 = 1_000_000_000 * 1_000_000_000
         let worker = WorkerMetrics(factory: metrics)
         // Go's zero time (year 1) and Debezium's ts_ms -10000000000000 (year 1653):
         // both beyond Int64 nanoseconds.
-        let yearOne = try #require(RFC3339Parser.secondsSinceEpoch("0001-01-01T00:00:00Z"))
+        let yearOne = try #require(RFC3339.secondsSinceEpoch("0001-01-01T00:00:00Z"))
         worker.latency(seconds: Date.nowSeconds - yearOne)
         worker.latency(seconds: 1.18e10)
         worker.latency(seconds: .greatestFiniteMagnitude)

@@ -129,9 +129,9 @@ import Testing
 
     @Test func defaultStallTimeoutOutlastsOneRedisCallWithItsRetries() throws {
         var configuration = Configuration()
-        configuration.pools = [PoolConfiguration(name: "primary", nodes: ["127.0.0.1:6379"])]
+        configuration.pools = [PoolConfiguration(name: "primary", nodes: [HostPort(host: "127.0.0.1", port: 6379)])]
         func stallTimeout() throws -> Duration {
-            LivenessMonitor.defaultStallTimeout(pools: try PoolSet(configuration: configuration, logger: Logger(label: "test")).pools.map(\.configuration))
+            LivenessMonitor.defaultStallTimeout(pools: PoolSet(configuration: configuration, logger: Logger(label: "test")).pools.map(\.configuration))
         }
         // 8 attempts of 2 s + 2 s, backoff ceilings 50 ms ... 3.2 s (6.35 s), then 30 s more.
         #expect(try stallTimeout() == .milliseconds(68_350))
@@ -253,7 +253,7 @@ struct ObservedWorker {
         let registry = registry
         let observability = WorkerObservability(
             metrics: WorkerMetrics(factory: PrometheusMetricsFactory(registry: registry)), serveHTTP: true,
-            listen: ListenAddress(host: "127.0.0.1", port: 0), renderMetrics: { registry.emitToString() },
+            listen: HostPort(host: "127.0.0.1", port: 0), renderMetrics: { registry.emitToString() },
             healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100), stallTimeout: stallTimeout)
         let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
         var logger = logger ?? Logger(label: "test")

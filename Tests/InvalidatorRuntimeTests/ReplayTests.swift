@@ -29,6 +29,7 @@ final class ReplayFixture: Sendable {
             rules: rules.yaml
             retry: { attempts: \(retryAttempts), initial_backoff: 10ms, max_backoff: 50ms }
             dead_letters: { pool: dead, stream: "\(stream)" }
+            sources: { redis_pubsub: { pool: primary, channels: [entity-changes] } }
             """
         try config.write(to: configPath, atomically: true, encoding: .utf8)
     }
@@ -58,7 +59,7 @@ final class ReplayFixture: Sendable {
 
     func process(_ events: [IncomingEvent]) async throws {
         let loaded = try loaded()
-        let pools = try PoolSet(configuration: loaded.configuration, logger: quietLogger())
+        let pools = PoolSet(configuration: loaded.configuration, logger: quietLogger())
         let pipeline = EventPipeline(
             rules: RulesState(Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets)), pools: pools,
             deadLetters: RedisStreamDeadLetterStore(pool: pools.pool(named: "dead")!, stream: stream),
@@ -71,7 +72,7 @@ final class ReplayFixture: Sendable {
     /// Writes records straight into the store.
     func write(_ records: [DeadLetter]) async throws {
         let loaded = try loaded()
-        let pools = try PoolSet(configuration: loaded.configuration, logger: quietLogger())
+        let pools = PoolSet(configuration: loaded.configuration, logger: quietLogger())
         try await RedisStreamDeadLetterStore(pool: pools.pool(named: "dead")!, stream: stream).write(records)
         await pools.close()
     }
@@ -92,7 +93,7 @@ final class ReplayFixture: Sendable {
 func runReplay(_ loaded: LoadedConfiguration, _ configure: (inout ReplayOptions) -> Void) async throws -> ReplayResult {
     var options = ReplayOptions(replayerID: "test-replay")
     configure(&options)
-    let replayer = try Replayer(loaded: loaded, logger: quietLogger())
+    let replayer = Replayer(loaded: loaded, logger: quietLogger())
     do {
         let result = try await replayer.run(options)
         await replayer.close()
@@ -168,7 +169,7 @@ func failedRecord(
         for version in versions { #expect(try harness.redis.call("GET", version) == "1") }
 
         let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
-        var replayer = try Replayer(loaded: loaded, logger: quietLogger())
+        var replayer = Replayer(loaded: loaded, logger: quietLogger())
         let records = try await #require(replayer.streamReader).all()
         #expect(records.count == 3)
         for (index, stored) in records.enumerated() {
@@ -193,7 +194,7 @@ func failedRecord(
 
         try await edge.restart()
         try await seedKeys(edge, keys)
-        replayer = try Replayer(loaded: loaded, logger: quietLogger())
+        replayer = Replayer(loaded: loaded, logger: quietLogger())
         result = try await replayer.run(ReplayOptions(replayerID: "test"))
         await replayer.close()
         #expect(result.replayed == 3 && result.failed == 0 && result.remaining == 0 && result.exitCode == 0)

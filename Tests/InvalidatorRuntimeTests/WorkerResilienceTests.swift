@@ -73,8 +73,9 @@ import Testing
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
             .deletingLastPathComponent().appendingPathComponent("invalidator")
         process.arguments = ["run", "--config", harness.configPath.path, "--log-level", "error"]
-        // Any free port: a process left over elsewhere may hold the default 9090.
-        process.environment = ProcessInfo.processInfo.environment.merging(["INVALIDATOR__HTTP__LISTEN": "127.0.0.1:0"]) { $1 }
+        // A free port: a process left over elsewhere may hold the default 9090 (and http.listen takes no port 0).
+        let listen = "127.0.0.1:\(try RedisServer.freePort())"
+        process.environment = ProcessInfo.processInfo.environment.merging(["INVALIDATOR__HTTP__LISTEN": listen]) { $1 }
         try process.run()
         #expect(try await eventually { try existingKeys(harness.redis, keys) < count })
         process.terminate()

@@ -240,7 +240,7 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Below the kernel's ephemeral range (32768+), so no client or mock Kafka
     /// broker socket takes a port while its server is down.
-    static func freePort() throws -> Int {
+    public static func freePort() throws -> Int {
         for _ in 0..<100 {
             let port = Int.random(in: 20000..<32700)
             guard canBind(port) && canBind(port + 10000) else { continue }

@@ -1,12 +1,16 @@
-/// The whole `invalidator.yaml`, typed, with every default filled in.
+/// The whole `invalidator.yaml`, typed, with every default filled in. One that
+/// `ConfigurationLoader` returns is valid as a whole: the Redis, Kafka and runtime
+/// layers take its values as they are and check nothing again.
 public struct Configuration: Hashable, Sendable {
+    /// At least one in a loaded config.
     public var sources = Sources()
     public var pools: [PoolConfiguration] = []
     public var rules: RulesSource = .files([])
     /// `allow_empty_rules`: an empty rules set invalidates nothing, so `run` refuses
     /// to start with one and a reload to one is rejected, unless this is true.
     public var allowEmptyRules = false
-    public var retry = RetryConfiguration()
+    public var retry = RetryPolicy()
+    /// Always set in a loaded config (by default a stream on the first pool).
     public var deadLetters: DeadLetterDestination?
     public var http = HTTPConfiguration()
     public var shutdown = ShutdownConfiguration()
@@ -84,43 +88,52 @@ public struct RedisStreamSourceConfiguration: Hashable, Sendable {
 }
 
 public struct PoolConfiguration: Hashable, Sendable {
+    /// How operations are spread over the pool's nodes.
     public enum Mode: String, Hashable, Sendable, CaseIterable {
-        case single, replicated, sharded, cluster
+        /// One node.
+        case single
+        /// Every node receives every operation (regional or per-zone copies).
+        case replicated
+        /// Client-side ketama consistent hashing: key operations go to the key's
+        /// owner, pattern and tag operations to every node.
+        case sharded
+        /// Redis Cluster: slots discovered with CLUSTER SLOTS from any seed node.
+        case cluster
     }
+
+    /// `connect_timeout` when the config does not set it.
+    public static let defaultConnectTimeout: Duration = .seconds(2)
+    /// `command_timeout` when the config does not set it.
+    public static let defaultCommandTimeout: Duration = .seconds(2)
 
     public var name: String
     public var mode: Mode = .single
-    /// `host:port` of each node (seed nodes for a cluster).
-    public var nodes: [String]
+    /// Each node (seed nodes for a cluster): at least one, none twice, exactly one when `single`.
+    public var nodes: [HostPort]
     public var username: String?
     public var password: String?
+    /// 0 in a cluster.
     public var database = 0
     public var tagPrefix = "tag:"
-    public var connectTimeout: Duration = .seconds(2)
-    public var commandTimeout: Duration = .seconds(2)
+    public var connectTimeout = PoolConfiguration.defaultConnectTimeout
+    public var commandTimeout = PoolConfiguration.defaultCommandTimeout
 
-    public init(name: String, nodes: [String]) {
+    public init(name: String, nodes: [HostPort]) {
         self.name = name
         self.nodes = nodes
     }
 }
 
-public struct RetryConfiguration: Hashable, Sendable {
-    public var attempts = 8
-    public var initialBackoff: Duration = .milliseconds(50)
-    public var maxBackoff: Duration = .seconds(10)
-
-    public init() {}
-}
-
 public enum DeadLetterDestination: Hashable, Sendable {
+    /// `pool` is one of the config's pools.
     case redisStream(pool: String, stream: String)
+    /// On the brokers of `sources.kafka`, which a config with a topic always has.
     /// `lockPool`: where replays of the topic take turns (default: the first pool).
     case kafkaTopic(topic: String, lockPool: String?)
 }
 
 public struct HTTPConfiguration: Hashable, Sendable {
-    public var listen = "0.0.0.0:9090"
+    public var listen = HostPort(host: "0.0.0.0", port: 9090)
     public init() {}
 }
 

@@ -1,6 +1,12 @@
 import Yams
 
 /// Parses `invalidator.yaml` text. File reading is the caller's job, so this stays pure.
+///
+/// The one place that decides whether a config is valid: every check `run` relies
+/// on happens here and is reported as `file:line:column: message`, so `validate`
+/// and `run` accept and refuse the same configs. What it returns holds typed,
+/// already-checked values (addresses, modes, durations, the retry policy) that the
+/// Redis, Kafka and runtime layers use without checking them again.
 public enum ConfigurationLoader {
     public static let defaultDeadLetterStream = "invalidator:dead-letters"
 
@@ -33,8 +39,12 @@ public enum ConfigurationLoader {
             reader.report("the config needs at least one pool under 'pools:'", at: root)
         }
         let poolNames = configuration.pools.map(\.name)
-        if let sources = fields["sources"] {
-            configuration.sources = parseSources(sources, poolNames: poolNames, reader: &reader)
+        let sourcesNode = fields["sources"]
+        if let sourcesNode {
+            configuration.sources = parseSources(sourcesNode, poolNames: poolNames, reader: &reader)
+        }
+        if sourcesNode == nil || sourcesNode?.mapping?.isEmpty == true {
+            reader.report("the config needs at least one source under 'sources:' (kafka, redis_pubsub or redis_stream)", at: sourcesNode ?? root)
         }
         if let rules = fields["rules"] {
             configuration.rules = parseRulesReference(rules, poolNames: poolNames, reader: &reader)
@@ -45,13 +55,16 @@ public enum ConfigurationLoader {
             configuration.retry = parseRetry(retry, reader: &reader)
         }
         if let deadLetters = fields["dead_letters"] {
-            configuration.deadLetters = parseDeadLetters(deadLetters, poolNames: poolNames, reader: &reader)
+            // A broken kafka section is reported on its own; only a missing one is this problem.
+            let hasKafkaSource = sourcesNode?.mapping?.keys.contains { $0.string == "kafka" } ?? false
+            configuration.deadLetters = parseDeadLetters(
+                deadLetters, poolNames: poolNames, hasKafkaSource: hasKafkaSource, reader: &reader)
         } else if let first = poolNames.first {
             configuration.deadLetters = .redisStream(pool: first, stream: defaultDeadLetterStream)
         }
         if let http = fields["http"], let httpFields = reader.mapping(http, context: "http", allowed: ["listen"]),
            let listen = httpFields["listen"] {
-            configuration.http.listen = reader.string(listen, context: "http.listen") ?? configuration.http.listen
+            configuration.http.listen = address(listen, context: "http.listen", reader: &reader) ?? configuration.http.listen
         }
         if let allowEmpty = fields["allow_empty_rules"] {
             configuration.allowEmptyRules = reader.boolean(allowEmpty, context: "allow_empty_rules") ?? false
@@ -88,13 +101,19 @@ public enum ConfigurationLoader {
                 continue
             }
             var pool = PoolConfiguration(name: name, nodes: [])
-            for (address, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
-                if NodeAddress(address) == nil {
-                    reader.report("\(context) node '\(address)' must be host:port", at: addressNode)
-                } else if pool.nodes.contains(address) {
-                    reader.report("\(context) lists node '\(address)' twice", at: addressNode)
+            var listed = 0
+            for (text, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
+                listed += 1
+                guard let address = HostPort(text) else {
+                    reader.report("\(context) node '\(text)' must be \(Self.addressForm)", at: addressNode)
+                    continue
                 }
-                pool.nodes.append(address)
+                // Compared as addresses: `[::1]:6379` and `::1:6379` are one node.
+                if pool.nodes.contains(address) {
+                    reader.report("\(context) lists node '\(text)' twice", at: addressNode)
+                } else {
+                    pool.nodes.append(address)
+                }
             }
             if let modeNode = fields["mode"], let modeName = reader.string(modeNode, context: "\(context) mode") {
                 if let mode = PoolConfiguration.Mode(rawValue: modeName) {
@@ -103,10 +122,10 @@ public enum ConfigurationLoader {
                     reader.report("\(context) mode '\(modeName)' is not one of single, replicated, sharded, cluster", at: modeNode)
                 }
             }
-            if pool.nodes.isEmpty {
+            if listed == 0 {
                 reader.report("\(context) needs at least one node", at: nodesNode)
-            } else if pool.mode == .single, pool.nodes.count > 1 {
-                reader.report("\(context) is single but lists \(pool.nodes.count) nodes; use replicated, sharded or cluster", at: nodesNode)
+            } else if pool.mode == .single, listed > 1 {
+                reader.report("\(context) is single but lists \(listed) nodes; use replicated, sharded or cluster", at: nodesNode)
             }
             pool.username = fields["username"].flatMap { reader.string($0, context: "\(context) username") }
             pool.password = fields["password"].flatMap { reader.string($0, context: "\(context) password") }
@@ -128,6 +147,18 @@ public enum ConfigurationLoader {
             pools.append(pool)
         }
         return pools
+    }
+
+    /// How every address is written; no port is implied.
+    static let addressForm = "host:port with a port from 1 to 65535 (IPv6 in brackets, such as [::1]:6379)"
+
+    private static func address(_ node: Node, context: String, reader: inout YAMLReader) -> HostPort? {
+        guard let text = reader.string(node, context: context) else { return nil }
+        guard let address = HostPort(text) else {
+            reader.report("\(context) must be \(addressForm), got '\(text)'", at: node)
+            return nil
+        }
+        return address
     }
 
     private static func parseSources(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> Sources {
@@ -254,8 +285,8 @@ public enum ConfigurationLoader {
         }
     }
 
-    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryConfiguration {
-        var retry = RetryConfiguration()
+    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryPolicy {
+        var retry = RetryPolicy()
         guard let values = reader.mapping(node, context: "retry", allowed: ["attempts", "initial_backoff", "max_backoff"]) else {
             return retry
         }
@@ -274,13 +305,18 @@ public enum ConfigurationLoader {
         return retry
     }
 
-    private static func parseDeadLetters(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> DeadLetterDestination? {
+    private static func parseDeadLetters(
+        _ node: Node, poolNames: [String], hasKafkaSource: Bool, reader: inout YAMLReader
+    ) -> DeadLetterDestination? {
         guard let values = reader.mapping(node, context: "dead_letters", allowed: ["pool", "stream", "kafka_topic"]) else {
             return nil
         }
         if let topic = values["kafka_topic"] {
             if values["stream"] != nil {
                 reader.report("dead_letters takes either kafka_topic or a stream, not both", at: node)
+            }
+            if !hasKafkaSource {
+                reader.report("dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }", at: topic)
             }
             // With a topic, `pool` is optional: where replays of the topic take turns.
             let lockPool = values["pool"].flatMap {
@@ -294,22 +330,4 @@ public enum ConfigurationLoader {
         let stream = values["stream"].flatMap { reader.string($0, context: "dead_letters.stream") } ?? defaultDeadLetterStream
         return .redisStream(pool: pool, stream: stream)
     }
-}
-
-/// `host:port` as written in a config.
-public struct NodeAddress: Hashable, Sendable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (1...65535).contains(port)
-        else { return nil }
-        let host = text[..<colon].trimmingPrefix("[")
-        guard !host.isEmpty else { return nil }
-        self.host = String(host.hasSuffix("]") ? host.dropLast() : host)
-        self.port = port
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

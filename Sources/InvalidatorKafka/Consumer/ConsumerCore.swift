@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import Logging
 import Synchronization
 
@@ -15,7 +16,12 @@ import Synchronization
 /// - the poll thread does not poll while the buffer is full. (Pausing partitions
 ///   for flow control would be simpler to reason about, but librdkafka 2.0 only
 ///   fetches again at its next once-a-second wakeup after a resume, and drops what
-///   it had prefetched: throughput fell by a factor of three.)
+///   it had prefetched: throughput fell by a factor of three.) Once full, it sleeps
+///   until the reader has taken messages, or until a stop.
+///
+/// Code under the lock only changes `State` and returns `Effects`: the readers to
+/// resume, the librdkafka calls to make, the threads to wake. Its caller does them
+/// once the lock is released.
 final class ConsumerCore: Sendable {
     private struct State {
         /// Set once, before the poll thread starts.
@@ -25,7 +31,12 @@ final class ConsumerCore: Sendable {
         var events: [KafkaConsumerEvent] = []
         var bufferedMessages = 0
         var parked: [TopicPartition: [KafkaMessage]] = [:]
-        var reader: CheckedContinuation<KafkaConsumerEvent?, any Error>?
+        /// The reader waiting for an event, if any.
+        var reader: Reader?
+        /// `interruptWait()` found no timed wait to end: the next one ends at once.
+        var interruptPending = false
+        /// The poll thread sleeps on `bufferDrained` and must be signalled once.
+        var pollThreadWaiting = false
         /// A fatal error the reader has not seen yet.
         var failure: KafkaError?
         /// No more events: the consumer is closing or failed.
@@ -38,10 +49,58 @@ final class ConsumerCore: Sendable {
         var closeWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
+    /// A parked `next()` or `nextEvent(waitingAtMost:)`. Whoever takes it out of
+    /// `State.reader` under the lock resumes it: the one resume is decided there.
+    private struct Reader {
+        let id: UInt64
+        let continuation: CheckedContinuation<ReadOutcome, Never>
+        /// A `nextEvent(waitingAtMost:)`, which `interruptWait()` ends.
+        let isTimed: Bool
+    }
+
+    /// How a read ended.
+    enum ReadOutcome: Sendable {
+        case event(KafkaConsumerEvent)
+        case failed(KafkaError)
+        case closed
+        /// The timeout passed, the wait was interrupted, or the reading task was cancelled.
+        case timedOut
+    }
+
+    /// What locked code decided; its caller does it after releasing the lock.
+    private struct Effects {
+        var reader: (continuation: CheckedContinuation<ReadOutcome, Never>, outcome: ReadOutcome)?
+        /// The reader parked and waits at most until a deadline: start its timer.
+        var startTimer = false
+        /// Let the poll thread, sleeping on a full buffer, go on.
+        var wakePollThread = false
+        var revocationToRelease: KafkaRevocation?
+        /// librdkafka calls, to be made in the order they were decided (`clientCallOrder`).
+        var client: KafkaClient?
+        var pause: [TopicPartition] = []
+        var resume: [TopicPartition] = []
+
+        var hasClientCalls: Bool { !pause.isEmpty || !resume.isEmpty }
+    }
+
     private let state = Mutex(State())
+    /// Held from deciding a pause or resume until librdkafka has been told, so
+    /// librdkafka sees them in the order `State.userPaused` changed (a pause overtaken
+    /// by the resume that clears it at a revoke would outlive the assignment).
+    private let clientCallOrder = Mutex(())
+    /// Signalled once for each time the poll thread sets `State.pollThreadWaiting`.
+    private let bufferDrained = DispatchSemaphore(value: 0)
     private let pending = PollThreadBatch()
     private let stopRequested = Atomic(false)
+    private let readerIDs = Atomic<UInt64>(0)
+    /// The poll thread's CPU-time clock while it runs (`noClock` otherwise).
+    private let pollThreadClock = Atomic<Int32>(ConsumerCore.noClock)
+    private static let noClock: Int32 = .min
     private let maxBufferedMessages: Int
+    /// A full buffer lets the poll thread go on once it holds no more than this: as
+    /// soon as the reader has taken an event. (Waiting until half is taken idled the
+    /// poll thread while it still had room, and the throughput test drained slower.)
+    private let resumeBufferedMessages: Int
     private let maxBatchSize: Int
     private let revocationTimeout: Duration
     /// The sticky assignors keep per-member state that exists only after a first assignment.
@@ -50,6 +109,7 @@ final class ConsumerCore: Sendable {
 
     init(configuration: KafkaConsumerConfiguration, logger: Logger) {
         self.maxBufferedMessages = max(1, configuration.maxBufferedMessages)
+        self.resumeBufferedMessages = self.maxBufferedMessages - 1
         self.maxBatchSize = max(1, configuration.maxBatchSize)
         self.revocationTimeout = configuration.revocationTimeout
         self.usesStickyAssignor = configuration.librdkafkaProperties
@@ -61,15 +121,56 @@ final class ConsumerCore: Sendable {
         state.withLock { $0.client = client }
     }
 
+    // MARK: Effects
+
+    /// Does what locked code decided, now that the lock is released.
+    private func perform(_ effects: Effects) {
+        assert(!effects.hasClientCalls, "client calls go through decideCallingClient")
+        effects.reader.map { $0.continuation.resume(returning: $0.outcome) }
+        effects.revocationToRelease?.complete()
+        if effects.wakePollThread { bufferDrained.signal() }
+    }
+
+    /// Decides under the lock, then makes the client calls decided, in decision order.
+    private func decideCallingClient(_ decide: (inout State) -> Effects) {
+        var effects = clientCallOrder.withLock { _ in
+            let effects = state.withLock { decide(&$0) }
+            if let client = effects.client {
+                client.pause(effects.pause)
+                client.resume(effects.resume)
+            }
+            return effects
+        }
+        effects.pause = []
+        effects.resume = []
+        perform(effects)
+    }
+
+    /// Whether taking messages out of the buffer (or ending it) lets the waiting poll
+    /// thread go on; if so, it no longer counts as waiting.
+    private func pollThreadMayGoOn(_ state: inout State) -> Bool {
+        guard state.pollThreadWaiting,
+              state.finished || state.bufferedMessages <= resumeBufferedMessages else { return false }
+        state.pollThreadWaiting = false
+        return true
+    }
+
     // MARK: Poll thread
 
     /// Polls until a stop is requested, then leaves the group and releases the handle.
     func runPollLoop(_ client: KafkaClient) {
+        recordPollThreadClock()
+        defer { pollThreadClock.store(Self.noClock, ordering: .releasing) }
         while !stopRequested.load(ordering: .acquiring) {
             // Backpressure: leave messages in librdkafka's own bounded queue while the
             // reader is behind. Heartbeats continue on librdkafka's threads.
-            if state.withLock({ $0.bufferedMessages >= maxBufferedMessages }) {
-                usleep(500)
+            let bufferFull = state.withLock { state in
+                guard !state.finished, state.bufferedMessages >= maxBufferedMessages else { return false }
+                state.pollThreadWaiting = true
+                return true
+            }
+            if bufferFull {
+                bufferDrained.wait()
                 continue
             }
             guard let first = client.poll(timeoutMs: 100) else { continue }
@@ -116,8 +217,8 @@ final class ConsumerCore: Sendable {
     /// Hands polled messages to the buffer, or parks those of user-paused partitions.
     private func deliver(_ messages: [KafkaMessage]) {
         guard !messages.isEmpty else { return }
-        state.withLock { state in
-            guard !state.finished else { return }
+        let effects = state.withLock { state -> Effects in
+            guard !state.finished else { return Effects() }
             var deliverable: [KafkaMessage] = []
             deliverable.reserveCapacity(messages.count)
             // Messages come in runs of one partition: decide once per run.
@@ -135,9 +236,10 @@ final class ConsumerCore: Sendable {
                     deliverable.append(message)
                 }
             }
-            guard !deliverable.isEmpty else { return }
-            enqueue(.messages(deliverable), &state)
+            guard !deliverable.isEmpty else { return Effects() }
+            return enqueue(.messages(deliverable), &state)
         }
+        perform(effects)
     }
 
     /// Runs inside librdkafka's rebalance callback, on the poll thread.
@@ -146,35 +248,37 @@ final class ConsumerCore: Sendable {
         deliver(pending.take())
         switch change {
         case .assigned(let partitions):
-            state.withLock { state in
+            let effects = state.withLock { state -> Effects in
                 state.assigned.formUnion(partitions)
                 state.everAssigned = true
-                if !state.finished { enqueue(.partitionsAssigned(partitions), &state) }
+                return state.finished ? Effects() : enqueue(.partitionsAssigned(partitions), &state)
             }
+            perform(effects)
         case .revoked(let partitions, let lost):
-            let (revocation, paused) = state.withLock { state -> (KafkaRevocation?, [TopicPartition]) in
+            let (effects, revocation, paused) = state.withLock {
+                state -> (Effects, KafkaRevocation?, [TopicPartition]) in
                 let revoked = Set(partitions)
                 let paused = Array(revoked.intersection(state.userPaused))
                 state.assigned.subtract(revoked)
                 state.userPaused.subtract(revoked)
                 for partition in partitions { state.parked[partition] = nil }
                 dropBuffered(of: revoked, &state)
-                guard !state.finished else { return (nil, paused) }
+                guard !state.finished else { return (Effects(), nil, paused) }
                 let revocation = KafkaRevocation(partitions: partitions, isLost: lost)
                 state.pendingRevocation = revocation
-                enqueue(.partitionsRevoked(revocation), &state)
-                return (revocation, paused)
+                return (enqueue(.partitionsRevoked(revocation), &state), revocation, paused)
             }
+            perform(effects)
             if let revocation, !revocation.wait(timeout: revocationTimeout) {
                 logger.warning(
                     "Kafka revocation not completed in time; revoking anyway",
                     metadata: ["partitions": "\(partitions)", "timeout": "\(revocationTimeout)"]
                 )
             }
-            state.withLock { state in
+            decideCallingClient { state in
                 state.pendingRevocation = nil
                 // librdkafka's pause flag would outlive the assignment: clear it.
-                state.client?.resume(paused)
+                return Effects(client: state.client, resume: paused)
             }
         }
     }
@@ -201,60 +305,141 @@ final class ConsumerCore: Sendable {
 
     private func fail(_ error: KafkaError) {
         logger.error("Kafka consumer failed", metadata: ["error": "\(error)"])
-        state.withLock { state in
-            guard !state.finished else { return }
+        let effects = state.withLock { state -> Effects in
+            guard !state.finished else { return Effects() }
             state.finished = true
             state.events = []
             state.bufferedMessages = 0
-            if let reader = state.reader {
-                state.reader = nil
-                reader.resume(throwing: error)
+            var effects = Effects()
+            if let reader = state.reader.take() {
+                effects.reader = (reader.continuation, .failed(error))
             } else {
                 state.failure = error
             }
+            effects.wakePollThread = pollThreadMayGoOn(&state)
+            return effects
         }
         stopRequested.store(true, ordering: .releasing)
+        perform(effects)
     }
 
     // MARK: Reader
 
+    /// The next event for `events`; nil once closed or when the reading task is cancelled.
     func next() async throws -> KafkaConsumerEvent? {
-        try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
-                state.withLock { state in
-                    if let event = state.events.first {
-                        state.events.removeFirst()
-                        if case .messages(let messages) = event {
-                            state.bufferedMessages -= messages.count
+        switch await read(timeout: nil) {
+        case .event(let event): return event
+        case .failed(let error): throw error
+        case .closed, .timedOut: return nil
+        }
+    }
+
+    func nextEvent(waitingAtMost timeout: Duration) async throws -> KafkaConsumerWait {
+        switch await read(timeout: timeout) {
+        case .event(let event): return .event(event)
+        case .failed(let error): throw error
+        case .closed: return .closed
+        case .timedOut: return .timedOut
+        }
+    }
+
+    /// Ends a pending `nextEvent(waitingAtMost:)` with `.timedOut`; with none pending,
+    /// the next one returns `.timedOut` at once.
+    func interruptWait() {
+        let effects = state.withLock { state -> Effects in
+            var effects = Effects()
+            if let reader = state.reader, reader.isTimed {
+                state.reader = nil
+                effects.reader = (reader.continuation, .timedOut)
+            } else {
+                state.interruptPending = true
+            }
+            return effects
+        }
+        perform(effects)
+    }
+
+    /// One read: with a `timeout`, a timed wait that `interruptWait()` can end too.
+    private func read(timeout: Duration?) async -> ReadOutcome {
+        let id = readerIDs.wrappingAdd(1, ordering: .relaxed).newValue
+        let deadline = timeout.map { ContinuousClock.now + $0 }
+        var timer: Task<Void, Never>?
+        let outcome = await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<ReadOutcome, Never>) in
+                let effects = state.withLock { state in
+                    startRead(Reader(id: id, continuation: continuation, isTimed: deadline != nil), timeout: timeout, &state)
+                }
+                perform(effects)
+                if effects.startTimer, let deadline {
+                    // Resumes the reader only if it is still this wait: an event handed over
+                    // meanwhile took it out of `State.reader` first.
+                    timer = Task { [self] in
+                        do {
+                            try await Task.sleep(until: deadline, clock: .continuous)
+                        } catch {
+                            return
                         }
-                        continuation.resume(returning: event)
-                    } else if let failure = state.failure {
-                        state.failure = nil
-                        continuation.resume(throwing: failure)
-                    } else if state.finished || Task.isCancelled {
-                        continuation.resume(returning: nil)
-                    } else {
-                        state.reader = continuation
+                        endRead(id, with: .timedOut)
                     }
                 }
             }
         } onCancel: {
-            let reader = state.withLock { state in
-                defer { state.reader = nil }
-                return state.reader
-            }
-            reader?.resume(returning: nil)
+            endRead(id, with: .timedOut)
         }
+        timer?.cancel()
+        return outcome
     }
 
-    private func enqueue(_ event: KafkaConsumerEvent, _ state: inout State) {
-        if let reader = state.reader {
-            state.reader = nil
-            reader.resume(returning: event)
-        } else {
-            state.events.append(event)
-            if case .messages(let messages) = event { state.bufferedMessages += messages.count }
+    /// Answers a read from the buffer, or parks the reader.
+    private func startRead(_ reader: Reader, timeout: Duration?, _ state: inout State) -> Effects {
+        assert(state.reader == nil, "one reader at a time")
+        var effects = Effects()
+        func answer(_ outcome: ReadOutcome) -> Effects {
+            effects.reader = (reader.continuation, outcome)
+            return effects
         }
+        // Once finished, nothing is buffered: the failure, then the end.
+        if let failure = state.failure {
+            state.failure = nil
+            return answer(.failed(failure))
+        }
+        if state.finished { return answer(.closed) }
+        if reader.isTimed, state.interruptPending {
+            state.interruptPending = false
+            return answer(.timedOut)
+        }
+        if !state.events.isEmpty {
+            let event = state.events.removeFirst()
+            if case .messages(let messages) = event {
+                state.bufferedMessages -= messages.count
+                effects.wakePollThread = pollThreadMayGoOn(&state)
+            }
+            return answer(.event(event))
+        }
+        if Task.isCancelled || timeout.map({ $0 <= .zero }) == true { return answer(.timedOut) }
+        state.reader = reader
+        effects.startTimer = reader.isTimed
+        return effects
+    }
+
+    /// Resumes the reader with `outcome` if it is still read `id`'s.
+    private func endRead(_ id: UInt64, with outcome: ReadOutcome) {
+        let effects = state.withLock { state -> Effects in
+            guard let reader = state.reader, reader.id == id else { return Effects() }
+            state.reader = nil
+            return Effects(reader: (reader.continuation, outcome))
+        }
+        perform(effects)
+    }
+
+    /// Hands `event` to the waiting reader, or buffers it.
+    private func enqueue(_ event: KafkaConsumerEvent, _ state: inout State) -> Effects {
+        if let reader = state.reader.take() {
+            return Effects(reader: (reader.continuation, .event(event)))
+        }
+        state.events.append(event)
+        if case .messages(let messages) = event { state.bufferedMessages += messages.count }
+        return Effects()
     }
 
     // MARK: User calls
@@ -264,11 +449,10 @@ final class ConsumerCore: Sendable {
     }
 
     func pause(_ partitions: [TopicPartition]) {
-        state.withLock { state in
+        decideCallingClient { state in
             let newlyPaused = Set(partitions).intersection(state.assigned).subtracting(state.userPaused)
-            guard !newlyPaused.isEmpty else { return }
+            guard !newlyPaused.isEmpty else { return Effects() }
             state.userPaused.formUnion(newlyPaused)
-            state.client?.pause(Array(newlyPaused))
             // Buffered messages of these partitions wait for resume, so pausing takes effect at once.
             var parkedCount = 0
             state.events = state.events.compactMap { event in
@@ -285,47 +469,80 @@ final class ConsumerCore: Sendable {
                 return kept.isEmpty ? nil : .messages(kept)
             }
             state.bufferedMessages -= parkedCount
+            var effects = Effects(client: state.client, pause: Array(newlyPaused))
+            effects.wakePollThread = pollThreadMayGoOn(&state)
+            return effects
         }
     }
 
     func resume(_ partitions: [TopicPartition]) {
-        state.withLock { state in
+        decideCallingClient { state in
             let resumed = Set(partitions).intersection(state.userPaused)
-            guard !resumed.isEmpty else { return }
+            guard !resumed.isEmpty else { return Effects() }
             state.userPaused.subtract(resumed)
             // Parked messages go first; librdkafka fetches from after them.
             let parked = resumed.sorted().flatMap { state.parked.removeValue(forKey: $0) ?? [] }
-            if !parked.isEmpty, !state.finished { enqueue(.messages(parked), &state) }
-            state.client?.resume(Array(resumed))
+            var effects = !parked.isEmpty && !state.finished ? enqueue(.messages(parked), &state) : Effects()
+            effects.client = state.client
+            effects.resume = Array(resumed)
+            return effects
         }
     }
 
     /// Stops the poll loop and ends the events; a revoke in progress proceeds. Returns at once.
     func requestStop() {
-        let (reader, revocation) = state.withLock { state in
+        let (effects, client) = state.withLock { state -> (Effects, KafkaClient?) in
             state.finished = true
             state.events = []
             state.bufferedMessages = 0
-            defer { state.reader = nil }
-            return (state.reader, state.pendingRevocation)
+            var effects = Effects(revocationToRelease: state.pendingRevocation)
+            if let reader = state.reader.take() {
+                effects.reader = (reader.continuation, .closed)
+            }
+            effects.wakePollThread = pollThreadMayGoOn(&state)
+            return (effects, state.client)
         }
-        reader?.resume(returning: nil)
-        revocation?.complete()
         stopRequested.store(true, ordering: .releasing)
-        state.withLock { $0.client }?.wakeUp()
+        perform(effects)
+        client?.wakeUp()
     }
 
     /// Waits until the poll thread has closed the consumer and released the handle.
     func waitUntilClosed() async {
         await withCheckedContinuation { continuation in
-            state.withLock { state in
-                if state.closed {
-                    continuation.resume()
-                } else {
-                    state.closeWaiters.append(continuation)
-                }
+            let closed = state.withLock { state in
+                if !state.closed { state.closeWaiters.append(continuation) }
+                return state.closed
             }
+            if closed { continuation.resume() }
         }
+    }
+
+    // MARK: Diagnostics
+
+    var bufferedMessageCount: Int {
+        state.withLock { $0.bufferedMessages }
+    }
+
+    private func recordPollThreadClock() {
+        #if os(Linux)
+        var clock = clockid_t()
+        if pthread_getcpuclockid(pthread_self(), &clock) == 0 {
+            pollThreadClock.store(clock, ordering: .releasing)
+        }
+        #endif
+    }
+
+    /// CPU time the poll thread has used so far; nil where unknown or once it has ended.
+    var pollThreadCPUTime: Duration? {
+        #if os(Linux)
+        let clock = pollThreadClock.load(ordering: .acquiring)
+        var time = timespec()
+        guard clock != Self.noClock, clock_gettime(clock, &time) == 0 else { return nil }
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
+        #else
+        return nil
+        #endif
     }
 }
 

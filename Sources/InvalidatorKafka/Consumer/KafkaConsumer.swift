@@ -68,6 +68,28 @@ public final class KafkaConsumer: Sendable {
         KafkaConsumerEvents(consumer: self)
     }
 
+    /// The next event, waiting at most `timeout`: for a reading loop that must wake
+    /// regularly (to beat a liveness heartbeat, to notice a stop). `.timedOut` when no
+    /// event came in time, when `interruptWait()` was called, or when the calling task
+    /// is cancelled (an event already buffered is still returned); `.closed` once the
+    /// consumer is closed (after `close()`, or after a fatal error has been thrown).
+    /// Throws a fatal consumer error as `events` does, once.
+    ///
+    /// An event is never lost to a timeout: the wait ends exactly once, with the event
+    /// or without it, and an event that comes too late stays buffered for the next call.
+    /// A timeout of zero or less takes a buffered event, if any, without waiting.
+    /// Shares the single reader of `events`: do not use both at the same time.
+    public func nextEvent(waitingAtMost timeout: Duration) async throws -> KafkaConsumerWait {
+        try await core.nextEvent(waitingAtMost: timeout)
+    }
+
+    /// Ends a pending `nextEvent(waitingAtMost:)` now with `.timedOut` (used on
+    /// shutdown). When none is pending, the next call returns `.timedOut` at once, so a
+    /// wait about to begin is not missed. Does not end an `events` iteration.
+    public func interruptWait() {
+        core.interruptWait()
+    }
+
     /// The partitions currently assigned to this consumer.
     public var assignment: Set<TopicPartition> {
         core.assignment
@@ -130,6 +152,17 @@ public final class KafkaConsumer: Sendable {
     public func close() async {
         core.requestStop()
         await core.waitUntilClosed()
+    }
+
+    /// CPU time the poll thread has used so far (Linux; nil elsewhere and once it
+    /// has ended). For tests: it should stay flat while the buffer is full.
+    package var pollThreadCPUTime: Duration? {
+        core.pollThreadCPUTime
+    }
+
+    /// Messages buffered for the reader now. For tests.
+    package var bufferedMessageCount: Int {
+        core.bufferedMessageCount
     }
 
     private func offThePool<R: Sendable>(

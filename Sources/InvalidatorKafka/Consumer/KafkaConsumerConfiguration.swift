@@ -9,7 +9,8 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// `defaultProperties` and the settings above.
     public var properties: [String: String]
     /// Most messages buffered between the poll thread and the event sequence. When the
-    /// buffer holds this many, fetching pauses until the reader has taken half of them.
+    /// buffer holds this many, polling stops until the reader takes some (librdkafka keeps
+    /// fetching into its own queue, bounded by `queued.max.messages.kbytes`).
     public var maxBufferedMessages: Int
     /// Most messages delivered in one `.messages` event. Batches hold what is already
     /// fetched, so they stay small under light load; under a backlog, 4,000 amortises

@@ -12,6 +12,15 @@ public enum KafkaConsumerEvent: Sendable {
     case partitionsRevoked(KafkaRevocation)
 }
 
+/// How `KafkaConsumer.nextEvent(waitingAtMost:)` ended.
+public enum KafkaConsumerWait: Sendable {
+    case event(KafkaConsumerEvent)
+    /// No event came in time, or the wait was interrupted or cancelled.
+    case timedOut
+    /// The consumer is closed: no event will come.
+    case closed
+}
+
 /// A revoke in progress, waiting for its consumer's user.
 ///
 /// When it is delivered, no message of `partitions` is buffered any more and none

@@ -86,11 +86,12 @@ public final class KafkaProducer: Sendable {
 
     private func enqueue(_ record: KafkaProducerRecord, token: UInt) async throws(KafkaError) {
         while true {
+            let reports = deliveries.reportCount
             do {
                 return try client.produce(record, token: token)
             } catch where error.isQueueFull {
-                // The poll thread drains the queue as deliveries complete.
-                try? await Task.sleep(for: .milliseconds(1))
+                // Each delivery report frees a place in the queue: wait for the next one.
+                await deliveries.waitForReport(after: reports)
             }
         }
     }
@@ -113,6 +114,9 @@ private final class DeliveryTracker: Sendable {
         var stopping = false
         var finished = false
         var finishWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Delivery reports seen so far, and who waits for the next (a place in a full queue).
+        var reports = 0
+        var reportWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -147,17 +151,38 @@ private final class DeliveryTracker: Sendable {
     }
 
     func complete(_ token: UInt, _ result: Result<KafkaDelivery, KafkaError>) {
-        state.withLock { state in
+        // The lock only updates state; continuations resume after it is released.
+        typealias Waiter = CheckedContinuation<Result<KafkaDelivery, KafkaError>, Never>
+        let (waiter, reportWaiters) = state.withLock { state -> (Waiter?, [CheckedContinuation<Void, Never>]) in
+            state.reports += 1
+            let reportWaiters = state.reportWaiters
+            state.reportWaiters = []
             guard token != Self.unawaited else {
                 if case .failure(let error) = result, state.sendFailure == nil { state.sendFailure = error }
-                return
+                return (nil, reportWaiters)
             }
             if case .pending(let waiter?) = state.slots[token] {
                 state.slots[token] = nil
-                waiter.resume(returning: result)
-            } else {
-                state.slots[token] = .delivered(result)
+                return (waiter, reportWaiters)
             }
+            state.slots[token] = .delivered(result)
+            return (nil, reportWaiters)
+        }
+        waiter?.resume(returning: result)
+        reportWaiters.forEach { $0.resume() }
+    }
+
+    var reportCount: Int { state.withLock { $0.reports } }
+
+    /// Returns once more than `count` delivery reports were seen, or the handle is gone.
+    func waitForReport(after count: Int) async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                if state.reports > count || state.finished { return true }
+                state.reportWaiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
         }
     }
 
@@ -174,13 +199,17 @@ private final class DeliveryTracker: Sendable {
 
     /// The handle is gone: fail whoever still waits.
     func finish() {
-        let waiters = state.withLock { state in
+        let (pending, waiters) = state.withLock { state -> ([CheckedContinuation<Result<KafkaDelivery, KafkaError>, Never>], [CheckedContinuation<Void, Never>]) in
             state.finished = true
-            for case .pending(let waiter?) in state.slots.values { waiter.resume(returning: .failure(.closed)) }
+            let pending = state.slots.values.compactMap { slot in if case .pending(let waiter?) = slot { waiter } else { nil } }
             state.slots = [:]
-            defer { state.finishWaiters = [] }
-            return state.finishWaiters
+            defer {
+                state.finishWaiters = []
+                state.reportWaiters = []
+            }
+            return (pending, state.finishWaiters + state.reportWaiters)
         }
+        pending.forEach { $0.resume(returning: .failure(.closed)) }
         waiters.forEach { $0.resume() }
     }
 

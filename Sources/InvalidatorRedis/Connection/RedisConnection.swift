@@ -1,5 +1,6 @@
 import CHiredis
 import Foundation
+import InvalidatorCore
 import Logging
 
 /// One blocking hiredis connection to one node, confined to its own thread.

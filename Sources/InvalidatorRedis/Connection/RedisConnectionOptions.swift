@@ -1,3 +1,5 @@
+import InvalidatorCore
+
 /// How to open and keep a connection to one Redis node.
 public struct RedisConnectionOptions: Sendable, Hashable {
     /// ACL user name; nil authenticates with the password only (`requirepass`).
@@ -17,8 +19,8 @@ public struct RedisConnectionOptions: Sendable, Hashable {
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,
-        connectTimeout: Duration = .seconds(2),
-        commandTimeout: Duration = .seconds(5),
+        connectTimeout: Duration = PoolConfiguration.defaultConnectTimeout,
+        commandTimeout: Duration = PoolConfiguration.defaultCommandTimeout,
         reconnectInitialBackoff: Duration = .milliseconds(20),
         reconnectMaxBackoff: Duration = .seconds(1)
     ) {

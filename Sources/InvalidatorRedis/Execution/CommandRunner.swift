@@ -1,3 +1,4 @@
+import InvalidatorCore
 import Logging
 
 /// Sends commands to nodes with retries, the node's circuit breaker, and

@@ -1,17 +1,11 @@
-/// One named pool from the `pools:` section of the configuration.
+import InvalidatorCore
+
+/// One named pool from the `pools:` section of the configuration, with what the
+/// Redis layer adds (circuit breaker, tuning). It takes values `ConfigurationLoader`
+/// has already checked and checks nothing again.
 public struct RedisPoolConfiguration: Sendable {
-    /// How operations are spread over the pool's nodes.
-    public enum Mode: String, Sendable, Hashable, CaseIterable {
-        /// One node.
-        case single
-        /// Every node receives every operation (regional or per-zone copies).
-        case replicated
-        /// Client-side ketama consistent hashing: key operations go to the key's
-        /// owner, pattern and tag operations to every node.
-        case sharded
-        /// Redis Cluster: slots discovered with CLUSTER SLOTS from any seed node.
-        case cluster
-    }
+    /// How operations are spread over the pool's nodes: the configuration's own modes.
+    public typealias Mode = PoolConfiguration.Mode
 
     public var name: String
     public var mode: Mode
@@ -31,44 +25,30 @@ public struct RedisPoolConfiguration: Sendable {
     /// Key hash for sharded pools; must match the other clients of the same shards.
     public var shardingKeyHash: KetamaRing.KeyHash
 
-    /// - Parameter nodes: `host:port` strings.
-    /// - Throws: ``RedisConfigurationError`` naming the first problem found.
+    /// - Parameter nodes: at least one, none twice, exactly one for `single`; database 0
+    ///   for `cluster`: what `ConfigurationLoader` guarantees. Anything else is a
+    ///   programming error.
     public init(
         name: String,
         mode: Mode,
-        nodes: [String],
+        nodes: [RedisEndpoint],
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,
         tagPrefix: String = "tag:",
-        connectTimeout: Duration = .seconds(2),
-        commandTimeout: Duration = .seconds(5),
+        connectTimeout: Duration = PoolConfiguration.defaultConnectTimeout,
+        commandTimeout: Duration = PoolConfiguration.defaultCommandTimeout,
         retry: RetryPolicy = .init(),
         circuitBreaker: CircuitBreakerPolicy = .init(),
         tuning: ExecutionTuning = .init(),
         shardingKeyHash: KetamaRing.KeyHash = .fnv1a64
-    ) throws(RedisConfigurationError) {
-        var endpoints: [RedisEndpoint] = []
-        for node in nodes {
-            guard let endpoint = RedisEndpoint(node) else {
-                throw RedisConfigurationError("pool \(name): node \"\(node)\" is not host:port")
-            }
-            guard !endpoints.contains(endpoint) else {
-                throw RedisConfigurationError("pool \(name): node \(endpoint) is listed twice")
-            }
-            endpoints.append(endpoint)
-        }
-        guard !endpoints.isEmpty else { throw RedisConfigurationError("pool \(name): no nodes") }
-        if mode == .single && endpoints.count != 1 {
-            throw RedisConfigurationError("pool \(name): mode single takes exactly one node, got \(endpoints.count)")
-        }
-        if mode == .cluster && database != 0 {
-            throw RedisConfigurationError("pool \(name): Redis Cluster only has database 0")
-        }
-        guard database >= 0 else { throw RedisConfigurationError("pool \(name): database must be >= 0") }
+    ) {
+        precondition(!nodes.isEmpty && Set(nodes).count == nodes.count, "pool \(name): nodes must be distinct and at least one")
+        precondition(mode != .single || nodes.count == 1, "pool \(name): a single pool has exactly one node")
+        precondition(mode != .cluster || database == 0, "pool \(name): Redis Cluster has only database 0")
         self.name = name
         self.mode = mode
-        self.nodes = endpoints
+        self.nodes = nodes
         self.username = username
         self.password = password
         self.database = database
@@ -81,6 +61,14 @@ public struct RedisPoolConfiguration: Sendable {
         self.shardingKeyHash = shardingKeyHash
     }
 
+    /// A configured pool as the Redis layer runs it.
+    public init(_ pool: PoolConfiguration, retry: RetryPolicy) {
+        self.init(
+            name: pool.name, mode: pool.mode, nodes: pool.nodes, username: pool.username, password: pool.password,
+            database: pool.database, tagPrefix: pool.tagPrefix, connectTimeout: pool.connectTimeout,
+            commandTimeout: pool.commandTimeout, retry: retry)
+    }
+
     var connectionOptions: RedisConnectionOptions {
         RedisConnectionOptions(
             username: username,
@@ -90,10 +78,4 @@ public struct RedisPoolConfiguration: Sendable {
             commandTimeout: commandTimeout
         )
     }
-}
-
-/// An invalid pool configuration. The message never contains the password.
-public struct RedisConfigurationError: Error, Sendable, CustomStringConvertible {
-    public var description: String
-    init(_ description: String) { self.description = description }
 }

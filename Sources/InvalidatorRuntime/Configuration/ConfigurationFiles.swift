@@ -7,6 +7,16 @@ public struct LoadedConfiguration: Sendable {
     public var rules: RuleSet
     /// Absolute paths of the rules files, watched for hot reload; empty for inline rules.
     public var rulesFiles: [String]
+    /// The rules files' contents as loaded, in `rulesFiles` order: hot reload starts
+    /// from them, so a change made between loading and running is not missed.
+    public var rulesContents: [Data?] = []
+
+    public init(configuration: Configuration, rules: RuleSet, rulesFiles: [String], rulesContents: [Data?] = []) {
+        self.configuration = configuration
+        self.rules = rules
+        self.rulesFiles = rulesFiles
+        self.rulesContents = rulesContents
+    }
 }
 
 /// Reads config and rules files. The parsing itself is pure and lives in InvalidatorCore.
@@ -39,8 +49,13 @@ public enum ConfigurationFiles {
         case .files(let paths):
             let folder = URL(fileURLWithPath: path).deletingLastPathComponent()
             let resolved = paths.map { $0.hasPrefix("/") ? $0 : folder.appendingPathComponent($0).path }
-            let rules = try loadRules(paths: resolved, knownPools: configuration.pools.map(\.name))
-            return LoadedConfiguration(configuration: configuration, rules: rules, rulesFiles: resolved)
+            var files: [(path: String, text: String)] = []
+            for path in resolved {
+                files.append((path, try readText(path)))
+            }
+            let rules = try loadRules(files: files, knownPools: configuration.pools.map(\.name))
+            return LoadedConfiguration(
+                configuration: configuration, rules: rules, rulesFiles: resolved, rulesContents: files.map { Data($0.text.utf8) })
         }
     }
 
@@ -74,5 +89,21 @@ public enum ConfigurationFiles {
         }
         guard diagnostics.isEmpty else { throw ValidationError(diagnostics) }
         return RuleSet(rules)
+    }
+}
+
+extension Configuration {
+    /// Where dead letters go; a loaded config always says (by default a stream on the first pool).
+    var validDeadLetters: DeadLetterDestination {
+        guard let deadLetters else { preconditionFailure("no dead_letters destination; ConfigurationLoader always sets one") }
+        return deadLetters
+    }
+
+    /// `sources.kafka`, which a loaded config whose dead letters go to a Kafka topic always has.
+    var validKafkaSource: KafkaSourceConfiguration {
+        guard let kafka = sources.kafka else {
+            preconditionFailure("dead_letters.kafka_topic without sources.kafka; ConfigurationLoader refuses such a config")
+        }
+        return kafka
     }
 }

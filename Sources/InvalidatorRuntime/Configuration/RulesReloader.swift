@@ -25,13 +25,16 @@ public final class RulesReloader: Service, Sendable {
     private let configuration: Configuration
     private let interval: Duration
     private let settleInterval: Duration
+    /// The contents the rules in force were loaded from; nil to take them when the reloader starts.
+    private let loadedContents: [Data?]?
     private let metrics: WorkerMetrics
     private let logger: Logger
 
     public init(
         paths: [String], rules: RulesState, configuration: Configuration, interval: Duration = .seconds(1),
-        settleInterval: Duration = .milliseconds(300), metrics: WorkerMetrics, logger: Logger
+        settleInterval: Duration = .milliseconds(300), loadedContents: [Data?]? = nil, metrics: WorkerMetrics, logger: Logger
     ) {
+        self.loadedContents = loadedContents
         self.paths = paths
         self.rules = rules
         self.configuration = configuration
@@ -50,7 +53,7 @@ public final class RulesReloader: Service, Sendable {
 
     public func run() async throws {
         await cancelWhenGracefulShutdown {
-            var last = self.snapshot()
+            var last = self.loadedContents ?? self.snapshot()
             while !Task.isCancelled {
                 // The polling timer: file contents have no event to wait on.
                 try? await Task.sleep(for: self.interval)

@@ -27,12 +27,28 @@ public enum SourceCoordinates: Sendable, Hashable {
 /// An event that failed on two nodes yields two records, each with only the
 /// operations that failed there.
 public struct DeadLetter: Sendable {
-    public enum Reason: String, Sendable {
+    public enum Reason: String, Sendable, CaseIterable {
         case invalidJSON = "invalid-json"
         case schemaViolation = "schema-violation"
         case unresolvedPlaceholder = "unresolved-placeholder"
         case invalidKey = "invalid-key"
         case operationFailed = "operation-failed"
+
+        /// An event that cannot be decoded is dead-lettered with its decoding reason.
+        public init(_ reason: EventDecodingError.Reason) {
+            switch reason {
+            case .invalidJSON: self = .invalidJSON
+            case .schemaViolation: self = .schemaViolation
+            }
+        }
+
+        /// An event the rules cannot plan is dead-lettered with the rejection's reason.
+        public init(_ reason: PlanRejection.Reason) {
+            switch reason {
+            case .unresolvedPlaceholder: self = .unresolvedPlaceholder
+            case .invalidKey: self = .invalidKey
+            }
+        }
     }
 
     public var event: [UInt8]

@@ -135,7 +135,7 @@ final class DeadLetterTopicReader: Sendable {
         do {
             let record = try DeadLetter(jsonText: String(decoding: message.value ?? [], as: UTF8.self))
             entry.record = record
-            entry.writtenAtMilliseconds = RFC3339Parser.secondsSinceEpoch(record.lastFailedAt).map { Int64(($0 * 1000).rounded()) }
+            entry.writtenAtMilliseconds = RFC3339.millisecondsSinceEpoch(record.lastFailedAt)
         } catch {
             entry.decodingError = "\(error)"
             entry.writtenAtMilliseconds = message.timestamp

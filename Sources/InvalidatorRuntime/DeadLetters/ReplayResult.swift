@@ -38,14 +38,7 @@ public struct ReplayOptions: Sendable {
         if let duration = DurationParser.parse(text) {
             return Int64((now.timeIntervalSince1970 * 1000).rounded()) - duration.milliseconds
         }
-        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
-            let formatter = ISO8601DateFormatter()
-            formatter.formatOptions = options
-            if let date = formatter.date(from: text) {
-                return Int64((date.timeIntervalSince1970 * 1000).rounded())
-            }
-        }
-        return nil
+        return RFC3339.millisecondsSinceEpoch(text)
     }
 }
 

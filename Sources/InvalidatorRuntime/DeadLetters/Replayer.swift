@@ -45,28 +45,18 @@ public final class Replayer: Sendable {
     let metrics: any MetricsFactory
 
     /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
-    public init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) throws {
+    /// The config was checked when it was loaded, so this cannot fail.
+    public init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
         let configuration = loaded.configuration
-        let pools = try PoolSet(configuration: configuration, logger: logger)
-        switch configuration.deadLetters {
-        case .redisStream(let poolName, let stream)?:
-            guard let pool = pools.pool(named: poolName) else {
-                throw ConfigurationProblem("dead_letters.pool '\(poolName)' is not defined")
-            }
-            store = .redisStream(DeadLetterReader(pool: pool, stream: stream))
-        case .kafkaTopic(let topic, let lockPoolName)?:
-            guard let kafka = configuration.sources.kafka else {
-                throw ConfigurationProblem("dead_letters.kafka_topic needs sources.kafka for its brokers")
-            }
-            let lockPoolName = lockPoolName ?? configuration.pools[0].name
-            guard let lockPool = pools.pool(named: lockPoolName) else {
-                throw ConfigurationProblem("dead_letters.pool '\(lockPoolName)' is not defined")
-            }
+        let pools = PoolSet(configuration: configuration, logger: logger)
+        switch configuration.validDeadLetters {
+        case .redisStream(let poolName, let stream):
+            store = .redisStream(DeadLetterReader(pool: pools.configuredPool(poolName), stream: stream))
+        case .kafkaTopic(let topic, let lockPoolName):
+            let kafka = configuration.validKafkaSource
             store = .kafkaTopic(DeadLetterTopic(
                 brokers: kafka.brokers, topic: topic, properties: kafka.properties, group: "\(kafka.group).replay",
-                lockPool: lockPool))
-        case nil:
-            throw ConfigurationProblem("the config has no dead_letters destination")
+                lockPool: pools.configuredPool(lockPoolName ?? configuration.pools[0].name)))
         }
         self.configuration = configuration
         self.planner = Planner(rules: loaded.rules, pools: configuration.poolTargets)
@@ -146,7 +136,7 @@ public final class Replayer: Sendable {
     }
 
     static func sameNode(_ lhs: String, _ rhs: String) -> Bool {
-        if let left = RedisEndpoint(lhs), let right = RedisEndpoint(rhs) { return left == right }
+        if let left = HostPort(lhs), let right = HostPort(rhs) { return left == right }
         return lhs == rhs
     }
 
@@ -302,13 +292,13 @@ public final class Replayer: Sendable {
             event = value
         case .failure(let error):
             return Work(rejection: Rejection(
-                reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
+                reason: DeadLetter.Reason(error.reason),
                 errorClass: error.reason.rawValue, message: error.message, rule: nil))
         }
         let plan = planner.plan(event)
         if let rejection = plan.rejection {
             return Work(rejection: Rejection(
-                reason: rejection.reason == .unresolvedPlaceholder ? .unresolvedPlaceholder : .invalidKey,
+                reason: DeadLetter.Reason(rejection.reason),
                 errorClass: rejection.reason.rawValue,
                 message: "template '\(rejection.template)': \(rejection.message)", rule: rejection.rule))
         }
@@ -345,17 +335,9 @@ public final class Replayer: Sendable {
 
     // MARK: Execution
 
-    struct TargetFailure {
-        var pool: String
-        var node: String
-        var operations: [PlannedOperation]
-        var error: RedisError
-        var attempts: Int
-    }
-
-    private func execute(_ target: Target) async -> [TargetFailure] {
-        func failAll(_ message: String) -> [TargetFailure] {
-            [TargetFailure(
+    private func execute(_ target: Target) async -> [NodeFailure] {
+        func failAll(_ message: String) -> [NodeFailure] {
+            [NodeFailure(
                 pool: target.pool, node: target.node ?? "", operations: target.operations,
                 error: RedisError(code: .other, message: message), attempts: 1)]
         }
@@ -364,7 +346,7 @@ public final class Replayer: Sendable {
         }
         var node: RedisEndpoint?
         if let recorded = target.node, pool.configuration.mode != .cluster {
-            guard let endpoint = RedisEndpoint(recorded), pool.configuration.nodes.contains(endpoint) else {
+            guard let endpoint = HostPort(recorded), pool.configuration.nodes.contains(endpoint) else {
                 return failAll("node \(recorded) is not in pool '\(target.pool)' (replay with --reprocess to plan the event for the current pools)")
             }
             node = endpoint
@@ -373,7 +355,7 @@ public final class Replayer: Sendable {
         var planned: [CacheOperation: PlannedOperation] = [:]
         for operation in target.operations where planned[operation.operation] == nil { planned[operation.operation] = operation }
         return report.nodes.filter { !$0.failed.isEmpty }.map { node in
-            TargetFailure(
+            NodeFailure(
                 pool: target.pool, node: node.node.description,
                 operations: node.failed.map { planned[$0.operation] ?? PlannedOperation($0.operation, rule: "") },
                 error: node.failed[0].error, attempts: node.failed.map(\.attempts).max() ?? 1)

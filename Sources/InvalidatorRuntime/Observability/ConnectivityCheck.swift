@@ -19,12 +19,7 @@ public enum ConnectivityCheck {
     /// needs the brokers and the group coordinator. Credentials are used, never shown.
     public static func run(_ configuration: Configuration, kafkaTimeout: Duration = .seconds(5), logger: Logger) async -> [Result] {
         var results: [Result] = []
-        let pools: PoolSet
-        do {
-            pools = try PoolSet(configuration: configuration, logger: logger)
-        } catch {
-            return [Result(target: "redis pools", error: "\(error)")]
-        }
+        let pools = PoolSet(configuration: configuration, logger: logger)
         for pool in pools.pools {
             let name = pool.configuration.name
             for (node, error) in await pool.ping().sorted(by: { $0.key < $1.key }) {

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import InvalidatorCore
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -20,7 +21,7 @@ import Synchronization
 /// A service of the worker's group, listed first so it shuts down last: metrics
 /// and probes stay up while the sources drain.
 public final class ObservabilityServer: Service, Sendable {
-    private let listen: ListenAddress
+    private let listen: HostPort
     private let renderMetrics: (@Sendable () -> String)?
     private let readiness: @Sendable () -> Readiness
     private let loops: @Sendable () -> [LivenessMonitor.LoopStatus]
@@ -29,7 +30,7 @@ public final class ObservabilityServer: Service, Sendable {
     private let stopRequested = Atomic<Bool>(false)
 
     init(
-        listen: ListenAddress, renderMetrics: (@Sendable () -> String)?, readiness: @escaping @Sendable () -> Readiness,
+        listen: HostPort, renderMetrics: (@Sendable () -> String)?, readiness: @escaping @Sendable () -> Readiness,
         loops: @escaping @Sendable () -> [LivenessMonitor.LoopStatus], logger: Logger
     ) {
         self.listen = listen
@@ -191,27 +192,4 @@ private final class ThreadCompletion: Sendable {
             if finished { continuation.resume() }
         }
     }
-}
-
-/// `host:port` of `http.listen`; `[::1]:9090` for IPv6.
-public struct ListenAddress: Sendable, Hashable, CustomStringConvertible {
-    public var host: String
-    public var port: Int
-
-    public init(host: String, port: Int) {
-        self.host = host
-        self.port = port
-    }
-
-    public init?(_ text: String) {
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-              (0...65535).contains(port)
-        else { return nil }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        self.host = host.isEmpty ? "0.0.0.0" : host
-        self.port = port
-    }
-
-    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

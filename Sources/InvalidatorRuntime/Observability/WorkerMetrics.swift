@@ -153,7 +153,7 @@ extension WorkerMetrics {
                 counts[label].deadLettered += 1
             } else {
                 counts[label].applied += 1
-                let origin = prepared.plans[planIndex].event.occurredAt.flatMap(RFC3339Parser.secondsSinceEpoch)
+                let origin = prepared.plans[planIndex].event.occurredAt.flatMap(RFC3339.secondsSinceEpoch)
                     ?? prepared.batch[eventIndex].timestampMilliseconds.map { Double($0) / 1000 }
                 if let origin { latency(seconds: nowSeconds - origin) }
             }
@@ -214,57 +214,5 @@ extension SourceCoordinates {
         case .redisPubSub: "redis_pubsub"
         case .manual: "manual"
         }
-    }
-}
-
-/// Parses the RFC 3339 timestamps events carry (`2026-11-20T10:00:00Z`,
-/// `...T10:00:00.123+02:00`) into seconds since the epoch, for latency.
-enum RFC3339Parser {
-    static func secondsSinceEpoch(_ text: String) -> Double? {
-        let bytes = Array(text.utf8)
-        func number(_ start: Int, _ count: Int) -> Int64? {
-            guard start + count <= bytes.count else { return nil }
-            var value: Int64 = 0
-            for byte in bytes[start..<start + count] {
-                guard byte >= 48, byte <= 57 else { return nil }
-                value = value * 10 + Int64(byte - 48)
-            }
-            return value
-        }
-        guard bytes.count >= 20,
-              let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              (1...12).contains(month), (1...31).contains(day)
-        else { return nil }
-        var index = 19
-        var fraction = 0.0
-        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
-            index += 1
-            var scale = 0.1
-            while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
-                fraction += Double(bytes[index] - 48) * scale
-                scale /= 10
-                index += 1
-            }
-        }
-        guard index < bytes.count else { return nil }
-        var offset: Int64 = 0
-        switch bytes[index] {
-        case UInt8(ascii: "Z"), UInt8(ascii: "z"):
-            offset = 0
-        case UInt8(ascii: "+"), UInt8(ascii: "-"):
-            guard let hours = number(index + 1, 2), let minutes = number(index + 4, 2) else { return nil }
-            offset = (hours * 60 + minutes) * 60 * (bytes[index] == UInt8(ascii: "-") ? -1 : 1)
-        default:
-            return nil
-        }
-        // Days from civil (Howard Hinnant's algorithm).
-        let y = month <= 2 ? year - 1 : year
-        let era = (y >= 0 ? y : y - 399) / 400
-        let yearOfEra = y - era * 400
-        let dayOfYear = (153 * (month > 2 ? month - 3 : month + 9) + 2) / 5 + day - 1
-        let dayOfEra = yearOfEra * 365 + yearOfEra / 4 - yearOfEra / 100 + dayOfYear
-        let days = era * 146_097 + dayOfEra - 719_468
-        return Double(days * 86_400 + hour * 3600 + minute * 60 + second - offset) + fraction
     }
 }

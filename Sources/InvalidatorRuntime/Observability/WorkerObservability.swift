@@ -1,4 +1,5 @@
 import CoreMetrics
+import InvalidatorCore
 
 /// How a worker reports on itself: metrics, the HTTP listener, health checks
 /// and the rules reloader.
@@ -10,7 +11,7 @@ public struct WorkerObservability: Sendable {
     /// embedding a worker (tests, tools) does not open a port.
     public var serveHTTP: Bool
     /// Overrides `http.listen` (tests use `127.0.0.1:0`).
-    public var listen: ListenAddress?
+    public var listen: HostPort?
     /// Renders the metrics for `/metrics` (the Prometheus registry's text).
     public var renderMetrics: (@Sendable () -> String)?
     /// Period of the PINGs behind `invalidator_node_up` and `/readyz`.
@@ -23,7 +24,7 @@ public struct WorkerObservability: Sendable {
     public var stallTimeout: Duration?
 
     public init(
-        metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: ListenAddress? = nil,
+        metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: HostPort? = nil,
         renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration = .seconds(5),
         rulesReloadInterval: Duration? = .seconds(1), stallTimeout: Duration? = nil
     ) {

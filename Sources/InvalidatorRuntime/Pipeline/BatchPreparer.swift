@@ -32,7 +32,7 @@ package struct BatchPreparer: Sendable {
                 }
             } catch {
                 records.append(deadLetter(
-                    events[index], reason: error.reason == .invalidJSON ? .invalidJSON : .schemaViolation,
+                    events[index], reason: DeadLetter.Reason(error.reason),
                     errorClass: error.reason.rawValue, errorMessage: error.message, at: now))
             }
         }
@@ -58,7 +58,7 @@ package struct BatchPreparer: Sendable {
 
     func deadLetter(_ event: IncomingEvent, rejection: PlanRejection, at time: String) -> DeadLetter {
         deadLetter(
-            event, reason: rejection.reason == .unresolvedPlaceholder ? .unresolvedPlaceholder : .invalidKey,
+            event, reason: DeadLetter.Reason(rejection.reason),
             errorClass: rejection.reason.rawValue, errorMessage: "template '\(rejection.template)': \(rejection.message)",
             rule: rejection.rule, at: time)
     }

@@ -10,7 +10,6 @@ public final class EventPipeline: Sendable {
     public let rules: RulesState
     public let executor: BatchExecutor
     public let deadLetters: any DeadLetterStore
-    public let redeletes: RedeleteScheduler
     public let metrics: WorkerMetrics
     let logger: Logger
     let preparer: BatchPreparer
@@ -28,7 +27,6 @@ public final class EventPipeline: Sendable {
         self.preparer = BatchPreparer(workerID: workerID)
         self.logger = logger
         self.deadLetterRetryDelay = deadLetterRetryDelay
-        self.redeletes = RedeleteScheduler(executor: executor)
     }
 
     /// The result of a batch: which events are finished now, and which still
@@ -53,15 +51,10 @@ public final class EventPipeline: Sendable {
         package let rejected: [DeadLetter]
     }
 
-    /// Processes `batch` in order. Operations of one event never run before those of an earlier event on the same node.
-    ///
-    /// - Parameters:
-    ///   - heartbeat: the calling loop's, beaten as the batch makes progress (see ``apply(_:heartbeat:onRedeleteFinished:)``).
-    ///   - onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
-    public func process(
-        _ batch: [IncomingEvent], heartbeat: Heartbeat? = nil, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
-    ) async -> BatchResult {
-        await apply(await prepare(batch), heartbeat: heartbeat, onRedeleteFinished: onRedeleteFinished)
+    /// Processes `batch` in order, once (for tests and one-off use: sources go
+    /// through an ``AtLeastOnceDriver``). Delayed redeletes are not scheduled.
+    public func process(_ batch: [IncomingEvent]) async -> BatchResult {
+        await apply(await prepare(batch), heartbeat: nil, redeletes: nil)
     }
 
     /// Decodes and plans a batch with the rules in force now.
@@ -101,8 +94,12 @@ public final class EventPipeline: Sendable {
     /// - Parameter heartbeat: the calling loop's: beaten when the cache operations
     ///   start and at each attempt to store dead letters, so a loop waiting on a batch
     ///   that keeps making attempts is alive.
-    public func apply(
-        _ prepared: PreparedBatch, heartbeat: Heartbeat? = nil, onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
+    /// - Parameters:
+    ///   - redeletes: runs the batch's delayed redeletes; nil schedules none.
+    ///   - onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
+    func apply(
+        _ prepared: PreparedBatch, heartbeat: Heartbeat?, redeletes: RedeleteScheduler?,
+        onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
     ) async -> BatchResult {
         let (batch, plans, planEventIndexes) = (prepared.batch, prepared.plans, prepared.planEventIndexes)
         var records = prepared.rejected
@@ -123,14 +120,15 @@ public final class EventPipeline: Sendable {
 
         var awaiting: Set<Int> = []
         for planIndex in plans.indices {
+            guard let redeletes else { break }
             let pools = plans[planIndex].pools
             guard pools.contains(where: { !$0.redeletes.isEmpty }) else { continue }
             let eventIndex = planEventIndexes[planIndex]
             let groups = pools.flatMap { pool in pool.redeletes.map { (pool.pool, $0) } }
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
-            redeletes.schedule(groups, event: event) { [self] failed in
-                // A delayed redelete runs on a task of its own, not on a monitored loop.
+            redeletes.schedule(groups) { [self] failed in
+                // Runs on the scheduler's task, not on a monitored loop.
                 let durable = await store(failed.map { preparer.deadLetter(event, failure: $0) }, heartbeat: nil)
                 if durable {
                     metrics.inFlightChanged(by: -1)

@@ -8,17 +8,27 @@ public final class PoolSet: Sendable {
     public let pools: [RedisPool]
     private let poolsByName: [String: RedisPool]
 
-    public init(configuration: Configuration, logger: Logger) throws(RedisConfigurationError) {
-        var pools: [RedisPool] = []
-        for pool in configuration.pools {
-            pools.append(RedisPool(configuration: try RedisPoolConfiguration(pool, retry: configuration.retry), logger: logger))
+    /// - Parameter configuration: as `ConfigurationLoader` returns it: valid, so
+    ///   building the pools cannot fail.
+    public init(configuration: Configuration, logger: Logger) {
+        let pools = configuration.pools.map {
+            RedisPool(configuration: RedisPoolConfiguration($0, retry: configuration.retry), logger: logger)
         }
         self.pools = pools
-        self.poolsByName = Dictionary(uniqueKeysWithValues: pools.map { ($0.configuration.name, $0) })
+        self.poolsByName = Dictionary(pools.map { ($0.configuration.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func pool(named name: String) -> RedisPool? {
         poolsByName[name]
+    }
+
+    /// A pool the configuration itself names (a source's, the dead letters'), which
+    /// `ConfigurationLoader` has checked is defined.
+    func configuredPool(_ name: String) -> RedisPool {
+        guard let pool = poolsByName[name] else {
+            preconditionFailure("pool '\(name)' is not defined; ConfigurationLoader refuses such a config")
+        }
+        return pool
     }
 
     /// Runs each pool's operations, pools concurrently; reports in the order given.
@@ -47,23 +57,5 @@ public final class PoolSet: Sendable {
 
     public func close() async {
         for pool in pools { await pool.close() }
-    }
-}
-
-extension RedisPoolConfiguration {
-    /// The Redis layer's view of a configured pool.
-    package init(_ pool: PoolConfiguration, retry: RetryConfiguration) throws(RedisConfigurationError) {
-        try self.init(
-            name: pool.name,
-            mode: Mode(rawValue: pool.mode.rawValue)!,
-            nodes: pool.nodes,
-            username: pool.username,
-            password: pool.password,
-            database: pool.database,
-            tagPrefix: pool.tagPrefix,
-            connectTimeout: pool.connectTimeout,
-            commandTimeout: pool.commandTimeout,
-            retry: RetryPolicy(attempts: retry.attempts, initialBackoff: retry.initialBackoff, maxBackoff: retry.maxBackoff)
-        )
     }
 }

@@ -26,142 +26,185 @@ import Synchronization
 /// up to the drain timeout.
 public final class RedisPubSubSource: Service, Sendable {
     public let configuration: RedisPubSubSourceConfiguration
-    private let pool: RedisPool
-    private let pipeline: EventPipeline
-    private let drainTimeout: Duration
-    private let batchSize: Int
-    private let maximumIdleWait: Duration
+    private let adapter: PubSubAdapter
+    private let driver: AtLeastOnceDriver<PubSubAdapter>
     private let logger: Logger
-    private let subscribed = Atomic<Bool>(false)
-    private let reconnectionCount = Atomic<Int>(0)
-    private let processed = Atomic<Int>(0)
-    private let stop = StopSignal()
-    private let metrics: WorkerMetrics
-    private let liveness: LivenessMonitor
 
     public init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
         batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), metrics: WorkerMetrics = .disabled,
         liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
     ) {
-        self.metrics = metrics
-        self.liveness = liveness
         self.configuration = configuration
-        self.pool = pool
-        self.pipeline = pipeline
-        self.drainTimeout = drainTimeout
-        self.batchSize = batchSize
-        self.maximumIdleWait = maximumIdleWait
         var logger = logger
         logger[metadataKey: "source"] = "redis_pubsub"
         self.logger = logger
+        adapter = PubSubAdapter(
+            configuration: configuration, pool: pool, batchSize: batchSize, maximumIdleWait: maximumIdleWait,
+            metrics: metrics, logger: logger)
+        // Nothing to commit: pub/sub keeps no positions (at most once).
+        driver = AtLeastOnceDriver(
+            adapter: adapter, pipeline: pipeline, liveness: liveness, drainTimeout: drainTimeout,
+            commitInterval: .seconds(3600), logger: logger)
     }
 
     /// True while the channels and patterns are subscribed.
-    public var isSubscribed: Bool { subscribed.load(ordering: .relaxed) }
+    public var isSubscribed: Bool { adapter.isSubscribed }
 
     /// Times the subscription was lost and set up again since start.
-    public var reconnections: Int { reconnectionCount.load(ordering: .relaxed) }
+    public var reconnections: Int { adapter.reconnections }
 
     /// Events processed since start (applied or dead-lettered).
-    public var processedEvents: Int { processed.load(ordering: .relaxed) }
-
-    private var routingKey: String {
-        configuration.channels.first ?? configuration.patterns.first ?? ""
-    }
+    public var processedEvents: Int { driver.processedEvents }
 
     public func run() async throws {
         logger.info("subscribing", metadata: [
             "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
         ])
-        await withTaskCancellationOrGracefulShutdownHandler {
-            await liveness.monitor("redis_pubsub") { await consume(heartbeat: $0) }
-        } onCancelOrGracefulShutdown: {
-            self.stop.set()
-        }
-        // Stop (done), then let delayed redeletes finish up to the drain timeout.
-        let drained = await pipeline.redeletes.drain(until: ContinuousClock.now + drainTimeout)
-        logger.info("redis pub/sub source stopped", metadata: [
-            "drained": "\(drained)", "reconnections": "\(reconnections)",
-        ])
+        try await driver.run()
+        logger.info("redis pub/sub source stopped", metadata: ["reconnections": "\(reconnections)"])
+    }
+}
+
+/// The subscription as the driver sees it: batches of what has arrived, in one
+/// sequence of positions that is never committed.
+///
+/// An actor: the driver's loop calls `next` and `stopFetching` one at a time, and
+/// the subscription's state stays with it across those awaits.
+actor PubSubAdapter: SourceAdapter {
+    nonisolated let loopName = "redis_pubsub"
+    private let configuration: RedisPubSubSourceConfiguration
+    private let pool: RedisPool
+    private let batchSize: Int
+    private let maximumIdleWait: Duration
+    private let metrics: WorkerMetrics
+    private let logger: Logger
+    private let interruption = StopSignal()
+    private let subscribed = Atomic<Bool>(false)
+    private let reconnectionCount = Atomic<Int>(0)
+    private var subscription: Subscription?
+    private var backoff = ReconnectBackoff()
+    private var retryAt: ContinuousClock.Instant?
+    private var lostAt: ContinuousClock.Instant?
+    private var idleWait = Duration.milliseconds(1)
+    private var nextPosition: Int64 = 0
+
+    init(
+        configuration: RedisPubSubSourceConfiguration, pool: RedisPool, batchSize: Int, maximumIdleWait: Duration,
+        metrics: WorkerMetrics, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.pool = pool
+        self.batchSize = batchSize
+        self.maximumIdleWait = maximumIdleWait
+        self.metrics = metrics
+        self.logger = logger
     }
 
-    /// Subscribes and processes messages until shutdown, resubscribing with backoff
-    /// whenever the connection is lost. Every wait is bounded (idle wait, backoff),
-    /// so the loop beats `heartbeat` each round, idle or not.
-    private func consume(heartbeat: Heartbeat) async {
-        var subscription: Subscription?
-        var backoff = ReconnectBackoff()
-        var lostAt: ContinuousClock.Instant?
-        var idleWait = Duration.milliseconds(1)
-        while !stop.isSet {
-            heartbeat.beat(.reading)
-            do throws(RedisError) {
-                if subscription == nil {
-                    let connection = try await pool.dedicatedConnection(routingKey: routingKey)
-                    subscription = Subscription(connection: connection)
-                    let early = try await subscription!.subscribe(
-                        channels: configuration.channels, patterns: configuration.patterns, format: configuration.format)
-                    subscribed.store(true, ordering: .relaxed)
-                    if let lostAt {
-                        let count = reconnectionCount.add(1, ordering: .relaxed).newValue
-                        metrics.pubSubReconnection()
-                        logger.warning("resubscribed; events published while unsubscribed were lost (at-most-once)", metadata: [
-                            "node": "\(connection.endpoint)", "unsubscribed_for": "\(ContinuousClock.now - lostAt)",
-                            "reconnections": "\(count)", "failures": "\(backoff.failures)",
-                        ])
-                    } else {
-                        logger.info("subscribed", metadata: ["node": "\(connection.endpoint)"])
-                    }
-                    lostAt = nil
-                    backoff.reset()
-                    if !early.isEmpty { await process(early, heartbeat: heartbeat) }
-                }
-                let messages = try await subscription!.poll(limit: batchSize, format: configuration.format)
-                if messages.isEmpty {
-                    await stop.pause(for: idleWait)
-                    idleWait = min(idleWait * 2, maximumIdleWait)
-                } else {
-                    idleWait = .milliseconds(1)
-                    await process(messages, heartbeat: heartbeat)
-                }
-            } catch {
-                if let subscription {
-                    await subscription.connection.close()
-                }
-                subscription = nil
-                let wasSubscribed = subscribed.exchange(false, ordering: .relaxed)
-                if wasSubscribed {
-                    lostAt = ContinuousClock.now
-                    logger.warning("subscription lost; events published until it is back are lost (at-most-once)", metadata: [
-                        "error": "\(error)", "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
-                    ])
-                }
-                let delay = backoff.next()
-                if !wasSubscribed, backoff.failures == 1 || backoff.failures % 20 == 0 {
-                    logger.warning("cannot subscribe; retrying with backoff", metadata: [
-                        "error": "\(error)", "attempt": "\(backoff.failures)",
-                    ])
-                }
-                await stop.pause(for: delay)
-            }
+    nonisolated var isSubscribed: Bool { subscribed.load(ordering: .relaxed) }
+
+    nonisolated var reconnections: Int { reconnectionCount.load(ordering: .relaxed) }
+
+    private var routingKey: String {
+        configuration.channels.first ?? configuration.patterns.first ?? ""
+    }
+
+    /// Subscribes when needed, then takes what has arrived. An empty poll waits a
+    /// little (doubling up to `maximumIdleWait`); a lost subscription is set up
+    /// again with backoff.
+    func next(timeout: Duration) async throws -> SourceInput<Int> {
+        if let retryAt, ContinuousClock.now < retryAt {
+            await interruption.pause(for: min(retryAt - ContinuousClock.now, timeout))
+            return .idle
         }
-        if let subscription {
-            // Messages already on their way to this worker are processed, not dropped:
-            // everything queued before the server's unsubscription confirmations.
-            if !Task.isCancelled, let last = try? await subscription.unsubscribe(format: configuration.format), !last.isEmpty {
-                await process(last, heartbeat: heartbeat)
+        do throws(RedisError) {
+            if subscription == nil {
+                let early = try await subscribe()
+                if !early.isEmpty { return .batch(batch(early)) }
             }
+            guard var current = subscription else { return .idle }
+            let messages = try await current.poll(limit: batchSize, format: configuration.format)
+            subscription = current
+            if messages.isEmpty {
+                await interruption.pause(for: min(idleWait, timeout))
+                idleWait = min(idleWait * 2, maximumIdleWait)
+                return .idle
+            }
+            idleWait = .milliseconds(1)
+            return .batch(batch(messages))
+        } catch {
+            await lose(error)
+            return .idle
+        }
+    }
+
+    private func subscribe() async throws(RedisError) -> [IncomingEvent] {
+        let connection = try await pool.dedicatedConnection(routingKey: routingKey)
+        var fresh = Subscription(connection: connection)
+        subscription = fresh
+        let early = try await fresh.subscribe(
+            channels: configuration.channels, patterns: configuration.patterns, format: configuration.format)
+        subscription = fresh
+        subscribed.store(true, ordering: .relaxed)
+        if let lostAt {
+            let count = reconnectionCount.add(1, ordering: .relaxed).newValue
+            metrics.pubSubReconnection()
+            logger.warning("resubscribed; events published while unsubscribed were lost (at-most-once)", metadata: [
+                "node": "\(connection.endpoint)", "unsubscribed_for": "\(ContinuousClock.now - lostAt)",
+                "reconnections": "\(count)", "failures": "\(backoff.failures)",
+            ])
+        } else {
+            logger.info("subscribed", metadata: ["node": "\(connection.endpoint)"])
+        }
+        lostAt = nil
+        retryAt = nil
+        backoff.reset()
+        return early
+    }
+
+    private func lose(_ error: RedisError) async {
+        if let subscription {
             await subscription.connection.close()
         }
-        subscribed.store(false, ordering: .relaxed)
+        subscription = nil
+        let wasSubscribed = subscribed.exchange(false, ordering: .relaxed)
+        if wasSubscribed {
+            lostAt = ContinuousClock.now
+            logger.warning("subscription lost; events published until it is back are lost (at-most-once)", metadata: [
+                "error": "\(error)", "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
+            ])
+        }
+        let delay = backoff.next()
+        retryAt = ContinuousClock.now + delay
+        if !wasSubscribed, backoff.failures == 1 || backoff.failures % 20 == 0 {
+            logger.warning("cannot subscribe; retrying with backoff", metadata: [
+                "error": "\(error)", "attempt": "\(backoff.failures)",
+            ])
+        }
     }
 
-    private func process(_ batch: [IncomingEvent], heartbeat: Heartbeat) async {
-        let result = await pipeline.process(batch, heartbeat: heartbeat)
-        if result.isDurable {
-            processed.add(batch.count, ordering: .relaxed)
-        }
+    private func batch(_ events: [IncomingEvent]) -> SourceBatch<Int> {
+        let first = nextPosition
+        nextPosition += Int64(events.count)
+        return SourceBatch(events: events, offsets: Array(first..<nextPosition), runs: [(0, 0..<events.count)])
+    }
+
+    nonisolated func interrupt() {
+        interruption.set()
+    }
+
+    func commit(_ positions: [Int: Int64]) async throws {}
+
+    /// Messages already on their way to this worker are processed, not dropped:
+    /// everything queued before the server's unsubscription confirmations.
+    func stopFetching() async -> SourceBatch<Int>? {
+        guard let subscription else { return nil }
+        self.subscription = nil
+        defer { subscribed.store(false, ordering: .relaxed) }
+        let last = Task.isCancelled ? nil : try? await subscription.unsubscribe(format: configuration.format)
+        await subscription.connection.close()
+        guard let last, !last.isEmpty else { return nil }
+        return batch(last)
     }
 }
 

@@ -27,24 +27,3 @@ struct ReconnectBackoff: Sendable {
         failures = 0
     }
 }
-
-/// A stop flag set by graceful shutdown or cancellation, and waits that end early when it is set.
-final class StopSignal: Sendable {
-    private let flag = Atomic<Bool>(false)
-
-    var isSet: Bool { flag.load(ordering: .relaxed) }
-
-    func set() {
-        flag.store(true, ordering: .relaxed)
-    }
-
-    /// Sleeps for `duration`, or less when the flag is set or the task is cancelled.
-    func pause(for duration: Duration) async {
-        let deadline = ContinuousClock.now + duration
-        while !isSet, !Task.isCancelled, ContinuousClock.now < deadline {
-            try? await Task.sleep(for: min(.milliseconds(50), deadline - ContinuousClock.now))
-        }
-    }
-}
-
-

@@ -46,12 +46,7 @@ struct ApplyCommand: AsyncParsableCommand {
         if let rejection = plan.rejection {
             throw CommandFailure(message: "nothing applied: \(rejection)")
         }
-        let pools: PoolSet
-        do {
-            pools = try PoolSet(configuration: loaded.configuration, logger: logger)
-        } catch {
-            throw CommandFailure(message: "\(error)")
-        }
+        let pools = PoolSet(configuration: loaded.configuration, logger: logger)
         var outcomes: [PoolOutcome] = []
         for poolPlan in plan.pools {
             guard let pool = pools.pool(named: poolPlan.pool) else { continue }

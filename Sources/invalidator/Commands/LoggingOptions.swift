@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import InvalidatorCore
 import Logging
 
 /// `--log-level` and `--log-format`; only the executable configures logging.
@@ -49,7 +50,7 @@ struct JSONLogHandler: LogHandler {
 
     func log(event: LogEvent) {
         var fields: [String: Any] = [
-            "time": ISO8601DateFormatter().string(from: Date()),
+            "time": RFC3339.format(millisecondsSinceEpoch: Int64((Date().timeIntervalSince1970 * 1000).rounded())),
             "level": event.level.rawValue,
             "logger": label,
             "message": "\(event.message)",

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import InvalidatorCore
-import InvalidatorRedis
 import InvalidatorRuntime
 
 struct ReplayCommand: AsyncParsableCommand {
@@ -60,7 +59,7 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @OptionGroup var logging: LoggingOptions
 
-    static let reasons = ["invalid-json", "schema-violation", "unresolved-placeholder", "invalid-key", "operation-failed"]
+    static let reasons = DeadLetter.Reason.allCases.map(\.rawValue)
 
     func validate() throws {
         if let limit, limit < 1 { throw ValidationError("--limit must be at least 1") }
@@ -68,7 +67,7 @@ struct ReplayCommand: AsyncParsableCommand {
         for reason in reason where !Self.reasons.contains(reason) {
             throw ValidationError("unknown reason '\(reason)'; expected one of \(Self.reasons.joined(separator: ", "))")
         }
-        for node in node where RedisEndpoint(node) == nil {
+        for node in node where HostPort(node) == nil {
             throw ValidationError("--node '\(node)' is not host:port")
         }
         if let since, ReplayOptions.parseSince(since) == nil {
@@ -82,12 +81,7 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap()
         let loaded = try loadConfiguration(config)
-        let replayer: Replayer
-        do {
-            replayer = try Replayer(loaded: loaded, logger: logger)
-        } catch {
-            throw CommandFailure(message: "\(error)")
-        }
+        let replayer = Replayer(loaded: loaded, logger: logger)
 
         var options = ReplayOptions()
         options.dryRun = dryRun

@@ -1,6 +1,7 @@
-/// Retries per node and operation: exponential backoff with full jitter.
+/// `retry:`, the one backoff policy: retries per node and operation, exponential
+/// backoff with full jitter. The Redis layer executes with it as configured.
 public struct RetryPolicy: Sendable, Hashable {
-    /// Total attempts including the first one.
+    /// Total attempts including the first one; at least 1.
     public var attempts: Int
     public var initialBackoff: Duration
     public var maxBackoff: Duration
@@ -25,18 +26,8 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// `initial * 2^doublings`, capped at `cap`, without overflowing on any input:
     /// the cap is compared before multiplying.
-    static func exponential(from initial: Duration, doublings: Int, cap: Duration) -> Duration {
+    package static func exponential(from initial: Duration, doublings: Int, cap: Duration) -> Duration {
         let factor = 1 << min(max(doublings, 0), 30)
         return initial > cap / factor ? cap : initial * factor
-    }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturated at `Int64.max` (292 years).
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        guard !overflow, scaled <= Int64.max - 1_000_000_000 else { return seconds < 0 ? 0 : .max }
-        return scaled + attoseconds / 1_000_000_000
     }
 }
