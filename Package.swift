@@ -19,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.1"),
     ],
+    // Every target lists each module it imports.
     targets: [
         // C libraries, found through pkg-config.
         .systemLibrary(
@@ -66,6 +67,7 @@ let package = Package(
                 "InvalidatorCore",
                 "InvalidatorRedis",
                 "InvalidatorKafka",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -78,8 +80,9 @@ let package = Package(
             dependencies: [
                 "CMalloc",
                 "InvalidatorCore",
-                "InvalidatorRuntime",
+                "InvalidatorRedis",
                 "InvalidatorKafka",
+                "InvalidatorRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -109,6 +112,17 @@ let package = Package(
             path: "Tests/TestSupport"
         ),
 
+        // Test doubles for the runtime (a dead-letter store, a metrics factory); starts nothing.
+        .target(
+            name: "TestDoubles",
+            dependencies: [
+                "InvalidatorRuntime",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            path: "Tests/TestDoubles"
+        ),
+
+        // Need no server: InvalidatorCoreTests, InvalidatorUnitTests, InvalidatorFuzzingTests.
         .testTarget(
             name: "InvalidatorCoreTests",
             dependencies: [
@@ -117,6 +131,27 @@ let package = Package(
             ],
             exclude: ["Golden"]
         ),
+        .testTarget(
+            name: "InvalidatorUnitTests",
+            dependencies: [
+                "InvalidatorCore",
+                "InvalidatorRedis",
+                "InvalidatorRuntime",
+                "TestDoubles",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "InvalidatorFuzzingTests",
+            dependencies: [
+                "InvalidatorFuzzing",
+                "InvalidatorCore",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
+        ),
+
+        // Need redis-server (TestSupport starts it) or librdkafka's mock cluster.
         .testTarget(
             name: "InvalidatorRedisTests",
             dependencies: [
@@ -129,27 +164,23 @@ let package = Package(
         .testTarget(
             name: "InvalidatorRuntimeTests",
             dependencies: [
-                "InvalidatorRuntime",
+                "InvalidatorCore",
                 "InvalidatorKafka",
+                "InvalidatorRuntime",
+                "TestDoubles",
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
-            ]
-        ),
-        .testTarget(
-            name: "InvalidatorFuzzingTests",
-            dependencies: [
-                "InvalidatorFuzzing",
-                "InvalidatorCore",
-                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         .testTarget(
             name: "InvalidatorKafkaTests",
-            dependencies: ["InvalidatorKafka"]
+            dependencies: [
+                "InvalidatorKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -22,6 +22,11 @@ Two phases, each measured for invalidator and then for the reference in the same
     pip install confluent-kafka redis
     python3 benchmarks/worker_benchmark.py            # builds the release binary first
     python3 benchmarks/worker_benchmark.py --binary .build-bench/release/invalidator --verbose
+    python3 benchmarks/worker_benchmark.py --baseline-binary /path/to/older/invalidator   # A/B in one run
+
+A third phase drains N entries preloaded into a Redis stream (`--stream-events`,
+default 100000) through a `redis_stream` source; with `--baseline-binary` every
+phase is measured for that build too, in the same run.
 
 Exits 0 when the run completed (whatever the figures), 1 when something failed.
 """
@@ -49,7 +54,7 @@ REPO = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
 PARTITIONS = 16
 DRAIN_TOPIC = "entity-changes"
-LATENCY_TOPICS = {"invalidator": "latency-invalidator", "reference": "latency-reference"}
+LATENCY_TOPICS = {"invalidator": "latency-invalidator", "reference": "latency-reference", "baseline": "latency-baseline"}
 # The mock broker finds a fetch offset by walking the partition's list of message
 # sets from the start, so every fetch costs time proportional to the batches
 # produced so far. A steady low-linger load over many partitions makes the mock
@@ -210,7 +215,20 @@ class Consumers:
 
     def start(self, which: str, topic: str, phase: str) -> subprocess.Popen:
         group = f"bench-{which}-{phase}-{self.run_id}"
-        if which == "invalidator":
+        if phase == "stream-drain":
+            config = self.processes.work / f"{which}-{phase}.yaml"
+            rules = self.processes.work / "rules.yaml"
+            rules.write_text("rules:\n  - name: user\n    match: { entity: user }\n    delete: [\"user:{id}\"]\n")
+            config.write_text(
+                "sources:\n"
+                f"  redis_stream: {{ pool: cache, streams: [\"{topic}\"], group: {group}, format: native }}\n"
+                "pools:\n"
+                f"  cache: {{ mode: single, nodes: [\"127.0.0.1:{self.redis_port}\"] }}\n"
+                f"rules: {rules}\n"
+                f"dead_letters: {{ pool: cache, stream: \"{DEAD_LETTERS}\" }}\n"
+                f"http: {{ listen: \"127.0.0.1:{free_port()}\" }}\n")
+            argv = [str(self.binary), "run", "--config", str(config), "--log-level", "warning"]
+        elif which in ("invalidator", "baseline"):
             rules = self.processes.work / "rules.yaml"
             rules.write_text("rules:\n  - name: user\n    match: { entity: user }\n    delete: [\"user:{id}\"]\n")
             config = self.processes.work / f"invalidator-{phase}.yaml"
@@ -264,21 +282,31 @@ class DrainResult:
     cpu_percent: dict[str, float]
 
 
+STREAM = "entity-changes-stream"
+
+
 def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events: int,
-                  others: dict[str, int]) -> DrainResult:
+                  others: dict[str, int], phase: str = "drain") -> DrainResult:
     client.flushdb()
     seed(client, [str(i) for i in range(events)])
     if client.dbsize() != events:
         raise BenchmarkFailure(f"seeded {client.dbsize()} keys, wanted {events}")
+    if phase == "stream-drain":
+        pipe = client.pipeline(transaction=False)
+        for i in range(events):
+            pipe.xadd(STREAM, {"event": event(str(i))})
+            if len(pipe) >= 1000:
+                pipe.execute()
+        pipe.execute()
     started = time.monotonic()
-    process = consumers.start(which, DRAIN_TOPIC, "drain")
+    process = consumers.start(which, STREAM if phase == "stream-drain" else DRAIN_TOPIC, phase)
     first = last = None
     timeline: list[tuple[float, int]] = []
     cpu_first: dict[str, float] = {}
     deadline = started + 120
     while True:
-        dbsize, dead = client.pipeline(transaction=False).dbsize().exists(DEAD_LETTERS).execute()
-        remaining = dbsize - dead
+        dbsize, dead, stream = client.pipeline(transaction=False).dbsize().exists(DEAD_LETTERS).exists(STREAM).execute()
+        remaining = dbsize - dead - stream
         now = time.monotonic()
         if not timeline or now - timeline[-1][0] >= 0.25:
             timeline.append((now, remaining))
@@ -290,7 +318,7 @@ def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events:
             break
         if now > deadline:
             raise BenchmarkFailure(f"{which}: {remaining} of {events} keys still present after 120 s")
-        check_alive(which, process, consumers.processes.work, "drain")
+        check_alive(which, process, consumers.processes.work, phase)
         time.sleep(0.005)
     cpu_last = {which: cpu_seconds(process.pid), **{k: cpu_seconds(p) for k, p in others.items()}}
     seconds = max(last - first, 1e-3)
@@ -303,7 +331,7 @@ def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events:
         log(f"drain: {which} keys left every 250 ms: " + " ".join(
             f"{at - first:+.2f}s:{left}" for at, left in timeline if at >= first - 0.3))
     result = DrainResult(events / seconds, seconds, first - started, cpu)
-    log(f"drain: {which} {result.events_per_second:,.0f} events/s ({seconds:.3f} s after a "
+    log(f"{phase}: {which} {result.events_per_second:,.0f} events/s ({seconds:.3f} s after a "
         f"{result.startup_seconds:.1f} s start); CPU " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
     return result
 
@@ -512,6 +540,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-reference", action="store_true", help="measure only invalidator")
     parser.add_argument("--skip-latency", action="store_true", help="measure only the drain")
     parser.add_argument("--binary", help="an invalidator binary to use instead of building one")
+    parser.add_argument("--baseline-binary",
+                        help="an earlier invalidator build, measured in the same run (drain, stream drain, latency) as 'baseline'")
+    parser.add_argument("--stream-events", type=int, default=100_000,
+                        help="entries preloaded into a Redis stream for the stream drain (default 100000; 0 skips it)")
     parser.add_argument("--fetch-wait-ms", type=int, default=1,
                         help="fetch.wait.max.ms for both consumers (default 1: the mock does not end long polls early)")
     parser.add_argument("--linger-ms", type=float, default=5,
@@ -540,16 +572,26 @@ def main(argv: list[str] | None = None) -> int:
                               worker_properties=dict(p.split("=", 1) for p in args.worker_property),
                               verbose=args.verbose)
         which_all = ["invalidator"] + ([] if args.skip_reference else ["reference"])
+        workers = {"invalidator": consumers}
+        if args.baseline_binary:
+            baseline = Path(args.baseline_binary).resolve()
+            workers["baseline"] = Consumers(processes, baseline, bootstrap, redis_port, args.fetch_wait_ms,
+                                            run_id=consumers.run_id, worker_properties=consumers.worker_properties,
+                                            verbose=args.verbose)
+            which_all.append("baseline")
         others = {"redis": redis_pid, "kafka": kafka.pid}
 
         log(f"drain: preloading {args.events} events over {PARTITIONS} partitions")
         preload(bootstrap, args.events)
-        drain = {which: measure_drain(which, consumers, client, args.events, others) for which in which_all}
+        drain = {which: measure_drain(which, workers.get(which, consumers), client, args.events, others)
+                 for which in which_all}
+        stream_drain = {which: measure_drain(which, runner, client, args.stream_events, {"redis": redis_pid}, "stream-drain")
+                        for which, runner in workers.items()} if args.stream_events > 0 else {}
 
         latency: dict[str, LatencyResult] = {}
         if not args.skip_latency:
             for which in which_all:
-                latency[which] = measure_latency(which, consumers, client, bootstrap, args.rate, args.seconds,
+                latency[which] = measure_latency(which, workers.get(which, consumers), client, bootstrap, args.rate, args.seconds,
                                                  args.linger_ms, args.latency_partitions)
 
         print()
@@ -562,12 +604,22 @@ def main(argv: list[str] | None = None) -> int:
             line += (f", python reference {ref.events_per_second:,.0f} events/s, "
                      f"ratio {inv.events_per_second / ref.events_per_second:.2f}x (target >= 4x)")
         print(line)
+        if "baseline" in drain:
+            print(f"  baseline build {drain['baseline'].events_per_second:,.0f} events/s: "
+                  f"invalidator / baseline {inv.events_per_second / drain['baseline'].events_per_second:.2f}x")
         for which, result in drain.items():
             print(f"  {which:<11} CPU while draining: " + ", ".join(f"{k} {v:.0f}%" for k, v in result.cpu_percent.items()))
+        if stream_drain:
+            line = (f"stream drain {args.stream_events} entries (one Redis stream, same redis-server): "
+                    f"invalidator {stream_drain['invalidator'].events_per_second:,.0f} events/s")
+            if "baseline" in stream_drain:
+                line += (f", baseline build {stream_drain['baseline'].events_per_second:,.0f} events/s, invalidator / baseline "
+                         f"{stream_drain['invalidator'].events_per_second / stream_drain['baseline'].events_per_second:.2f}x")
+            print(line)
         if latency:
             parts = []
             for which, result in latency.items():
-                name = "invalidator" if which == "invalidator" else "python reference"
+                name = "python reference" if which == "reference" else which
                 parts.append(f"{name} p50 {result.p50:.2f} ms p99 {result.p99:.2f} ms")
             print(f"latency at {args.rate} events/s: " + "; ".join(parts) + " (target p99 < 10 ms)")
             print(f"  {args.seconds:g} s of load on a {args.latency_partitions}-partition topic, producer linger.ms "
@@ -575,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
             for which, result in latency.items():
                 print(f"  {which:<11} p99.9 {result.p999:.2f} ms, max {result.maximum:.2f} ms, "
                       f"sent {result.achieved_rate:,.0f} events/s, {result.missing} deletions not observed")
+            if "baseline" in latency:
+                print(f"  p99 baseline / invalidator: {latency['baseline'].p99 / latency['invalidator'].p99:.2f}x")
             if "reference" in latency:
                 print(f"  p99 ratio python reference / invalidator: "
                       f"{latency['reference'].p99 / latency['invalidator'].p99:.1f}x")

@@ -1,19 +1,19 @@
 import CRdKafka
 
 /// An error reported by librdkafka, or by this module when a handle is misused.
-public struct KafkaError: Error, Hashable, Sendable, CustomStringConvertible {
+package struct KafkaError: Error, Hashable, Sendable, CustomStringConvertible {
     /// librdkafka's name for the error (`rd_kafka_err2name`), e.g. `_TRANSPORT`,
     /// `REBALANCE_IN_PROGRESS`; names starting with `_` are client-side errors.
-    public let code: String
+    package let code: String
     /// The numeric `rd_kafka_resp_err_t`.
-    public let rawCode: Int32
-    public let message: String
+    package let rawCode: Int32
+    package let message: String
     /// Trying the same operation again later may succeed.
-    public let isRetriable: Bool
+    package let isRetriable: Bool
     /// The client instance is unusable and must be recreated.
-    public let isFatal: Bool
+    package let isFatal: Bool
 
-    public var description: String { "\(code): \(message)" }
+    package var description: String { "\(code): \(message)" }
 
     init(_ err: rd_kafka_resp_err_t, message: String? = nil, isRetriable: Bool? = nil, isFatal: Bool = false) {
         self.code = String(cString: rd_kafka_err2name(err))

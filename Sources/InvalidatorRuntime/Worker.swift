@@ -6,29 +6,29 @@ import ServiceLifecycle
 import UnixSignals
 
 /// The long-running worker: every configured source feeding one pipeline.
-public final class Worker: Sendable {
-    public let pools: PoolSet
-    public let pipeline: EventPipeline
-    public let kafka: KafkaEventSource?
-    public let redisPubSub: RedisPubSubSource?
-    public let redisStream: RedisStreamSource?
+package final class Worker: Sendable {
+    package let pools: PoolSet
+    package let pipeline: EventPipeline
+    package let kafka: KafkaEventSource?
+    package let redisPubSub: RedisPubSubSource?
+    package let redisStream: RedisStreamSource?
     /// Reloads the rules when their files change; nil for inline rules or when turned off.
-    public let rulesReloader: RulesReloader?
+    package let rulesReloader: RulesReloader?
     /// PINGs the pools for `invalidator_node_up` and `/readyz`.
-    public let healthMonitor: HealthMonitor
+    package let healthMonitor: HealthMonitor
     /// The processing loops' heartbeats, behind `/healthz`.
-    public let liveness: LivenessMonitor
+    package let liveness: LivenessMonitor
     /// Sets `invalidator_dead_letters_remaining`; nil unless the store is a Redis
     /// stream and `WorkerObservability.serveHTTP`.
     let deadLetterBacklog: DeadLetterBacklog?
     /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
-    public let httpServer: ObservabilityServer?
-    public let metrics: WorkerMetrics
+    package let httpServer: ObservabilityServer?
+    package let metrics: WorkerMetrics
     private let configuration: Configuration
     private let logger: Logger
 
     /// A worker id for dead letters: the pod name on Kubernetes, else host and pid.
-    public static var defaultWorkerID: String {
+    package static var defaultWorkerID: String {
         let environment = ProcessInfo.processInfo.environment
         return environment["POD_NAME"] ?? "\(ProcessInfo.processInfo.hostName)-\(ProcessInfo.processInfo.processIdentifier)"
     }
@@ -38,7 +38,7 @@ public final class Worker: Sendable {
     /// - Throws: ``ConfigurationProblem`` for an empty rules set without
     ///   `allow_empty_rules` (valid, so `validate` only warns, but `run` refuses it),
     ///   or the Kafka dead-letter producer's error.
-    public init(
+    package init(
         loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
         workerID: String = Worker.defaultWorkerID, observability: WorkerObservability = WorkerObservability(),
         logger: Logger
@@ -110,7 +110,7 @@ public final class Worker: Sendable {
     }
 
     /// Ready once every source is subscribed and every pool answered the last PING.
-    public var readiness: Readiness { healthMonitor.readiness }
+    package var readiness: Readiness { healthMonitor.readiness }
 
     /// The store `dead_letters` names. Throws only what creating a Kafka producer throws.
     static func deadLetterStore(_ configuration: Configuration, pools: PoolSet) throws -> any DeadLetterStore {
@@ -123,7 +123,7 @@ public final class Worker: Sendable {
         }
     }
 
-    public var services: [any Service] {
+    package var services: [any Service] {
         // Shut down in reverse order: the sources drain first, while the HTTP
         // listener still serves metrics and probes.
         let observability: [(any Service)?] = [
@@ -136,7 +136,7 @@ public final class Worker: Sendable {
     /// The services in a group whose graceful shutdown turns into cancellation
     /// once the drain timeout has passed, so a batch stuck on an unavailable
     /// dead-letter store cannot hold shutdown forever (it is then not committed).
-    public func makeServiceGroup() -> ServiceGroup {
+    package func makeServiceGroup() -> ServiceGroup {
         var configuration = ServiceGroupConfiguration(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             logger: logger)
@@ -146,7 +146,7 @@ public final class Worker: Sendable {
 
     /// Runs until SIGTERM or SIGINT, then drains and exits. A second signal
     /// cancels at once; only finished work is committed.
-    public func run() async throws {
+    package func run() async throws {
         let group = makeServiceGroup()
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
@@ -172,7 +172,7 @@ public final class Worker: Sendable {
 
 /// A configuration that is valid but that `run` refuses: an empty rules set
 /// without `allow_empty_rules` (which `validate` only warns about).
-public struct ConfigurationProblem: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct ConfigurationProblem: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }

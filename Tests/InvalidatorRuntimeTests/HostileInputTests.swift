@@ -5,6 +5,7 @@ import InvalidatorRuntime
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TestDoubles
 import TestSupport
 import Testing
 

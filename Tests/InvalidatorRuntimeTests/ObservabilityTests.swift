@@ -8,6 +8,7 @@ import InvalidatorRuntime
 import Logging
 import Prometheus
 import Synchronization
+import TestDoubles
 import TestSupport
 import Testing
 
@@ -300,34 +301,6 @@ struct PrometheusText {
     /// The sample with exactly these labels.
     func value(_ name: String, _ labels: [String: String]) -> Double? {
         samples.first { $0.name == name && $0.labels == labels }?.value
-    }
-}
-
-/// A dead-letter store whose writes work, fail (the pipeline retries) or hang
-/// (never return, like a call without a timeout), as the test sets.
-final class ControlledDeadLetterStore: DeadLetterStore {
-    enum Mode { case works, fails, hangs }
-    struct Down: Error {}
-    private let state = Mutex<(mode: Mode, attempts: Int, stored: Int)>((.works, 0, 0))
-
-    var mode: Mode {
-        get { state.withLock { $0.mode } }
-        set { state.withLock { $0.mode = newValue } }
-    }
-    /// Writes that returned or threw.
-    var attempts: Int { state.withLock { $0.attempts } }
-    /// Records stored.
-    var stored: Int { state.withLock { $0.stored } }
-
-    func write(_ records: [DeadLetter]) async throws {
-        while mode == .hangs {
-            try await Task.sleep(for: .milliseconds(10))
-        }
-        try state.withLock { state in
-            state.attempts += 1
-            guard state.mode == .works else { throw Down() }
-            state.stored += records.count
-        }
     }
 }
 

@@ -15,12 +15,12 @@ public struct RetryPolicy: Sendable, Hashable {
     /// The wait after failed attempt number `attempt` (1-based): uniformly random
     /// between zero and `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
     /// Full jitter keeps many workers from retrying in lockstep.
-    public func backoff(afterAttempt attempt: Int) -> Duration {
+    package func backoff(afterAttempt attempt: Int) -> Duration {
         .nanoseconds(Int64.random(in: 0...max(longestBackoff(afterAttempt: attempt).nanoseconds, 0)))
     }
 
     /// The most `backoff(afterAttempt:)` can wait: `initialBackoff * 2^(attempt-1)`, capped at `maxBackoff`.
-    public func longestBackoff(afterAttempt attempt: Int) -> Duration {
+    package func longestBackoff(afterAttempt attempt: Int) -> Duration {
         Self.exponential(from: initialBackoff, doublings: max(attempt, 1) - 1, cap: maxBackoff)
     }
 

@@ -37,7 +37,7 @@ public enum CacheOperation: Hashable, Sendable {
 
     /// The key that decides which node owns this operation, or nil when the
     /// operation must run on every primary (patterns; tags in sharded pools).
-    public var routingKey: String? {
+    package var routingKey: String? {
         switch self {
         case .delete(let key), .expire(let key, _), .bump(let key): key
         case .purgeTag(let setKey): setKey
@@ -74,7 +74,7 @@ public struct PrecomputeJob: Hashable, Sendable {
     }
 
     /// Identity for deduplication: the same job with the same arguments, whatever event asked for it.
-    public var deduplicationKey: String {
+    package var deduplicationKey: String {
         var key = stream + "\u{0}" + job
         for argument in args {
             key += "\u{0}" + argument.name + "=" + argument.value
@@ -99,7 +99,7 @@ extension CacheOperation: CustomStringConvertible {
 
 extension PrecomputeJob {
     /// The arguments as a JSON object in rule order, as the job's `args` field carries them.
-    public var argumentsJSON: JSONValue {
+    package var argumentsJSON: JSONValue {
         .object(JSONObject(args.map { JSONObject.Field(key: $0.name, value: .string($0.value)) }))
     }
 }

@@ -83,7 +83,7 @@ public struct Template: Hashable, Sendable, CustomStringConvertible {
 
     /// For patterns: false when a glob wildcard comes before any literal text, as
     /// in `*:{id}`, which could match keys of any owner.
-    public var hasLiteralPrefixBeforeWildcard: Bool {
+    package var hasLiteralPrefixBeforeWildcard: Bool {
         var sawLiteral = false
         for segment in segments {
             switch segment {
@@ -178,7 +178,7 @@ struct PlaceholderError: Error, CustomStringConvertible {
 }
 
 /// Redis glob syntax, as SCAN MATCH reads it.
-public enum Glob {
+package enum Glob {
     static let wildcards: Set<Character> = ["*", "?", "["]
 
     /// Every metacharacter is ASCII, so escaping works on bytes and leaves UTF-8 sequences intact.
@@ -190,7 +190,7 @@ public enum Glob {
     }
 
     /// `value` with every glob metacharacter backslash-escaped, so it matches only itself.
-    public static func escape(_ value: String) -> String {
+    package static func escape(_ value: String) -> String {
         guard value.utf8.contains(where: isSpecial) else { return value }
         var escaped: [UInt8] = []
         escaped.reserveCapacity(value.utf8.count + 4)

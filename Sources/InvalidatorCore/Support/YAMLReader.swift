@@ -306,13 +306,13 @@ public enum DurationParser {
 /// The one place durations are turned into whole units.
 extension Duration {
     /// Whole milliseconds, rounded down.
-    public var milliseconds: Int64 {
+    package var milliseconds: Int64 {
         let (seconds, attoseconds) = components
         return seconds * 1000 + attoseconds / 1_000_000_000_000_000
     }
 
     /// Whole nanoseconds, saturated at `Int64.max` (292 years) and at 0 below zero seconds.
-    public var nanoseconds: Int64 {
+    package var nanoseconds: Int64 {
         let (seconds, attoseconds) = components
         let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
         guard !overflow, scaled <= Int64.max - 1_000_000_000 else { return seconds < 0 ? 0 : .max }

@@ -21,7 +21,7 @@ import Logging
 /// called no event is delivered, a revoke still waiting for `complete()` proceeds,
 /// and the revoke of the final leave is not waited for.
 /// Dropping the last reference (including any events iterator) closes it too.
-public final class KafkaConsumer: Sendable {
+package final class KafkaConsumer: Sendable {
     let core: ConsumerCore
     private let client: KafkaClient
     /// Blocking librdkafka calls run here, off Swift's cooperative pool, in call order.
@@ -30,7 +30,7 @@ public final class KafkaConsumer: Sendable {
     /// Creates the consumer, subscribes to the topics and starts polling. With no
     /// topics it does not join the group: it can still read the group's committed
     /// offsets (`committed`) without causing a rebalance.
-    public init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
+    package init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let core = ConsumerCore(configuration: configuration, logger: logger)
         // The callbacks retain `core`, which retains the client: the cycle ends when
         // the poll thread destroys the handle and releases the callbacks.
@@ -64,7 +64,7 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// Messages and rebalances, for one reader at a time.
-    public var events: KafkaConsumerEvents {
+    package var events: KafkaConsumerEvents {
         KafkaConsumerEvents(consumer: self)
     }
 
@@ -79,33 +79,33 @@ public final class KafkaConsumer: Sendable {
     /// or without it, and an event that comes too late stays buffered for the next call.
     /// A timeout of zero or less takes a buffered event, if any, without waiting.
     /// Shares the single reader of `events`: do not use both at the same time.
-    public func nextEvent(waitingAtMost timeout: Duration) async throws -> KafkaConsumerWait {
+    package func nextEvent(waitingAtMost timeout: Duration) async throws -> KafkaConsumerWait {
         try await core.nextEvent(waitingAtMost: timeout)
     }
 
     /// Ends a pending `nextEvent(waitingAtMost:)` now with `.timedOut` (used on
     /// shutdown). When none is pending, the next call returns `.timedOut` at once, so a
     /// wait about to begin is not missed. Does not end an `events` iteration.
-    public func interruptWait() {
+    package func interruptWait() {
         core.interruptWait()
     }
 
     /// The partitions currently assigned to this consumer.
-    public var assignment: Set<TopicPartition> {
+    package var assignment: Set<TopicPartition> {
         core.assignment
     }
 
     /// Commits, for each partition, the next offset to read, and returns once the group
     /// coordinator has stored them all. Throws if any partition's commit failed; a
     /// failed commit changes nothing and may be repeated (or superseded by a later one).
-    public func commit(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
+    package func commit(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
         guard !offsets.isEmpty else { return }
         try await offThePool { [client] () throws(KafkaError) in try client.commit(offsets) }
     }
 
     /// The group's committed offsets (next offset to read) for `partitions`;
     /// partitions with no committed offset are absent.
-    public func committed(
+    package func committed(
         _ partitions: [TopicPartition], timeout: Duration = .seconds(10)
     ) async throws(KafkaError) -> [TopicPartition: Int64] {
         try await offThePool { [client] () throws(KafkaError) in
@@ -116,23 +116,23 @@ public final class KafkaConsumer: Sendable {
     /// Stops delivering messages of `partitions` until `resume`. Takes effect at once:
     /// their messages already buffered are held back, not delivered. Only assigned
     /// partitions can be paused, and a revoke forgets the pause.
-    public func pause(_ partitions: [TopicPartition]) {
+    package func pause(_ partitions: [TopicPartition]) {
         core.pause(partitions)
     }
 
     /// Delivers `partitions` again, starting with the messages held back by `pause`.
-    public func resume(_ partitions: [TopicPartition]) {
+    package func resume(_ partitions: [TopicPartition]) {
         core.resume(partitions)
     }
 
     /// The partition's low and high watermarks as last seen by the fetcher (no request
     /// is made); the high watermark minus the committed offset is the lag.
-    public func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64, high: Int64)? {
+    package func cachedWatermarks(_ partition: TopicPartition) -> (low: Int64, high: Int64)? {
         client.cachedWatermarks(partition)
     }
 
     /// The partition's low and high watermarks, asked of the broker now.
-    public func watermarks(
+    package func watermarks(
         _ partition: TopicPartition, timeout: Duration = .seconds(10)
     ) async throws(KafkaError) -> (low: Int64, high: Int64) {
         try await offThePool { [client] () throws(KafkaError) in
@@ -141,7 +141,7 @@ public final class KafkaConsumer: Sendable {
     }
 
     /// The partitions of `topic`, asked of the cluster now.
-    public func partitions(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> [TopicPartition] {
+    package func partitions(of topic: String, timeout: Duration = .seconds(10)) async throws(KafkaError) -> [TopicPartition] {
         try await offThePool { [client] () throws(KafkaError) in
             try client.partitions(of: topic, timeoutMs: timeout.milliseconds)
         }
@@ -149,7 +149,7 @@ public final class KafkaConsumer: Sendable {
 
     /// Leaves the group and releases the consumer; returns when that is done.
     /// Ends `events`. Idempotent.
-    public func close() async {
+    package func close() async {
         core.requestStop()
         await core.waitUntilClosed()
     }

@@ -1,24 +1,24 @@
 /// Settings of a `KafkaConsumer`.
-public struct KafkaConsumerConfiguration: Sendable {
+package struct KafkaConsumerConfiguration: Sendable {
     /// `bootstrap.servers`: comma-separated `host:port` list.
-    public var brokers: String
+    package var brokers: String
     /// `group.id`.
-    public var group: String
-    public var topics: [String]
+    package var group: String
+    package var topics: [String]
     /// librdkafka properties passed verbatim (SASL, TLS, fetch tuning ...). They override
     /// `defaultProperties` and the settings above.
-    public var properties: [String: String]
+    package var properties: [String: String]
     /// Most messages buffered between the poll thread and the event sequence. When the
     /// buffer holds this many, polling stops until the reader takes some (librdkafka keeps
     /// fetching into its own queue, bounded by `queued.max.messages.kbytes`).
-    public var maxBufferedMessages: Int
+    package var maxBufferedMessages: Int
     /// Most messages delivered in one `.messages` event. Batches hold what is already
     /// fetched, so they stay small under light load; under a backlog, 4,000 amortises
     /// per-batch work (drain 215k → 250-320k events/s against 1,000; 8,000 gained nothing).
-    public var maxBatchSize: Int
+    package var maxBatchSize: Int
     /// How long a revoke waits for `KafkaRevocation.complete()` before it proceeds anyway.
     /// Keep it below `max.poll.interval.ms` (default 300 s).
-    public var revocationTimeout: Duration
+    package var revocationTimeout: Duration
 
     /// Properties set before `properties`: offsets are committed only explicitly,
     /// a new group starts at the earliest offset, and rebalances are cooperative.
@@ -28,7 +28,7 @@ public struct KafkaConsumerConfiguration: Sendable {
     /// backs off fetching for up to half a second. Draining a backlog stalled on it
     /// (one 300-460 ms pause per 200,000 events). The queue's memory stays bounded by
     /// `queued.max.messages.kbytes`.
-    public static let defaultProperties: [String: String] = [
+    package static let defaultProperties: [String: String] = [
         "enable.auto.commit": "false",
         "enable.auto.offset.store": "false",
         "auto.offset.reset": "earliest",
@@ -36,7 +36,7 @@ public struct KafkaConsumerConfiguration: Sendable {
         "queued.min.messages": "1000000",
     ]
 
-    public init(
+    package init(
         brokers: String,
         group: String,
         topics: [String],

@@ -2,7 +2,7 @@ import Dispatch
 import Synchronization
 
 /// What a `KafkaConsumer` delivers, in order.
-public enum KafkaConsumerEvent: Sendable {
+package enum KafkaConsumerEvent: Sendable {
     /// Messages in offset order per partition; a batch may mix partitions.
     case messages([KafkaMessage])
     /// Partitions added to this consumer's assignment. Messages from them follow.
@@ -13,7 +13,7 @@ public enum KafkaConsumerEvent: Sendable {
 }
 
 /// How `KafkaConsumer.nextEvent(waitingAtMost:)` ended.
-public enum KafkaConsumerWait: Sendable {
+package enum KafkaConsumerWait: Sendable {
     case event(KafkaConsumerEvent)
     /// No event came in time, or the wait was interrupted or cancelled.
     case timedOut
@@ -30,11 +30,11 @@ public enum KafkaConsumerWait: Sendable {
 /// `revocationTimeout` passes, the poll thread waits inside librdkafka's rebalance
 /// callback: the partitions stay assigned, so commits for them are accepted, and no
 /// other event is delivered.
-public final class KafkaRevocation: Sendable {
-    public let partitions: [TopicPartition]
+package final class KafkaRevocation: Sendable {
+    package let partitions: [TopicPartition]
     /// The partitions were lost rather than handed over (session timeout, fencing):
     /// another member may own them already, so committing them is pointless.
-    public let isLost: Bool
+    package let isLost: Bool
 
     private let completed = Atomic(false)
     private let signal = DispatchSemaphore(value: 0)
@@ -45,7 +45,7 @@ public final class KafkaRevocation: Sendable {
     }
 
     /// Lets the revoke proceed. Idempotent.
-    public func complete() {
+    package func complete() {
         if !completed.exchange(true, ordering: .acquiringAndReleasing) {
             signal.signal()
         }
@@ -60,20 +60,20 @@ public final class KafkaRevocation: Sendable {
 /// The events of a `KafkaConsumer`, for one reader at a time. Ends after `close()`,
 /// or with a `KafkaError` when the consumer fails fatally. Cancelling the reading
 /// task ends the iteration without closing the consumer.
-public struct KafkaConsumerEvents: AsyncSequence, Sendable {
-    public typealias Element = KafkaConsumerEvent
+package struct KafkaConsumerEvents: AsyncSequence, Sendable {
+    package typealias Element = KafkaConsumerEvent
 
     /// Keeps the consumer open while its events are read.
     let consumer: KafkaConsumer
 
-    public func makeAsyncIterator() -> AsyncIterator {
+    package func makeAsyncIterator() -> AsyncIterator {
         AsyncIterator(consumer: consumer)
     }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    package struct AsyncIterator: AsyncIteratorProtocol {
         let consumer: KafkaConsumer
 
-        public mutating func next() async throws -> KafkaConsumerEvent? {
+        package mutating func next() async throws -> KafkaConsumerEvent? {
             try await consumer.core.next()
         }
     }

@@ -8,16 +8,16 @@ import Synchronization
 /// should set `fetch.wait.max.ms` low (e.g. 10).
 // @unchecked Sendable: the mock cluster API hands every call to the cluster's own
 // thread; `closed` makes destruction happen once, after which no call reaches it.
-public final class KafkaMockCluster: @unchecked Sendable {
+package final class KafkaMockCluster: @unchecked Sendable {
     /// The `bootstrap.servers` value that reaches the cluster.
-    public let bootstrapServers: String
+    package let bootstrapServers: String
     /// Broker ids run from 1 to this number.
-    public let brokerCount: Int32
+    package let brokerCount: Int32
     private let client: KafkaClient
     private let cluster: OpaquePointer
     private let closed = Mutex(false)
 
-    public init(brokers: Int32 = 3, logger: Logger = Logger(label: "kafka-mock")) throws(KafkaError) {
+    package init(brokers: Int32 = 3, logger: Logger = Logger(label: "kafka-mock")) throws(KafkaError) {
         // The cluster lives on a handle of its own, which only serves as its owner.
         let client = try KafkaClient(kind: .producer, properties: [], callbacks: ClientCallbacks(logger: logger))
         guard let cluster = rd_kafka_mock_cluster_new(client.handle, brokers) else {
@@ -35,21 +35,21 @@ public final class KafkaMockCluster: @unchecked Sendable {
     }
 
     /// Creates a topic; `replicationFactor` is at most the number of brokers.
-    public func createTopic(_ name: String, partitions: Int32, replicationFactor: Int32 = 1) throws(KafkaError) {
+    package func createTopic(_ name: String, partitions: Int32, replicationFactor: Int32 = 1) throws(KafkaError) {
         try check { rd_kafka_mock_topic_create(cluster, name, partitions, replicationFactor) }
     }
 
     /// Makes a broker drop its connections and refuse new ones.
-    public func setBrokerDown(_ id: Int32) throws(KafkaError) {
+    package func setBrokerDown(_ id: Int32) throws(KafkaError) {
         try check { rd_kafka_mock_broker_set_down(cluster, id) }
     }
 
-    public func setBrokerUp(_ id: Int32) throws(KafkaError) {
+    package func setBrokerUp(_ id: Int32) throws(KafkaError) {
         try check { rd_kafka_mock_broker_set_up(cluster, id) }
     }
 
     /// Stops the cluster. Idempotent.
-    public func close() {
+    package func close() {
         let wasClosed = closed.withLock { closed in
             defer { closed = true }
             return closed

@@ -7,13 +7,13 @@ import Synchronization
 ///
 /// `produce` waits for one message's delivery; `send` only enqueues and leaves
 /// failures to the next `flush`. A dedicated thread serves delivery reports.
-public final class KafkaProducer: Sendable {
+package final class KafkaProducer: Sendable {
     private let client: KafkaClient
     private let deliveries: DeliveryTracker
     /// Blocking librdkafka calls run here, off Swift's cooperative pool.
     private let blockingCalls = DispatchQueue(label: "kafka-producer-flush")
 
-    public init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
+    package init(configuration: KafkaProducerConfiguration, logger: Logger) throws(KafkaError) {
         let deliveries = DeliveryTracker()
         // The callbacks retain `deliveries` only; released when the handle is destroyed.
         let client = try KafkaClient(
@@ -47,13 +47,13 @@ public final class KafkaProducer: Sendable {
 
     /// Enqueues a message; waits (without blocking a thread) while librdkafka's queue is full.
     /// A failed delivery is reported by the next `flush`.
-    public func send(_ record: KafkaProducerRecord) async throws(KafkaError) {
+    package func send(_ record: KafkaProducerRecord) async throws(KafkaError) {
         try await enqueue(record, token: DeliveryTracker.unawaited)
     }
 
     /// Produces a message and waits until the broker has stored it.
     @discardableResult
-    public func produce(_ record: KafkaProducerRecord) async throws(KafkaError) -> KafkaDelivery {
+    package func produce(_ record: KafkaProducerRecord) async throws(KafkaError) -> KafkaDelivery {
         let token = deliveries.reserve()
         do {
             try await enqueue(record, token: token)
@@ -66,7 +66,7 @@ public final class KafkaProducer: Sendable {
 
     /// Waits until every message sent so far is delivered or failed. Throws on timeout,
     /// or the first delivery failure of a `send` since the previous flush.
-    public func flush(timeout: Duration = .seconds(30)) async throws(KafkaError) {
+    package func flush(timeout: Duration = .seconds(30)) async throws(KafkaError) {
         try await withCheckedContinuation { continuation in
             blockingCalls.async { [client] in
                 continuation.resume(returning: Result { () throws(KafkaError) in try client.flush(timeoutMs: timeout.milliseconds) })
@@ -76,7 +76,7 @@ public final class KafkaProducer: Sendable {
     }
 
     /// Delivers what it can within `timeout`, fails the rest, and releases the producer.
-    public func close(timeout: Duration = .seconds(10)) async {
+    package func close(timeout: Duration = .seconds(10)) async {
         try? await flush(timeout: timeout)
         client.purge()
         deliveries.requestStop()

@@ -1,12 +1,12 @@
 /// Settings of a `KafkaProducer`.
-public struct KafkaProducerConfiguration: Sendable {
+package struct KafkaProducerConfiguration: Sendable {
     /// `bootstrap.servers`: comma-separated `host:port` list.
-    public var brokers: String
+    package var brokers: String
     /// librdkafka properties passed verbatim (SASL, TLS, `linger.ms`, `acks` ...);
     /// they override `brokers`.
-    public var properties: [String: String]
+    package var properties: [String: String]
 
-    public init(brokers: String, properties: [String: String] = [:]) {
+    package init(brokers: String, properties: [String: String] = [:]) {
         self.brokers = brokers
         self.properties = properties
     }
@@ -17,16 +17,16 @@ public struct KafkaProducerConfiguration: Sendable {
 }
 
 /// A message to produce.
-public struct KafkaProducerRecord: Hashable, Sendable {
-    public var topic: String
+package struct KafkaProducerRecord: Hashable, Sendable {
+    package var topic: String
     /// `nil` lets the partitioner choose from the key (or spread keyless messages).
-    public var partition: Int32?
-    public var key: [UInt8]?
+    package var partition: Int32?
+    package var key: [UInt8]?
     /// `nil` produces a tombstone.
-    public var value: [UInt8]?
-    public var headers: [KafkaHeader]
+    package var value: [UInt8]?
+    package var headers: [KafkaHeader]
 
-    public init(topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8]?, headers: [KafkaHeader] = []) {
+    package init(topic: String, partition: Int32? = nil, key: [UInt8]? = nil, value: [UInt8]?, headers: [KafkaHeader] = []) {
         self.topic = topic
         self.partition = partition
         self.key = key
@@ -36,8 +36,8 @@ public struct KafkaProducerRecord: Hashable, Sendable {
 }
 
 /// Where a produced message was stored.
-public struct KafkaDelivery: Hashable, Sendable {
-    public var topic: String
-    public var partition: Int32
-    public var offset: Int64
+package struct KafkaDelivery: Hashable, Sendable {
+    package var topic: String
+    package var partition: Int32
+    package var offset: Int64
 }

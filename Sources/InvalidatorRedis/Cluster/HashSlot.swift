@@ -1,10 +1,10 @@
 /// Redis Cluster key-to-slot mapping, exactly as the server computes it.
-public enum HashSlot {
-    public static let count = 16384
+package enum HashSlot {
+    package static let count = 16384
 
     /// The slot of `key`: CRC16-XMODEM of its hash tag (see ``hashTag(of:)``)
     /// or of the whole key, modulo 16384.
-    public static func slot(of key: some RedisArgument) -> Int {
+    package static func slot(of key: some RedisArgument) -> Int {
         key.withBytes { bytes in
             let hashed = hashTagRange(in: bytes).map { bytes[$0] } ?? bytes[...]
             return Int(crc16(hashed)) & (count - 1)
@@ -14,7 +14,7 @@ public enum HashSlot {
     /// The hash tag Redis uses for `key`: the bytes between the first `{` and
     /// the first `}` after it, if that is not empty; otherwise nil and the whole
     /// key is hashed.
-    public static func hashTag(of key: String) -> String? {
+    package static func hashTag(of key: String) -> String? {
         key.withBytes { bytes in
             // Between two ASCII braces of valid UTF-8: valid UTF-8 itself.
             hashTagRange(in: bytes).map { String(decoding: bytes[$0], as: UTF8.self) }
@@ -30,7 +30,7 @@ public enum HashSlot {
     }
 
     /// CRC16-CCITT (XMODEM): polynomial 0x1021, initial value 0, no reflection.
-    public static func crc16<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> UInt16 {
+    package static func crc16<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> UInt16 {
         var crc: UInt16 = 0
         for byte in bytes {
             crc ^= UInt16(byte) << 8

@@ -3,7 +3,7 @@
 /// Keys read back from Redis (`SCAN`, `SSCAN`) are bytes and need not be UTF-8;
 /// they are deleted under exactly those bytes. Turning them into `String` would
 /// repair invalid UTF-8 into another key, which Redis answers with 0 deletions.
-public protocol RedisArgument: Hashable, Sendable {
+package protocol RedisArgument: Hashable, Sendable {
     /// A command name or other fixed text as an argument of this type.
     init(text: String)
     /// Calls `body` with the argument's bytes as they go on the wire.
@@ -11,18 +11,18 @@ public protocol RedisArgument: Hashable, Sendable {
 }
 
 extension String: RedisArgument {
-    public init(text: String) { self = text }
+    package init(text: String) { self = text }
 
-    public func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+    package func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
         var text = self
         return try text.withUTF8(body)
     }
 }
 
 extension Array: RedisArgument where Element == UInt8 {
-    public init(text: String) { self = Array(text.utf8) }
+    package init(text: String) { self = Array(text.utf8) }
 
-    public func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
+    package func withBytes<Result>(_ body: (UnsafeBufferPointer<UInt8>) throws -> Result) rethrows -> Result {
         try withUnsafeBufferPointer(body)
     }
 }

@@ -9,8 +9,8 @@ import Logging
 /// there and never on Swift's cooperative pool. The connection opens lazily,
 /// and when it breaks it is reopened on the next call, with exponential backoff
 /// between failed attempts.
-public actor RedisConnection {
-    public nonisolated let endpoint: RedisEndpoint
+package actor RedisConnection {
+    package nonisolated let endpoint: RedisEndpoint
     private let options: RedisConnectionOptions
     private let logger: Logger
     private let executor: DedicatedThreadExecutor
@@ -18,11 +18,11 @@ public actor RedisConnection {
     private var consecutiveConnectFailures = 0
     private var nextConnectAllowedAt: ContinuousClock.Instant?
 
-    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+    package nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
     }
 
-    public init(endpoint: RedisEndpoint, options: RedisConnectionOptions = .init(), logger: Logger) {
+    package init(endpoint: RedisEndpoint, options: RedisConnectionOptions = .init(), logger: Logger) {
         self.endpoint = endpoint
         self.options = options
         self.logger = logger
@@ -39,7 +39,7 @@ public actor RedisConnection {
     /// Error replies are returned as `.error` values. A connection failure or
     /// timeout throws a ``RedisError``; the connection is then closed and reopened
     /// by a later call, and it is unknown which of the commands were applied.
-    public func pipeline<Argument: RedisArgument>(_ commands: [[Argument]]) async throws(RedisError) -> [RedisReply] {
+    package func pipeline<Argument: RedisArgument>(_ commands: [[Argument]]) async throws(RedisError) -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
         let context = try connectedContext()
         do throws(RedisError) {
@@ -57,7 +57,7 @@ public actor RedisConnection {
     }
 
     /// Sends one command and returns its reply.
-    public func send(_ command: [String]) async throws(RedisError) -> RedisReply {
+    package func send(_ command: [String]) async throws(RedisError) -> RedisReply {
         try await pipeline([command])[0]
     }
 
@@ -65,7 +65,7 @@ public actor RedisConnection {
     /// such as a pub/sub message after SUBSCRIBE. The command timeout bounds the
     /// wait; when it passes, this throws `.timeout` and the connection (and its
     /// subscriptions) must be set up again.
-    public func receive() async throws(RedisError) -> RedisReply {
+    package func receive() async throws(RedisError) -> RedisReply {
         guard let context else {
             throw RedisError(code: .connection, message: "\(endpoint): not connected")
         }
@@ -78,7 +78,7 @@ public actor RedisConnection {
     }
 
     /// Closes the socket now; the next call reconnects.
-    public func close() {
+    package func close() {
         disconnect()
     }
 

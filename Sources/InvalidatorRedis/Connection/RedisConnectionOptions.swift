@@ -1,21 +1,21 @@
 import InvalidatorCore
 
 /// How to open and keep a connection to one Redis node.
-public struct RedisConnectionOptions: Sendable, Hashable {
+package struct RedisConnectionOptions: Sendable, Hashable {
     /// ACL user name; nil authenticates with the password only (`requirepass`).
-    public var username: String?
-    public var password: String?
+    package var username: String?
+    package var password: String?
     /// Selected after connecting when not 0. Redis Cluster only has database 0.
-    public var database: Int
-    public var connectTimeout: Duration
+    package var database: Int
+    package var connectTimeout: Duration
     /// Applies to each read and write on the socket.
-    public var commandTimeout: Duration
+    package var commandTimeout: Duration
     /// After a failed connect, the next attempt waits this long, doubling per
     /// consecutive failure up to `reconnectMaxBackoff`; calls in between fail fast.
-    public var reconnectInitialBackoff: Duration
-    public var reconnectMaxBackoff: Duration
+    package var reconnectInitialBackoff: Duration
+    package var reconnectMaxBackoff: Duration
 
-    public init(
+    package init(
         username: String? = nil,
         password: String? = nil,
         database: Int = 0,

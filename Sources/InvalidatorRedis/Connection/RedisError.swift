@@ -2,9 +2,9 @@
 ///
 /// Messages come from the network layer or the server and never contain
 /// credentials.
-public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
+package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// What kind of failure this is; server errors use their reply prefix.
-    public enum Code: String, Sendable, Hashable, Codable {
+    package enum Code: String, Sendable, Hashable, Codable {
         /// Could not connect, or the connection broke.
         case connection
         /// No answer within the command timeout.
@@ -28,16 +28,16 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case other
     }
 
-    public var code: Code
-    public var message: String
+    package var code: Code
+    package var message: String
 
-    public init(code: Code, message: String) {
+    package init(code: Code, message: String) {
         self.code = code
         self.message = message
     }
 
     /// Classifies a server error reply by its first word.
-    public init(serverMessage: String) {
+    package init(serverMessage: String) {
         let prefix = serverMessage.prefix { $0 != " " }
         self.init(code: Code(rawValue: String(prefix)) ?? .other, message: serverMessage)
     }
@@ -46,7 +46,7 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// authentication and type errors, and unknown commands, will not change by
     /// waiting. Redirections are followed by the pool and only surface as errors
     /// when the topology keeps changing.
-    public var isRetriable: Bool {
+    package var isRetriable: Bool {
         switch code {
         case .connection, .timeout, .circuitOpen, .loading, .tryAgain, .clusterDown, .masterDown, .moved, .ask:
             true
@@ -56,11 +56,11 @@ public struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Whether the node could not be reached at all (as opposed to answering with an error).
-    public var isConnectionFailure: Bool {
+    package var isConnectionFailure: Bool {
         code == .connection || code == .timeout
     }
 
-    public var description: String {
+    package var description: String {
         "\(code.rawValue): \(message)"
     }
 }

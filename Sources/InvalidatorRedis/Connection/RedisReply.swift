@@ -2,7 +2,7 @@
 ///
 /// A server error reply (for example `-NOPERM ...`) is a value, not a thrown
 /// error: in a pipeline, one command failing says nothing about the others.
-public enum RedisReply: Sendable, Hashable {
+package enum RedisReply: Sendable, Hashable {
     /// A simple string such as `OK`.
     case status(String)
     /// An error reply, with its code prefix (`NOPERM ...`).
@@ -15,12 +15,12 @@ public enum RedisReply: Sendable, Hashable {
     case array([RedisReply])
 
     /// The server error carried by this reply, if it is one.
-    public var error: RedisError? {
+    package var error: RedisError? {
         if case .error(let message) = self { RedisError(serverMessage: message) } else { nil }
     }
 
     /// Status and bulk replies as text.
-    public var string: String? {
+    package var string: String? {
         switch self {
         case .status(let text): text
         case .bulk(let bytes): String(decoding: bytes, as: UTF8.self)
@@ -29,7 +29,7 @@ public enum RedisReply: Sendable, Hashable {
     }
 
     /// Bulk and status replies as bytes, exactly as the server sent them.
-    public var bytes: [UInt8]? {
+    package var bytes: [UInt8]? {
         switch self {
         case .bulk(let bytes): bytes
         case .status(let text): Array(text.utf8)
@@ -37,11 +37,11 @@ public enum RedisReply: Sendable, Hashable {
         }
     }
 
-    public var integer: Int64? {
+    package var integer: Int64? {
         if case .integer(let value) = self { value } else { nil }
     }
 
-    public var array: [RedisReply]? {
+    package var array: [RedisReply]? {
         if case .array(let elements) = self { elements } else { nil }
     }
 }

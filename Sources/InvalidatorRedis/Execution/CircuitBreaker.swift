@@ -1,13 +1,13 @@
 import Synchronization
 
 /// When a node's circuit breaker opens and how long it stays open.
-public struct CircuitBreakerPolicy: Sendable, Hashable {
+package struct CircuitBreakerPolicy: Sendable, Hashable {
     /// Consecutive connection failures (not error replies) that open the circuit.
-    public var failureThreshold: Int
+    package var failureThreshold: Int
     /// How long an open circuit fails calls immediately before letting one probe through.
-    public var coolDown: Duration
+    package var coolDown: Duration
 
-    public init(failureThreshold: Int = 5, coolDown: Duration = .seconds(5)) {
+    package init(failureThreshold: Int = 5, coolDown: Duration = .seconds(5)) {
         self.failureThreshold = max(1, failureThreshold)
         self.coolDown = coolDown
     }

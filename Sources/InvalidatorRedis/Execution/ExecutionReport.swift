@@ -1,37 +1,37 @@
 import InvalidatorCore
 
 /// What happened to a batch of operations, node by node.
-public struct ExecutionReport: Sendable {
+package struct ExecutionReport: Sendable {
     /// The outcome on one node. An operation that runs on several nodes
     /// (replicated pools, patterns) appears once per node.
-    public struct NodeResult: Sendable {
-        public var node: RedisEndpoint
-        public var succeeded: [CacheOperation]
-        public var failed: [OperationFailure]
+    package struct NodeResult: Sendable {
+        package var node: RedisEndpoint
+        package var succeeded: [CacheOperation]
+        package var failed: [OperationFailure]
     }
 
     /// An operation that could not be applied on one node.
-    public struct OperationFailure: Sendable {
-        public var operation: CacheOperation
-        public var node: RedisEndpoint
+    package struct OperationFailure: Sendable {
+        package var operation: CacheOperation
+        package var node: RedisEndpoint
         /// The last error seen.
-        public var error: RedisError
+        package var error: RedisError
         /// Attempts made on this node (0 when the circuit was already open).
-        public var attempts: Int
+        package var attempts: Int
     }
 
-    public var pool: String
+    package var pool: String
     /// Sorted by node.
-    public var nodes: [NodeResult]
+    package var nodes: [NodeResult]
     /// Precompute jobs not sent because an identical one was sent within the
     /// deduplication window.
-    public var deduplicated: [CacheOperation]
+    package var deduplicated: [CacheOperation]
 
-    public var failures: [OperationFailure] { nodes.flatMap(\.failed) }
-    public var isSuccess: Bool { nodes.allSatisfy(\.failed.isEmpty) }
+    package var failures: [OperationFailure] { nodes.flatMap(\.failed) }
+    package var isSuccess: Bool { nodes.allSatisfy(\.failed.isEmpty) }
 
     /// The result for one node, if any operation ran there.
-    public func result(for node: RedisEndpoint) -> NodeResult? {
+    package func result(for node: RedisEndpoint) -> NodeResult? {
         nodes.first { $0.node == node }
     }
 }

@@ -1,18 +1,18 @@
 /// Batch sizes and fairness limits for executing operations.
-public struct ExecutionTuning: Sendable, Hashable {
+package struct ExecutionTuning: Sendable, Hashable {
     /// Keys per UNLINK command.
-    public var unlinkBatchSize: Int
+    package var unlinkBatchSize: Int
     /// The COUNT hint of each SCAN / SSCAN call.
-    public var scanCount: Int
+    package var scanCount: Int
     /// SCAN calls one pattern or tag may make before the others (and other
     /// callers sharing the connection) get a turn.
-    public var scanIterationsPerRound: Int
+    package var scanIterationsPerRound: Int
     /// Identical precompute jobs within this window are enqueued once.
-    public var precomputeDeduplicationWindow: Duration
+    package var precomputeDeduplicationWindow: Duration
     /// MOVED / ASK hops followed for one command before giving up.
-    public var maxRedirections: Int
+    package var maxRedirections: Int
 
-    public init(
+    package init(
         unlinkBatchSize: Int = 512,
         scanCount: Int = 1000,
         scanIterationsPerRound: Int = 8,

@@ -7,15 +7,15 @@ import Logging
 /// one connection (on its own thread) and one circuit breaker; nodes work
 /// concurrently, so a slow or dead node does not hold up the others. Safe to
 /// share: concurrent `execute` calls interleave on each node's connection.
-public final class RedisPool: Sendable {
-    public let configuration: RedisPoolConfiguration
+package final class RedisPool: Sendable {
+    package let configuration: RedisPoolConfiguration
     private let logger: Logger
     private let nodes: NodeRegistry
     private let routing: Routing
     private let deduplicator: PrecomputeDeduplicator
     private let runner: CommandRunner
 
-    public init(configuration: RedisPoolConfiguration, logger: Logger) {
+    package init(configuration: RedisPoolConfiguration, logger: Logger) {
         var logger = logger
         logger[metadataKey: "pool"] = "\(configuration.name)"
         self.configuration = configuration
@@ -60,7 +60,7 @@ public final class RedisPool: Sendable {
     ///     of a replicated or sharded pool do not get them twice.
     ///   - distinct: the caller has already coalesced `operations`, so the duplicate
     ///     check (a hash of every operation, a measurable share of a large batch) is skipped.
-    public func execute(
+    package func execute(
         _ operations: [CacheOperation], on node: RedisEndpoint? = nil, distinct: Bool = false
     ) async -> ExecutionReport {
         var unique = operations
@@ -97,7 +97,7 @@ public final class RedisPool: Sendable {
     ///
     /// - Returns: one reply per command; error replies (NOPERM, WRONGTYPE...) are values.
     /// - Throws: ``RedisError`` when the node could not be reached (after retries).
-    public func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
+    package func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
         let node = try await node(for: routingKey)
         let outcomes = await runner.run(commands, on: node)
         return try outcomes.map { outcome throws(RedisError) in
@@ -113,14 +113,14 @@ public final class RedisPool: Sendable {
     /// `routingKey` (chosen as for ``pipeline(_:routingKey:)``), with the pool's
     /// credentials and database. For blocking reads (XREADGROUP BLOCK, SUBSCRIBE)
     /// that would otherwise hold up cache operations; close it when done.
-    public func dedicatedConnection(routingKey: String, commandTimeout: Duration? = nil) async throws(RedisError) -> RedisConnection {
+    package func dedicatedConnection(routingKey: String, commandTimeout: Duration? = nil) async throws(RedisError) -> RedisConnection {
         var options = configuration.connectionOptions
         options.commandTimeout = commandTimeout ?? options.commandTimeout
         return RedisConnection(endpoint: try await node(for: routingKey), options: options, logger: logger)
     }
 
     /// The node owning `routingKey`, as used for raw commands.
-    public func node(for routingKey: String) async throws(RedisError) -> RedisEndpoint {
+    package func node(for routingKey: String) async throws(RedisError) -> RedisEndpoint {
         let placement = try await placement()
         guard let node = placement.nodes(for: .delete(key: routingKey)).first else {
             throw RedisError(code: .clusterDown, message: "no node serves the slot of \(routingKey)")
@@ -129,7 +129,7 @@ public final class RedisPool: Sendable {
     }
 
     /// PINGs every node; nil for a node means it answered. For readiness checks.
-    public func ping() async -> [RedisEndpoint: RedisError?] {
+    package func ping() async -> [RedisEndpoint: RedisError?] {
         let endpoints: [RedisEndpoint]
         do {
             endpoints = try await placement().allNodes
@@ -153,7 +153,7 @@ public final class RedisPool: Sendable {
     }
 
     /// Closes every connection. Later calls reconnect.
-    public func close() async {
+    package func close() async {
         await nodes.closeAll()
     }
 

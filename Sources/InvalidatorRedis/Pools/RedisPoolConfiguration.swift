@@ -3,32 +3,32 @@ import InvalidatorCore
 /// One named pool from the `pools:` section of the configuration, with what the
 /// Redis layer adds (circuit breaker, tuning). It takes values `ConfigurationLoader`
 /// has already checked and checks nothing again.
-public struct RedisPoolConfiguration: Sendable {
+package struct RedisPoolConfiguration: Sendable {
     /// How operations are spread over the pool's nodes: the configuration's own modes.
-    public typealias Mode = PoolConfiguration.Mode
+    package typealias Mode = PoolConfiguration.Mode
 
-    public var name: String
-    public var mode: Mode
+    package var name: String
+    package var mode: Mode
     /// The nodes; in cluster mode, the seeds used to discover the topology.
-    public var nodes: [RedisEndpoint]
-    public var username: String?
-    public var password: String?
-    public var database: Int
+    package var nodes: [RedisEndpoint]
+    package var username: String?
+    package var password: String?
+    package var database: Int
     /// Prefix of tag set keys. The planner applies it: ``CacheOperation/purgeTag(setKey:)``
     /// already carries the full key. Kept here because it is part of the pool's contract.
-    public var tagPrefix: String
-    public var connectTimeout: Duration
-    public var commandTimeout: Duration
-    public var retry: RetryPolicy
-    public var circuitBreaker: CircuitBreakerPolicy
-    public var tuning: ExecutionTuning
+    package var tagPrefix: String
+    package var connectTimeout: Duration
+    package var commandTimeout: Duration
+    package var retry: RetryPolicy
+    package var circuitBreaker: CircuitBreakerPolicy
+    package var tuning: ExecutionTuning
     /// Key hash for sharded pools; must match the other clients of the same shards.
-    public var shardingKeyHash: KetamaRing.KeyHash
+    package var shardingKeyHash: KetamaRing.KeyHash
 
     /// - Parameter nodes: at least one, none twice, exactly one for `single`; database 0
     ///   for `cluster`: what `ConfigurationLoader` guarantees. Anything else is a
     ///   programming error.
-    public init(
+    package init(
         name: String,
         mode: Mode,
         nodes: [RedisEndpoint],
@@ -62,7 +62,7 @@ public struct RedisPoolConfiguration: Sendable {
     }
 
     /// A configured pool as the Redis layer runs it.
-    public init(_ pool: PoolConfiguration, retry: RetryPolicy) {
+    package init(_ pool: PoolConfiguration, retry: RetryPolicy) {
         self.init(
             name: pool.name, mode: pool.mode, nodes: pool.nodes, username: pool.username, password: pool.password,
             database: pool.database, tagPrefix: pool.tagPrefix, connectTimeout: pool.connectTimeout,

@@ -11,9 +11,9 @@
 ///    which twemproxy truncates to 32 bits, or `md5`: the first 4 digest bytes,
 ///    little-endian) and belongs to the server of the first point whose value is
 ///    >= the hash, wrapping around to the first point.
-public struct KetamaRing: Sendable {
+package struct KetamaRing: Sendable {
     /// How keys are hashed onto the ring (twemproxy's `hash:` setting).
-    public enum KeyHash: String, Sendable, Hashable {
+    package enum KeyHash: String, Sendable, Hashable {
         /// twemproxy `fnv1a_64`: FNV-1a with 64-bit constants computed in 32-bit
         /// arithmetic, each byte sign-extended like a C `char`.
         case fnv1a64 = "fnv1a_64"
@@ -27,14 +27,14 @@ public struct KetamaRing: Sendable {
         static func < (lhs: Point, rhs: Point) -> Bool { lhs.value < rhs.value }
     }
 
-    public let servers: [RedisEndpoint]
-    public let keyHash: KeyHash
+    package let servers: [RedisEndpoint]
+    package let keyHash: KeyHash
     private let continuum: [Point]
 
     static let hashesPerServer = 40
     static let pointsPerHash = 4
 
-    public init(servers: [RedisEndpoint], keyHash: KeyHash = .fnv1a64) {
+    package init(servers: [RedisEndpoint], keyHash: KeyHash = .fnv1a64) {
         precondition(!servers.isEmpty, "a ketama ring needs at least one server")
         self.servers = servers
         self.keyHash = keyHash
@@ -53,12 +53,12 @@ public struct KetamaRing: Sendable {
     }
 
     /// The server owning `key`.
-    public func server(for key: some RedisArgument) -> RedisEndpoint {
+    package func server(for key: some RedisArgument) -> RedisEndpoint {
         servers[serverIndex(forHash: hash(key))]
     }
 
     /// The ring position of `key` under this ring's key hash.
-    public func hash(_ key: some RedisArgument) -> UInt32 {
+    package func hash(_ key: some RedisArgument) -> UInt32 {
         key.withBytes(hash(bytes:))
     }
 

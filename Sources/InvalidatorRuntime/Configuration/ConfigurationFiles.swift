@@ -2,16 +2,16 @@ import Foundation
 import InvalidatorCore
 
 /// A config with its rules loaded from disk.
-public struct LoadedConfiguration: Sendable {
-    public var configuration: Configuration
-    public var rules: RuleSet
+package struct LoadedConfiguration: Sendable {
+    package var configuration: Configuration
+    package var rules: RuleSet
     /// Absolute paths of the rules files, watched for hot reload; empty for inline rules.
-    public var rulesFiles: [String]
+    package var rulesFiles: [String]
     /// The rules files' contents as loaded, in `rulesFiles` order: hot reload starts
     /// from them, so a change made between loading and running is not missed.
-    public var rulesContents: [Data?] = []
+    package var rulesContents: [Data?] = []
 
-    public init(configuration: Configuration, rules: RuleSet, rulesFiles: [String], rulesContents: [Data?] = []) {
+    package init(configuration: Configuration, rules: RuleSet, rulesFiles: [String], rulesContents: [Data?] = []) {
         self.configuration = configuration
         self.rules = rules
         self.rulesFiles = rulesFiles
@@ -20,8 +20,8 @@ public struct LoadedConfiguration: Sendable {
 }
 
 /// Reads config and rules files. The parsing itself is pure and lives in InvalidatorCore.
-public enum ConfigurationFiles {
-    public static func readText(_ path: String) throws(FileReadError) -> String {
+package enum ConfigurationFiles {
+    package static func readText(_ path: String) throws(FileReadError) -> String {
         do {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             guard let text = String(data: data, encoding: .utf8) else {
@@ -38,7 +38,7 @@ public enum ConfigurationFiles {
 
     /// Loads `path` and every rules file it names, with the environment's overrides and
     /// the secret files it references.
-    public static func load(
+    package static func load(
         configPath path: String, environment: [String: String] = ProcessInfo.processInfo.environment
     ) throws -> LoadedConfiguration {
         let configuration = try ConfigurationLoader.load(
@@ -60,7 +60,7 @@ public enum ConfigurationFiles {
     }
 
     /// Loads and merges rules files; a rule name may appear in only one of them.
-    public static func loadRules(paths: [String], knownPools: [String]?) throws -> RuleSet {
+    package static func loadRules(paths: [String], knownPools: [String]?) throws -> RuleSet {
         var files: [(path: String, text: String)] = []
         for path in paths {
             files.append((path, try readText(path)))
@@ -69,7 +69,7 @@ public enum ConfigurationFiles {
     }
 
     /// Merges rules files already read; a rule name may appear in only one of them.
-    public static func loadRules(files: [(path: String, text: String)], knownPools: [String]?) throws(ValidationError) -> RuleSet {
+    package static func loadRules(files: [(path: String, text: String)], knownPools: [String]?) throws(ValidationError) -> RuleSet {
         var rules: [Rule] = []
         var fileByRuleName: [String: String] = [:]
         var diagnostics: [Diagnostic] = []

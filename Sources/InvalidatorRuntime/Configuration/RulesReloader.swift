@@ -19,8 +19,8 @@ import ServiceLifecycle
 /// it, and the rules in force stay. It is tried again only when the files change
 /// again. An accepted reload logs the rules added, removed and changed, and sets
 /// `invalidator_rules` to the number in force.
-public final class RulesReloader: Service, Sendable {
-    public let paths: [String]
+package final class RulesReloader: Service, Sendable {
+    package let paths: [String]
     private let rules: RulesState
     private let configuration: Configuration
     private let interval: Duration
@@ -30,7 +30,7 @@ public final class RulesReloader: Service, Sendable {
     private let metrics: WorkerMetrics
     private let logger: Logger
 
-    public init(
+    package init(
         paths: [String], rules: RulesState, configuration: Configuration, interval: Duration = .seconds(1),
         settleInterval: Duration = .milliseconds(300), loadedContents: [Data?]? = nil, metrics: WorkerMetrics, logger: Logger
     ) {
@@ -51,7 +51,7 @@ public final class RulesReloader: Service, Sendable {
         paths.map { FileManager.default.contents(atPath: $0) }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await cancelWhenGracefulShutdown {
             var last = self.loadedContents ?? self.snapshot()
             while !Task.isCancelled {
@@ -75,7 +75,7 @@ public final class RulesReloader: Service, Sendable {
 
     /// Loads the rules files as they are now and swaps them in if acceptable. Returns true when they were applied.
     @discardableResult
-    public func reload() -> Bool {
+    package func reload() -> Bool {
         reload(snapshot())
     }
 

@@ -1,14 +1,14 @@
 import InvalidatorCore
 
 /// Where an event came from, precisely enough to find it again.
-public enum SourceCoordinates: Sendable, Hashable {
+package enum SourceCoordinates: Sendable, Hashable {
     case kafka(topic: String, partition: Int32, offset: Int64)
     case redisStream(stream: String, entryID: String)
     case redisPubSub(channel: String)
     /// `apply` and `replay --reprocess`.
     case manual
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         switch self {
         case .kafka(let topic, let partition, let offset):
             .object(["kind": .string("kafka"), "topic": .string(topic),
@@ -26,8 +26,8 @@ public enum SourceCoordinates: Sendable, Hashable {
 /// One invalidation that could not be applied (schemas/dead-letter.schema.json).
 /// An event that failed on two nodes yields two records, each with only the
 /// operations that failed there.
-public struct DeadLetter: Sendable {
-    public enum Reason: String, Sendable, CaseIterable {
+package struct DeadLetter: Sendable {
+    package enum Reason: String, Sendable, CaseIterable {
         case invalidJSON = "invalid-json"
         case schemaViolation = "schema-violation"
         case unresolvedPlaceholder = "unresolved-placeholder"
@@ -35,7 +35,7 @@ public struct DeadLetter: Sendable {
         case operationFailed = "operation-failed"
 
         /// An event that cannot be decoded is dead-lettered with its decoding reason.
-        public init(_ reason: EventDecodingError.Reason) {
+        package init(_ reason: EventDecodingError.Reason) {
             switch reason {
             case .invalidJSON: self = .invalidJSON
             case .schemaViolation: self = .schemaViolation
@@ -43,7 +43,7 @@ public struct DeadLetter: Sendable {
         }
 
         /// An event the rules cannot plan is dead-lettered with the rejection's reason.
-        public init(_ reason: PlanRejection.Reason) {
+        package init(_ reason: PlanRejection.Reason) {
             switch reason {
             case .unresolvedPlaceholder: self = .unresolvedPlaceholder
             case .invalidKey: self = .invalidKey
@@ -51,25 +51,25 @@ public struct DeadLetter: Sendable {
         }
     }
 
-    public var event: [UInt8]
-    public var source: SourceCoordinates
-    public var reason: Reason
-    public var errorClass: String
-    public var errorMessage: String
-    public var rule: String?
-    public var pool: String?
-    public var node: String?
-    public var operations: [PlannedOperation]
-    public var attempts: Int
+    package var event: [UInt8]
+    package var source: SourceCoordinates
+    package var reason: Reason
+    package var errorClass: String
+    package var errorMessage: String
+    package var rule: String?
+    package var pool: String?
+    package var node: String?
+    package var operations: [PlannedOperation]
+    package var attempts: Int
     /// RFC 3339.
-    public var firstFailedAt: String
-    public var lastFailedAt: String
-    public var worker: String
+    package var firstFailedAt: String
+    package var lastFailedAt: String
+    package var worker: String
     /// Message headers needed to decode the event again (CloudEvents binary mode
     /// `ce_*`), as bytes: a value that is not UTF-8 must be rejected again on replay, not repaired.
-    public var headers: [String: [UInt8]] = [:]
+    package var headers: [String: [UInt8]] = [:]
 
-    public init(
+    package init(
         event: [UInt8], source: SourceCoordinates, reason: Reason, errorClass: String, errorMessage: String,
         rule: String? = nil, pool: String? = nil, node: String? = nil, operations: [PlannedOperation] = [],
         attempts: Int = 1, failedAt: String, worker: String
@@ -89,7 +89,7 @@ public struct DeadLetter: Sendable {
         self.worker = worker
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         var object: JSONObject = ["version": .number("1")]
         if let text = String(validating: event, as: UTF8.self) {
             object["event"] = .string(text)
@@ -120,7 +120,7 @@ public struct DeadLetter: Sendable {
 
 /// Durable storage for dead letters. `write` returns only once every record is
 /// stored; it throws when the store is unreachable, and the caller retries.
-public protocol DeadLetterStore: Sendable {
+package protocol DeadLetterStore: Sendable {
     func write(_ records: [DeadLetter]) async throws
 }
 
@@ -147,14 +147,14 @@ enum Base64 {
 
 /// A stored dead-letter record that is not a version-1 record as
 /// schemas/dead-letter.schema.json describes it.
-public struct DeadLetterDecodingError: Error, CustomStringConvertible, Sendable {
-    public var description: String
-    public init(_ description: String) { self.description = description }
+package struct DeadLetterDecodingError: Error, CustomStringConvertible, Sendable {
+    package var description: String
+    package init(_ description: String) { self.description = description }
 }
 
 extension DeadLetter {
     /// Decodes a record written by ``json``.
-    public init(json value: JSONValue) throws(DeadLetterDecodingError) {
+    package init(json value: JSONValue) throws(DeadLetterDecodingError) {
         guard let object = value.objectValue else { throw DeadLetterDecodingError("the record is not a JSON object") }
         guard object["version"]?.scalarText == "1" else {
             throw DeadLetterDecodingError("unsupported record version \(object["version"]?.serialized() ?? "(none)")")
@@ -214,7 +214,7 @@ extension DeadLetter {
     }
 
     /// Decodes a record from its JSON text.
-    public init(jsonText: String) throws(DeadLetterDecodingError) {
+    package init(jsonText: String) throws(DeadLetterDecodingError) {
         let value: JSONValue
         do {
             value = try JSONParser.parse(bytes: Array(jsonText.utf8))
@@ -226,7 +226,7 @@ extension DeadLetter {
 }
 
 extension SourceCoordinates {
-    public init?(json value: JSONValue) {
+    package init?(json value: JSONValue) {
         guard let object = value.objectValue, let kind = object["kind"]?.stringValue else { return nil }
         switch kind {
         case "kafka":
@@ -252,7 +252,7 @@ extension SourceCoordinates {
 extension PlanDescription {
     /// The inverse of ``operationJSON(_:)``. Precompute jobs come back without
     /// `event_id` and `occurred_at`, which the shape does not carry.
-    public static func plannedOperation(json value: JSONValue) -> PlannedOperation? {
+    package static func plannedOperation(json value: JSONValue) -> PlannedOperation? {
         guard let object = value.objectValue, let kind = object["kind"]?.stringValue.flatMap(CacheOperation.Kind.init(rawValue:)),
               let rule = object["rule"]?.stringValue
         else { return nil }

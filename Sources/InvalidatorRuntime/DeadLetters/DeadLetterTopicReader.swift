@@ -158,15 +158,15 @@ struct DeadLetterTopic: Sendable {
 }
 
 /// Another replay of the same dead-letter topic is running.
-public struct ReplayAlreadyRunning: Error, CustomStringConvertible {
-    public var topic: String
-    public var description: String {
+package struct ReplayAlreadyRunning: Error, CustomStringConvertible {
+    package var topic: String
+    package var description: String {
         "another replay of dead-letter topic '\(topic)' is running; run one at a time (try again when it ends)"
     }
 }
 
 /// The dead-letter topic did not answer in time.
-public struct DeadLetterTopicTimeout: Error, CustomStringConvertible {
-    public var topic: String
-    public var description: String { "dead-letter topic '\(topic)': no answer from the brokers in time" }
+package struct DeadLetterTopicTimeout: Error, CustomStringConvertible {
+    package var topic: String
+    package var description: String { "dead-letter topic '\(topic)': no answer from the brokers in time" }
 }

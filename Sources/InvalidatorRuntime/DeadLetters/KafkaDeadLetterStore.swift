@@ -5,12 +5,12 @@ import Logging
 /// Dead letters as messages on a Kafka topic: the record as JSON in the value,
 /// the original event's key facts as headers in the style of Kafka Connect's
 /// error headers (`__invalidator.errors.*`).
-public final class KafkaDeadLetterStore: DeadLetterStore {
+package final class KafkaDeadLetterStore: DeadLetterStore {
     private let producer: KafkaProducer
-    public let topic: String
+    package let topic: String
     static let headerPrefix = "__invalidator.errors."
 
-    public init(brokers: String, topic: String, properties: [String: String], logger: Logger = Logger(label: "invalidator.dead-letters")) throws {
+    package init(brokers: String, topic: String, properties: [String: String], logger: Logger = Logger(label: "invalidator.dead-letters")) throws {
         // Durable means acknowledged by all in-sync replicas.
         var properties = properties.filter { !$0.key.hasPrefix("group.") && !$0.key.hasPrefix("fetch.") && $0.key != "auto.offset.reset" }
         properties["acks"] = "all"
@@ -18,7 +18,7 @@ public final class KafkaDeadLetterStore: DeadLetterStore {
         self.topic = topic
     }
 
-    public func write(_ records: [DeadLetter]) async throws {
+    package func write(_ records: [DeadLetter]) async throws {
         try await append(records)
         DeadLetterMetrics.recordWritten(records)
     }

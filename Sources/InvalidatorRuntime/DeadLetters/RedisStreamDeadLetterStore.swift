@@ -4,16 +4,16 @@ import InvalidatorRedis
 /// Dead letters as entries of a Redis stream: the whole record as JSON in
 /// `record`, with `reason`, `rule` and `node` beside it for quick filtering
 /// (`XRANGE`, `redis-cli`).
-public struct RedisStreamDeadLetterStore: DeadLetterStore {
-    public let pool: RedisPool
-    public let stream: String
+package struct RedisStreamDeadLetterStore: DeadLetterStore {
+    package let pool: RedisPool
+    package let stream: String
 
-    public init(pool: RedisPool, stream: String) {
+    package init(pool: RedisPool, stream: String) {
         self.pool = pool
         self.stream = stream
     }
 
-    public func write(_ records: [DeadLetter]) async throws {
+    package func write(_ records: [DeadLetter]) async throws {
         let commands = records.map { ["XADD", stream, "*"] + Self.fields(of: $0) }
         let replies = try await pool.pipeline(commands, routingKey: stream)
         if let failure = replies.lazy.compactMap({ $0.error }).first {

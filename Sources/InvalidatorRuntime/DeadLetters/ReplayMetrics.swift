@@ -10,10 +10,10 @@ import Metrics
 ///   `result` is `succeeded`, `failed` or `skipped`.
 /// - `invalidator_dead_letters_remaining`: records in the store (the worker counts a Redis
 ///   stream store periodically; `replay` sets it after each run).
-public enum DeadLetterMetrics {
-    public static let written = "invalidator_dead_letters_written_total"
-    public static let replayed = "invalidator_dead_letters_replayed_total"
-    public static let remaining = "invalidator_dead_letters_remaining"
+package enum DeadLetterMetrics {
+    package static let written = "invalidator_dead_letters_written_total"
+    package static let replayed = "invalidator_dead_letters_replayed_total"
+    package static let remaining = "invalidator_dead_letters_remaining"
 
     static func recordWritten(_ records: [DeadLetter], factory: any MetricsFactory = MetricsSystem.factory) {
         var counts: [[String]: Int] = [:]

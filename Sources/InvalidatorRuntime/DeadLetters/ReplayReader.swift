@@ -2,18 +2,18 @@ import InvalidatorCore
 import InvalidatorRedis
 
 /// One dead-letter record as a replay reads it from its store.
-public struct StoredDeadLetter: Sendable {
+package struct StoredDeadLetter: Sendable {
     /// The stream entry id (`<milliseconds>-<sequence>`), or `topic/partition@offset` on Kafka.
-    public var id: String
+    package var id: String
     /// The decoded record; nil when the entry cannot be read (see `decodingError`).
-    public var record: DeadLetter?
-    public var decodingError: String?
+    package var record: DeadLetter?
+    package var decodingError: String?
     /// The quick-filter fields written beside the record (stream fields or Kafka
     /// headers): `reason`, `rule`, `node`.
-    public var fields: [String: String]
+    package var fields: [String: String]
 
     /// Milliseconds since the epoch at which the record was written, for `--since`.
-    public var writtenAtMilliseconds: Int64?
+    package var writtenAtMilliseconds: Int64?
 }
 
 /// Reads and updates dead letters in a Redis stream, for `replay`.
@@ -22,37 +22,37 @@ public struct StoredDeadLetter: Sendable {
 /// its work succeeded, and a record that failed again is replaced by its updated
 /// version in one Lua script, so it never disappears in between. Concurrent
 /// replays coordinate with a lock per entry (`SET <stream>:replay-lock:<id> NX PX`).
-public struct DeadLetterReader: Sendable {
-    public let pool: RedisPool
-    public let stream: String
+package struct DeadLetterReader: Sendable {
+    package let pool: RedisPool
+    package let stream: String
 
-    public init(pool: RedisPool, stream: String) {
+    package init(pool: RedisPool, stream: String) {
         self.pool = pool
         self.stream = stream
     }
 
-    public init(store: RedisStreamDeadLetterStore) {
+    package init(store: RedisStreamDeadLetterStore) {
         self.init(pool: store.pool, stream: store.stream)
     }
 
     /// The id of the newest entry, or nil when the stream is empty or missing.
-    public func lastID() async throws(RedisError) -> String? {
+    package func lastID() async throws(RedisError) -> String? {
         let reply = try await command(["XREVRANGE", stream, "+", "-", "COUNT", "1"])
         return Self.entries(reply).first?.id
     }
 
     /// Entries from `start` (an id, `(id` for exclusive, or `-`) through `end`, oldest first.
-    public func read(from start: String, through end: String = "+", count: Int) async throws(RedisError) -> [StoredDeadLetter] {
+    package func read(from start: String, through end: String = "+", count: Int) async throws(RedisError) -> [StoredDeadLetter] {
         Self.entries(try await command(["XRANGE", stream, start, end, "COUNT", String(count)]))
     }
 
     /// The entry with `id`, or nil when it is gone.
-    public func entry(_ id: String) async throws(RedisError) -> StoredDeadLetter? {
+    package func entry(_ id: String) async throws(RedisError) -> StoredDeadLetter? {
         Self.entries(try await command(["XRANGE", stream, id, id])).first
     }
 
     /// Every entry, oldest first.
-    public func all(batchSize: Int = 500) async throws(RedisError) -> [StoredDeadLetter] {
+    package func all(batchSize: Int = 500) async throws(RedisError) -> [StoredDeadLetter] {
         var result: [StoredDeadLetter] = []
         var start = "-"
         while true {
@@ -64,27 +64,27 @@ public struct DeadLetterReader: Sendable {
     }
 
     /// How many records the stream holds.
-    public func count() async throws(RedisError) -> Int {
+    package func count() async throws(RedisError) -> Int {
         Int(try await command(["XLEN", stream]).integer ?? 0)
     }
 
-    public func lockKey(for id: String) -> String {
+    package func lockKey(for id: String) -> String {
         "\(stream):replay-lock:\(id)"
     }
 
     /// Takes the replay lock of entry `id` for `owner`; false when another replay holds it.
-    public func claim(_ id: String, owner: String, ttl: Duration) async throws(RedisError) -> Bool {
+    package func claim(_ id: String, owner: String, ttl: Duration) async throws(RedisError) -> Bool {
         try await ReplayLock(pool: pool, key: lockKey(for: id)).acquire(owner: owner, ttl: ttl)
     }
 
     /// Releases the lock of entry `id` if `owner` still holds it.
-    public func release(_ id: String, owner: String) async throws(RedisError) {
+    package func release(_ id: String, owner: String) async throws(RedisError) {
         try await ReplayLock(pool: pool, key: lockKey(for: id)).release(owner: owner)
     }
 
     /// Removes entry `id`; false when it was already gone.
     @discardableResult
-    public func remove(_ id: String) async throws(RedisError) -> Bool {
+    package func remove(_ id: String) async throws(RedisError) -> Bool {
         try await command(["XDEL", stream, id]).integer == 1
     }
 
@@ -92,7 +92,7 @@ public struct DeadLetterReader: Sendable {
     /// stream). Nothing is added when `id` was already gone, so a retried call
     /// never duplicates records. Returns whether the replacement happened.
     @discardableResult
-    public func replace(_ id: String, with records: [DeadLetter]) async throws(RedisError) -> Bool {
+    package func replace(_ id: String, with records: [DeadLetter]) async throws(RedisError) -> Bool {
         var arguments = ["EVAL", Self.replaceScript, "1", stream, id]
         for record in records {
             let fields = RedisStreamDeadLetterStore.fields(of: record)

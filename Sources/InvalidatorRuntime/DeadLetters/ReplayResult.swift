@@ -2,39 +2,39 @@ import Foundation
 import InvalidatorCore
 
 /// What `replay` should do.
-public struct ReplayOptions: Sendable {
+package struct ReplayOptions: Sendable {
     /// Show what would be replayed; change nothing.
-    public var dryRun = false
+    package var dryRun = false
     /// At most this many matching records.
-    public var limit: Int?
+    package var limit: Int?
     /// Only records with one of these reasons (any when empty).
-    public var reasons: [String] = []
+    package var reasons: [String] = []
     /// Only records of one of these rules (the record's rule or any of its operations' rules).
-    public var rules: [String] = []
+    package var rules: [String] = []
     /// Only records of one of these nodes (`host:port`).
-    public var nodes: [String] = []
+    package var nodes: [String] = []
     /// Only records written at or after this time (milliseconds since the epoch).
-    public var sinceMilliseconds: Int64?
+    package var sinceMilliseconds: Int64?
     /// Operations per second across the replay; nil for no limit.
-    public var ratePerSecond: Double?
+    package var ratePerSecond: Double?
     /// Plan the original event again with the current rules instead of repeating the recorded operations.
-    public var reprocess = false
+    package var reprocess = false
     /// How long a record stays claimed by this replay; a crashed replay's claims expire after it.
-    public var lockTTL: Duration = .seconds(300)
+    package var lockTTL: Duration = .seconds(300)
     /// Names this replay in locks and logs.
-    public var replayerID: String
+    package var replayerID: String
     /// Records read per XRANGE.
-    public var batchSize = 200
+    package var batchSize = 200
     /// How long a Kafka topic store may leave a request unanswered before the run stops.
-    public var storeTimeout: Duration = .seconds(30)
+    package var storeTimeout: Duration = .seconds(30)
 
-    public init(replayerID: String = Worker.defaultWorkerID) {
+    package init(replayerID: String = Worker.defaultWorkerID) {
         self.replayerID = replayerID
     }
 
     /// Parses `--since`: an RFC 3339 time (`2026-11-20T10:00:00Z`), or a duration
     /// ago (`90m`, `2h`, `500ms`). nil when it is neither.
-    public static func parseSince(_ text: String, now: Date = Date()) -> Int64? {
+    package static func parseSince(_ text: String, now: Date = Date()) -> Int64? {
         if let duration = DurationParser.parse(text) {
             return Int64((now.timeIntervalSince1970 * 1000).rounded()) - duration.milliseconds
         }
@@ -43,8 +43,8 @@ public struct ReplayOptions: Sendable {
 }
 
 /// What happened to one dead-letter record.
-public struct ReplayRecordResult: Sendable {
-    public enum Outcome: String, Sendable {
+package struct ReplayRecordResult: Sendable {
+    package enum Outcome: String, Sendable {
         /// Its work succeeded; the record was removed.
         case replayed
         /// It failed again and stays (updated), or it could not be read.
@@ -58,21 +58,21 @@ public struct ReplayRecordResult: Sendable {
     }
 
     /// The record's id in its store: a stream entry id, or `topic/partition@offset`.
-    public var id: String
-    public var outcome: Outcome
+    package var id: String
+    package var outcome: Outcome
     /// The record's reason; for `failed`, the reason it stays with.
-    public var reason: String
-    public var rule: String?
-    public var pool: String?
-    public var node: String?
+    package var reason: String
+    package var rule: String?
+    package var pool: String?
+    package var node: String?
     /// Operations executed (or, in a dry run, that would be).
-    public var operations: [String]
+    package var operations: [String]
     /// For `failed`: attempts after this replay.
-    public var attempts: Int?
+    package var attempts: Int?
     /// For `failed`: the error; for `skipped`: why.
-    public var detail: String?
+    package var detail: String?
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([
             "id": .string(id),
             "result": .string(outcome.rawValue),
@@ -88,28 +88,28 @@ public struct ReplayRecordResult: Sendable {
 }
 
 /// The outcome of one `replay` run.
-public struct ReplayResult: Sendable {
-    public var dryRun: Bool
+package struct ReplayResult: Sendable {
+    package var dryRun: Bool
     /// Per matching record, in stream order.
-    public var records: [ReplayRecordResult]
+    package var records: [ReplayRecordResult]
     /// Records left in the store after the run (all of them, not only those matched).
-    public var remaining: Int
+    package var remaining: Int
 
-    public var replayed: Int { records.count { $0.outcome == .replayed } }
-    public var wouldReplay: Int { records.count { $0.outcome == .wouldReplay } }
-    public var wouldFail: Int { records.count { $0.outcome == .wouldFail } }
-    public var failed: Int { records.count { $0.outcome == .failed } }
-    public var skipped: Int { records.count { $0.outcome == .skipped } }
+    package var replayed: Int { records.count { $0.outcome == .replayed } }
+    package var wouldReplay: Int { records.count { $0.outcome == .wouldReplay } }
+    package var wouldFail: Int { records.count { $0.outcome == .wouldFail } }
+    package var failed: Int { records.count { $0.outcome == .failed } }
+    package var skipped: Int { records.count { $0.outcome == .skipped } }
 
     /// Still failing records per reason, sorted by reason (in a dry run: those that would fail).
-    public var failedByReason: [(reason: String, count: Int)] { tally(dryRun ? .wouldFail : .failed) { $0.reason } }
+    package var failedByReason: [(reason: String, count: Int)] { tally(dryRun ? .wouldFail : .failed) { $0.reason } }
     /// Skipped records per cause.
-    public var skippedByCause: [(cause: String, count: Int)] { tally(.skipped) { $0.detail ?? "skipped" }.map { ($0.0, $0.1) } }
+    package var skippedByCause: [(cause: String, count: Int)] { tally(.skipped) { $0.detail ?? "skipped" }.map { ($0.0, $0.1) } }
 
     /// 0 when nothing this run handled remains failed, 1 otherwise. Records
     /// skipped because another replay holds them are that replay's to report.
     /// A dry run changes nothing and exits 0.
-    public var exitCode: Int32 { !dryRun && failed > 0 ? 1 : 0 }
+    package var exitCode: Int32 { !dryRun && failed > 0 ? 1 : 0 }
 
     private func tally(_ outcome: ReplayRecordResult.Outcome, _ key: (ReplayRecordResult) -> String) -> [(String, Int)] {
         var counts: [String: Int] = [:]
@@ -118,7 +118,7 @@ public struct ReplayResult: Sendable {
     }
 
     /// `replayed 12, still failing 3 (operation-failed 3), skipped 2 (locked by another replay 2), remaining 3`.
-    public var summary: String {
+    package var summary: String {
         if dryRun {
             let operations = records.filter { $0.outcome == .wouldReplay }.reduce(0) { $0 + $1.operations.count }
             var line = "dry run: would replay \(wouldReplay) record\(wouldReplay == 1 ? "" : "s") (\(operations) operation\(operations == 1 ? "" : "s"))"
@@ -133,7 +133,7 @@ public struct ReplayResult: Sendable {
     }
 
     /// One line per record, then the summary.
-    public var text: String {
+    package var text: String {
         var lines: [String] = []
         for record in records {
             var line = "\(record.id)  \(record.outcome.rawValue.padded(12))  \(record.reason)"
@@ -152,7 +152,7 @@ public struct ReplayResult: Sendable {
         return lines.joined(separator: "\n") + "\n"
     }
 
-    public var json: JSONValue {
+    package var json: JSONValue {
         .object([
             "dry_run": .bool(dryRun),
             "replayed": .number(String(replayed)),

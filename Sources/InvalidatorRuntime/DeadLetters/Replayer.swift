@@ -8,10 +8,10 @@ import Synchronization
 /// The dead-letter store could not be read or updated; the run stopped. Records
 /// already handled are in `partial`; nothing was lost (a record whose work
 /// succeeded but could not be removed is simply replayed again next time).
-public struct ReplayStoreUnavailable: Error, CustomStringConvertible, Sendable {
-    public var error: any Error
-    public var partial: ReplayResult
-    public var description: String { "the dead-letter store is unavailable: \(error)" }
+package struct ReplayStoreUnavailable: Error, CustomStringConvertible, Sendable {
+    package var error: any Error
+    package var partial: ReplayResult
+    package var description: String { "the dead-letter store is unavailable: \(error)" }
 }
 
 /// `invalidator replay`: re-executes dead letters.
@@ -31,14 +31,14 @@ public struct ReplayStoreUnavailable: Error, CustomStringConvertible, Sendable {
 /// placeholders) and every record under `reprocess`: the original event planned
 /// again with the current rules; for a record of one node, only that pool's
 /// operations, on that node.
-public final class Replayer: Sendable {
+package final class Replayer: Sendable {
     enum Store: Sendable {
         case redisStream(DeadLetterReader)
         case kafkaTopic(DeadLetterTopic)
     }
 
     let store: Store
-    public let pools: PoolSet
+    package let pools: PoolSet
     let configuration: Configuration
     let planner: Planner
     let logger: Logger
@@ -46,7 +46,7 @@ public final class Replayer: Sendable {
 
     /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
     /// The config was checked when it was loaded, so this cannot fail.
-    public init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
+    package init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
         let configuration = loaded.configuration
         let pools = PoolSet(configuration: configuration, logger: logger)
         switch configuration.validDeadLetters {
@@ -66,18 +66,18 @@ public final class Replayer: Sendable {
     }
 
     /// The Redis stream store's reader; nil for a Kafka topic.
-    public var streamReader: DeadLetterReader? {
+    package var streamReader: DeadLetterReader? {
         if case .redisStream(let reader) = store { reader } else { nil }
     }
 
     /// Closes the connections this replayer opened.
-    public func close() async {
+    package func close() async {
         await pools.close()
     }
 
     // MARK: Run
 
-    public func run(_ options: ReplayOptions) async throws -> ReplayResult {
+    package func run(_ options: ReplayOptions) async throws -> ReplayResult {
         let limiter = options.ratePerSecond.map { RateLimiter(operationsPerSecond: $0) }
         var results: [ReplayRecordResult] = []
         var remaining: Int?

@@ -4,20 +4,20 @@ import InvalidatorRedis
 import Logging
 
 /// `validate --check-connectivity`: can this config reach what it names?
-public enum ConnectivityCheck {
-    public struct Result: Sendable, CustomStringConvertible {
+package enum ConnectivityCheck {
+    package struct Result: Sendable, CustomStringConvertible {
         /// What was checked, e.g. `redis pool primary node 10.0.0.1:6379`.
-        public var target: String
+        package var target: String
         /// nil when it answered.
-        public var error: String?
-        public var isOK: Bool { error == nil }
-        public var description: String { "\(target): " + (error.map { "FAILED: \($0)" } ?? "ok") }
+        package var error: String?
+        package var isOK: Bool { error == nil }
+        package var description: String { "\(target): " + (error.map { "FAILED: \($0)" } ?? "ok") }
     }
 
     /// PINGs every node of every pool (in a cluster, every node the slot map
     /// lists) and reads the group's committed offsets from the Kafka brokers, which
     /// needs the brokers and the group coordinator. Credentials are used, never shown.
-    public static func run(_ configuration: Configuration, kafkaTimeout: Duration = .seconds(5), logger: Logger) async -> [Result] {
+    package static func run(_ configuration: Configuration, kafkaTimeout: Duration = .seconds(5), logger: Logger) async -> [Result] {
         var results: [Result] = []
         let pools = PoolSet(configuration: configuration, logger: logger)
         for pool in pools.pools {

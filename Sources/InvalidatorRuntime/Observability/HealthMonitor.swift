@@ -5,16 +5,16 @@ import Synchronization
 
 /// What `/readyz` answers: ready once every source is subscribed and every node
 /// of every pool answered the last PING.
-public struct Readiness: Sendable, Equatable {
+package struct Readiness: Sendable, Equatable {
     /// Why the worker is not ready, one short line each; empty when ready.
-    public var problems: [String]
-    public var isReady: Bool { problems.isEmpty }
+    package var problems: [String]
+    package var isReady: Bool { problems.isEmpty }
 }
 
 /// PINGs every node of every pool on a timer, for `invalidator_node_up` and for
 /// readiness, so a probe never waits on a slow node. Each round also logs loops
 /// that stalled (before a liveness probe restarts the worker) or recovered.
-public final class HealthMonitor: Service, Sendable {
+package final class HealthMonitor: Service, Sendable {
     private let pools: PoolSet
     private let sources: @Sendable () -> [(name: String, subscribed: Bool)]
     private let liveness: LivenessMonitor
@@ -38,7 +38,7 @@ public final class HealthMonitor: Service, Sendable {
         self.logger = logger
     }
 
-    public var readiness: Readiness {
+    package var readiness: Readiness {
         var problems = sources().filter { !$0.subscribed }.map { "source \($0.name) is not subscribed" }
         switch unreachable.withLock({ $0 }) {
         case nil:
@@ -52,7 +52,7 @@ public final class HealthMonitor: Service, Sendable {
     }
 
     /// One round of PINGs; updates `invalidator_node_up` and readiness.
-    public func check() async {
+    package func check() async {
         logStallChanges()
         var down: [String: [String]] = [:]
         for pool in pools.pools {
@@ -95,7 +95,7 @@ public final class HealthMonitor: Service, Sendable {
         }
     }
 
-    public func run() async throws {
+    package func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.check()

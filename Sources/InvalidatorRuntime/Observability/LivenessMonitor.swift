@@ -2,13 +2,13 @@ import InvalidatorRedis
 import Synchronization
 
 /// What a processing loop was doing at its last heartbeat, for `/healthz` and the logs.
-public enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
+package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
     case reading
     case applying
     case storingDeadLetters
     case handingOver
 
-    public var description: String {
+    package var description: String {
         switch self {
         case .reading: "reading events"
         case .applying: "applying cache operations"
@@ -21,8 +21,8 @@ public enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
 /// The heartbeat of one processing loop. The loop beats each time it goes round,
 /// idle rounds included (its waits for input are bounded), and work done on its
 /// behalf beats too: applying a batch, each attempt to store its dead letters.
-public final class Heartbeat: Sendable {
-    public let name: String
+package final class Heartbeat: Sendable {
+    package let name: String
     /// Milliseconds since `origin` of the last beat, shifted left 8 bits, with the
     /// activity in the low byte: one word, so a reader never pairs one beat's time
     /// with another's activity (the source's loop and its batch task both beat).
@@ -34,7 +34,7 @@ public final class Heartbeat: Sendable {
         state = Atomic(Self.pack(.reading))
     }
 
-    public func beat(_ activity: LoopActivity) {
+    package func beat(_ activity: LoopActivity) {
         state.store(Self.pack(activity), ordering: .relaxed)
     }
 
@@ -57,13 +57,13 @@ public final class Heartbeat: Sendable {
 /// stalled when it has not beaten for `stallTimeout`. A loop that keeps making
 /// attempts (Redis retries, a dead-letter store that is down) is alive; one blocked
 /// for good (a hung call, a deadlock, a starved thread pool) is not.
-public final class LivenessMonitor: Sendable {
-    public let stallTimeout: Duration
+package final class LivenessMonitor: Sendable {
+    package let stallTimeout: Duration
     private let running = Mutex<[ObjectIdentifier: Heartbeat]>([:])
 
     /// - Parameter stallTimeout: how long a loop may go without a heartbeat; see
     ///   ``defaultStallTimeout(pools:)`` for the worker's.
-    public init(stallTimeout: Duration = .seconds(60)) {
+    package init(stallTimeout: Duration = .seconds(60)) {
         self.stallTimeout = stallTimeout
     }
 
@@ -73,7 +73,7 @@ public final class LivenessMonitor: Sendable {
     /// Between heartbeats a loop waits on about one such call (a node that keeps
     /// failing has its circuit opened, and the calls after fail at once); the 60 s
     /// floor covers the Kafka dead-letter producer's 30 s flush.
-    public static func defaultStallTimeout(pools: [RedisPoolConfiguration]) -> Duration {
+    package static func defaultStallTimeout(pools: [RedisPoolConfiguration]) -> Duration {
         let longestCall = pools.map { pool in
             let retry = pool.retry
             let backoffs = (1..<retry.attempts).reduce(Duration.zero) { $0 + retry.longestBackoff(afterAttempt: $1) }
@@ -97,14 +97,14 @@ public final class LivenessMonitor: Sendable {
     }
 
     /// A running loop as `/healthz` shows it.
-    public struct LoopStatus: Sendable, CustomStringConvertible {
-        public var loop: String
-        public var sinceLastBeat: Duration
-        public var activity: LoopActivity
+    package struct LoopStatus: Sendable, CustomStringConvertible {
+        package var loop: String
+        package var sinceLastBeat: Duration
+        package var activity: LoopActivity
         /// No heartbeat for longer than the stall timeout.
-        public var isStalled: Bool
+        package var isStalled: Bool
 
-        public var description: String {
+        package var description: String {
             let tenths = sinceLastBeat.milliseconds / 100
             let age = "\(tenths / 10).\(tenths % 10)s"
             return isStalled ? "\(loop): no heartbeat for \(age) (last: \(activity))" : "\(loop): last heartbeat \(age) ago (\(activity))"
@@ -112,7 +112,7 @@ public final class LivenessMonitor: Sendable {
     }
 
     /// The running loops, by name.
-    public var loops: [LoopStatus] {
+    package var loops: [LoopStatus] {
         running.withLock { Array($0.values) }.map { heartbeat in
             let (age, activity) = heartbeat.lastBeat
             return LoopStatus(loop: heartbeat.name, sinceLastBeat: age, activity: activity, isStalled: age > stallTimeout)

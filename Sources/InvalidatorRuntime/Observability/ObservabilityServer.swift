@@ -20,7 +20,7 @@ import Synchronization
 ///
 /// A service of the worker's group, listed first so it shuts down last: metrics
 /// and probes stay up while the sources drain.
-public final class ObservabilityServer: Service, Sendable {
+package final class ObservabilityServer: Service, Sendable {
     private let listen: HostPort
     private let renderMetrics: (@Sendable () -> String)?
     private let readiness: @Sendable () -> Readiness
@@ -43,13 +43,13 @@ public final class ObservabilityServer: Service, Sendable {
     }
 
     /// The port actually listened on (useful with port 0); 0 until listening.
-    public var boundPort: Int { bound.load(ordering: .relaxed) }
+    package var boundPort: Int { bound.load(ordering: .relaxed) }
 
     struct ServerError: Error, CustomStringConvertible {
         var description: String
     }
 
-    public func run() async throws {
+    package func run() async throws {
         let socket = try openListeningSocket()
         logger.info("serving /metrics /healthz /readyz", metadata: ["address": "\(listen.host):\(boundPort)"])
         let stopped = ThreadCompletion()

@@ -5,48 +5,48 @@ import InvalidatorRedis
 
 /// Names of the worker's metrics, all prefixed `invalidator_`. The README's
 /// "Metrics reference" lists them with their labels; keep the two in step.
-public enum MetricName {
+package enum MetricName {
     /// Counter {source, result}: events by outcome. `result` is `applied` (every
     /// operation done), `dead_lettered` (all or part of it dead-lettered) or
     /// `skipped` (a tombstone, or no rule matched).
-    public static let events = "invalidator_events_total"
+    package static let events = "invalidator_events_total"
     /// Counter {pool, node, kind, result}: cache operations per node; `result` is `ok` or `failed`.
-    public static let operations = "invalidator_operations_total"
+    package static let operations = "invalidator_operations_total"
     /// Counter {pool, node}: retries of operations that failed in the end (attempts - 1 each).
-    public static let retries = "invalidator_retries_total"
+    package static let retries = "invalidator_retries_total"
     /// Histogram (seconds): `occurred_at` (else the broker or entry timestamp) to applied.
-    public static let endToEndLatency = "invalidator_end_to_end_latency_seconds"
+    package static let endToEndLatency = "invalidator_end_to_end_latency_seconds"
     /// Gauge {topic, partition}: high watermark minus the committed position.
-    public static let consumerLag = "invalidator_consumer_lag"
+    package static let consumerLag = "invalidator_consumer_lag"
     /// Gauge: events received and not finished (applied or dead-lettered, redeletes included).
-    public static let inFlightEvents = "invalidator_in_flight_events"
+    package static let inFlightEvents = "invalidator_in_flight_events"
     /// Gauge {pool, node}: 1 when the node answered the last PING, else 0.
-    public static let nodeUp = "invalidator_node_up"
+    package static let nodeUp = "invalidator_node_up"
     /// Counter {result}: rules reloads, `ok` or `rejected`.
-    public static let ruleReloads = "invalidator_rule_reloads_total"
+    package static let ruleReloads = "invalidator_rule_reloads_total"
     /// Gauge: rules in force, set at start and on every accepted reload.
-    public static let rulesInForce = "invalidator_rules"
+    package static let rulesInForce = "invalidator_rules"
     /// Counter: times the Redis pub/sub subscription was lost and set up again.
-    public static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
+    package static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
 }
 
 /// Records the worker's metrics through swift-metrics. The library never
 /// bootstraps a backend: by default it uses whatever `MetricsSystem` has (a no-op
 /// until `run` bootstraps Prometheus); tests pass their own factory.
-public final class WorkerMetrics: Sendable {
+package final class WorkerMetrics: Sendable {
     let factory: any MetricsFactory
     private let inFlight: Meter
     /// Recorded once per applied event: looked up once, not per event.
     private let endToEndLatency: CoreMetrics.Timer
 
-    public init(factory: any MetricsFactory = MetricsSystem.factory) {
+    package init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         inFlight = Meter(label: MetricName.inFlightEvents, dimensions: [], factory: factory)
         endToEndLatency = CoreMetrics.Timer(label: MetricName.endToEndLatency, dimensions: [], factory: factory)
     }
 
     /// Metrics that go nowhere.
-    public static let disabled = WorkerMetrics(factory: NOOPMetricsHandler.instance)
+    package static let disabled = WorkerMetrics(factory: NOOPMetricsHandler.instance)
 
     func events(source: String, result: EventResult, count: Int = 1) {
         guard count > 0 else { return }

@@ -3,27 +3,27 @@ import InvalidatorCore
 
 /// How a worker reports on itself: metrics, the HTTP listener, health checks
 /// and the rules reloader.
-public struct WorkerObservability: Sendable {
+package struct WorkerObservability: Sendable {
     /// Where metrics go. Defaults to `MetricsSystem.factory`, a no-op unless the
     /// executable bootstrapped a backend.
-    public var metrics: WorkerMetrics
+    package var metrics: WorkerMetrics
     /// Serve `/metrics`, `/healthz` and `/readyz`. Off by default so that
     /// embedding a worker (tests, tools) does not open a port.
-    public var serveHTTP: Bool
+    package var serveHTTP: Bool
     /// Overrides `http.listen` (tests use `127.0.0.1:0`).
-    public var listen: HostPort?
+    package var listen: HostPort?
     /// Renders the metrics for `/metrics` (the Prometheus registry's text).
-    public var renderMetrics: (@Sendable () -> String)?
+    package var renderMetrics: (@Sendable () -> String)?
     /// Period of the PINGs behind `invalidator_node_up` and `/readyz`.
-    public var healthCheckInterval: Duration
+    package var healthCheckInterval: Duration
     /// Period of the rules files' change check; nil turns hot reload off.
-    public var rulesReloadInterval: Duration?
+    package var rulesReloadInterval: Duration?
     /// How long a processing loop may go without a heartbeat before `/healthz`
     /// reports it stalled; nil derives it from the pools' timeouts and retries
     /// (``LivenessMonitor/defaultStallTimeout(pools:)``).
-    public var stallTimeout: Duration?
+    package var stallTimeout: Duration?
 
-    public init(
+    package init(
         metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: HostPort? = nil,
         renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration = .seconds(5),
         rulesReloadInterval: Duration? = .seconds(1), stallTimeout: Duration? = nil

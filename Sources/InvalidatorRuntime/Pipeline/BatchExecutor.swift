@@ -3,12 +3,12 @@ import InvalidatorRedis
 
 /// Operations of one pool that failed on one node for one event: exactly what a
 /// dead letter for that node must carry.
-public struct NodeFailure: Sendable {
-    public var pool: String
-    public var node: String
-    public var operations: [PlannedOperation]
-    public var error: RedisError
-    public var attempts: Int
+package struct NodeFailure: Sendable {
+    package var pool: String
+    package var node: String
+    package var operations: [PlannedOperation]
+    package var error: RedisError
+    package var attempts: Int
 
     package init(pool: String, node: String, operations: [PlannedOperation], error: RedisError, attempts: Int) {
         self.pool = pool
@@ -22,19 +22,19 @@ public struct NodeFailure: Sendable {
 /// Executes the plans of a batch of events together: operations are coalesced per
 /// pool (a key many events invalidate is deleted once), pools run concurrently,
 /// and failures are traced back to the event that asked for them.
-public struct BatchExecutor: Sendable {
-    public let pools: PoolSet
+package struct BatchExecutor: Sendable {
+    package let pools: PoolSet
     /// Counts operations and retries per node.
-    public let metrics: WorkerMetrics
+    package let metrics: WorkerMetrics
 
-    public init(pools: PoolSet, metrics: WorkerMetrics = .disabled) {
+    package init(pools: PoolSet, metrics: WorkerMetrics = .disabled) {
         self.pools = pools
         self.metrics = metrics
     }
 
     /// - Parameter plans: per event, its work per pool.
     /// - Returns: per event index, the node failures that event must dead-letter.
-    public func execute(_ plans: [[PoolPlan]]) async -> [Int: [NodeFailure]] {
+    package func execute(_ plans: [[PoolPlan]]) async -> [Int: [NodeFailure]] {
         var work: [(pool: String, operations: [CacheOperation])] = []
         // Where the owner of an operation asked for it; plain indexes, so no copy of the operation is retained.
         var owners: [[CacheOperation: (event: Int, poolPlan: Int, operation: Int)]] = []

@@ -5,7 +5,7 @@
 /// partition). A message may carry several pieces of work (its batch, a delayed
 /// redelete); it is finished when all of them are. The commit position of a
 /// partition is the offset after the longest finished prefix.
-public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
+package struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     private struct PartitionState: Sendable {
         /// Offsets in arrival order, ascending; `head` is the first not yet passed.
         var offsets: [Int64] = []
@@ -49,17 +49,17 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     }
 
     private var partitions: [Partition: PartitionState] = [:]
-    public private(set) var inFlight = 0
+    package private(set) var inFlight = 0
 
-    public init() {}
+    package init() {}
 
     /// Starts tracking a message with one piece of work.
-    public mutating func track(_ partition: Partition, offset: Int64) {
+    package mutating func track(_ partition: Partition, offset: Int64) {
         track(partition, offsets: CollectionOfOne(offset))
     }
 
     /// Starts tracking messages of one partition, in arrival order, each with one piece of work.
-    public mutating func track(_ partition: Partition, offsets: some Sequence<Int64>) {
+    package mutating func track(_ partition: Partition, offsets: some Sequence<Int64>) {
         // One hash per run of messages: the state is mutated in place through the dictionary.
         inFlight += Self.startTracking(offsets, in: &partitions[partition, default: PartitionState()])
     }
@@ -76,7 +76,7 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     }
 
     /// Adds a piece of work to a tracked, unfinished message (e.g. a scheduled redelete).
-    public mutating func addWork(_ partition: Partition, offset: Int64) {
+    package mutating func addWork(_ partition: Partition, offset: Int64) {
         guard let slot = partitions.index(forKey: partition),
               let index = partitions.values[slot].index(of: offset), partitions.values[slot].remaining[index] > 0
         else { return }
@@ -84,12 +84,12 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
     }
 
     /// Finishes one piece of a message's work.
-    public mutating func complete(_ partition: Partition, offset: Int64) {
+    package mutating func complete(_ partition: Partition, offset: Int64) {
         complete(partition, offsets: CollectionOfOne(offset))
     }
 
     /// Finishes one piece of the work of each of these messages of one partition.
-    public mutating func complete(_ partition: Partition, offsets: some Sequence<Int64>) {
+    package mutating func complete(_ partition: Partition, offsets: some Sequence<Int64>) {
         // Mutated in place through the dictionary's values: a copy would duplicate the arrays per message.
         guard let slot = partitions.index(forKey: partition) else { return }
         for offset in offsets {
@@ -105,13 +105,13 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// The next offset to commit for `partition` if it moved since the last call:
     /// one past the longest finished prefix. Nil when there is nothing new to commit.
-    public mutating func takeCommitPosition(_ partition: Partition) -> Int64? {
+    package mutating func takeCommitPosition(_ partition: Partition) -> Int64? {
         guard partitions[partition] != nil else { return nil }
         return partitions[partition]!.advance()
     }
 
     /// Commit positions that moved, for every partition.
-    public mutating func takeCommitPositions() -> [Partition: Int64] {
+    package mutating func takeCommitPositions() -> [Partition: Int64] {
         var positions: [Partition: Int64] = [:]
         for partition in Array(partitions.keys) {
             if let position = takeCommitPosition(partition) {
@@ -123,17 +123,17 @@ public struct CompletionTracker<Partition: Hashable & Sendable>: Sendable {
 
     /// Forgets the last handed-out position after a failed commit, so the next
     /// `takeCommitPosition` offers it again.
-    public mutating func resetCommitted(_ partition: Partition) {
+    package mutating func resetCommitted(_ partition: Partition) {
         partitions[partition]?.committed = nil
     }
 
     /// Stops tracking a partition (revoked); its unfinished messages no longer count as in flight.
-    public mutating func forget(_ partition: Partition) {
+    package mutating func forget(_ partition: Partition) {
         guard let state = partitions.removeValue(forKey: partition) else { return }
         inFlight -= state.unfinished
     }
 
-    public func unfinishedCount(_ partition: Partition) -> Int {
+    package func unfinishedCount(_ partition: Partition) -> Int {
         partitions[partition]?.unfinished ?? 0
     }
 }

@@ -6,17 +6,17 @@ import Logging
 /// Decodes, plans and applies batches of events, and dead-letters whatever cannot
 /// be applied. An event is finished when its operations are applied or its dead
 /// letters are durably stored; only then may its source position be committed.
-public final class EventPipeline: Sendable {
-    public let rules: RulesState
-    public let executor: BatchExecutor
-    public let deadLetters: any DeadLetterStore
-    public let metrics: WorkerMetrics
+package final class EventPipeline: Sendable {
+    package let rules: RulesState
+    package let executor: BatchExecutor
+    package let deadLetters: any DeadLetterStore
+    package let metrics: WorkerMetrics
     let logger: Logger
     let preparer: BatchPreparer
     /// Pause between attempts to reach an unavailable dead-letter store.
     let deadLetterRetryDelay: Duration
 
-    public init(
+    package init(
         rules: RulesState, pools: PoolSet, deadLetters: any DeadLetterStore, workerID: String, logger: Logger,
         deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled
     ) {
@@ -31,18 +31,18 @@ public final class EventPipeline: Sendable {
 
     /// The result of a batch: which events are finished now, and which still
     /// wait for a delayed redelete (reported through `onRedeleteFinished`).
-    public struct BatchResult: Sendable {
+    package struct BatchResult: Sendable {
         /// False when the batch could not be made durable (shutdown while the
         /// dead-letter store was down): nothing of it may be committed.
-        public var isDurable: Bool
+        package var isDurable: Bool
         /// Indexes of events with redeletes still scheduled.
-        public var awaitingRedelete: Set<Int>
+        package var awaitingRedelete: Set<Int>
     }
 
     /// Decoded and planned events of a batch, ready to apply: the CPU-bound half
     /// of processing, which a source may run for the next batch while the
     /// previous one is still being applied.
-    public struct PreparedBatch: Sendable {
+    package struct PreparedBatch: Sendable {
         package let batch: [IncomingEvent]
         package let plans: [Plan]
         /// For each plan, the index of its event in `batch`.
@@ -53,7 +53,7 @@ public final class EventPipeline: Sendable {
 
     /// Processes `batch` in order, once (for tests and one-off use: sources go
     /// through an ``AtLeastOnceDriver``). Delayed redeletes are not scheduled.
-    public func process(_ batch: [IncomingEvent]) async -> BatchResult {
+    package func process(_ batch: [IncomingEvent]) async -> BatchResult {
         await apply(await prepare(batch), heartbeat: nil, redeletes: nil)
     }
 
@@ -62,7 +62,7 @@ public final class EventPipeline: Sendable {
     /// Decoding and planning are the heaviest per-event work, and a source's loop
     /// runs them for the next batch while the previous one is applied: a large
     /// batch is split across one task per core so that loop is not held to one.
-    public func prepare(_ batch: [IncomingEvent]) async -> PreparedBatch {
+    package func prepare(_ batch: [IncomingEvent]) async -> PreparedBatch {
         let planner = rules.planner
         let now = RFC3339Clock.now()
         let chunkCount = min(Self.preparingTasks, batch.count / Self.minimumEventsPerTask)

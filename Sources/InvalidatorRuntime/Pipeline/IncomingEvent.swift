@@ -1,18 +1,18 @@
 import InvalidatorCore
 
 /// A message as a source received it, before decoding.
-public struct IncomingEvent: Sendable {
-    public var source: SourceCoordinates
+package struct IncomingEvent: Sendable {
+    package var source: SourceCoordinates
     /// nil for a Kafka tombstone, which carries no change and is skipped.
-    public var payload: [UInt8]?
+    package var payload: [UInt8]?
     /// Message headers (Kafka), for CloudEvents binary mode.
-    public var headers: [(key: String, value: [UInt8]?)]
+    package var headers: [(key: String, value: [UInt8]?)]
     /// Broker timestamp in milliseconds, used for latency when the event has no `occurred_at`.
-    public var timestampMilliseconds: Int64?
+    package var timestampMilliseconds: Int64?
     /// The format the source is configured with.
-    public var format: EventFormat
+    package var format: EventFormat
 
-    public init(source: SourceCoordinates, payload: [UInt8]?, format: EventFormat = .auto,
+    package init(source: SourceCoordinates, payload: [UInt8]?, format: EventFormat = .auto,
                 headers: [(key: String, value: [UInt8]?)] = [], timestampMilliseconds: Int64? = nil) {
         self.source = source
         self.format = format

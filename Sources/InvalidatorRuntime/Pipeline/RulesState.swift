@@ -3,18 +3,18 @@ import Synchronization
 
 /// The planner in force. Replaced whole on a rules reload; a batch takes one
 /// snapshot, so it never mixes old and new rules.
-public final class RulesState: Sendable {
+package final class RulesState: Sendable {
     private let current: Mutex<Planner>
 
-    public init(_ planner: Planner) {
+    package init(_ planner: Planner) {
         current = Mutex(planner)
     }
 
-    public var planner: Planner {
+    package var planner: Planner {
         current.withLock { $0 }
     }
 
-    public func replace(with planner: Planner) {
+    package func replace(with planner: Planner) {
         current.withLock { $0 = planner }
     }
 }

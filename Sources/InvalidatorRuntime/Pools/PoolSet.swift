@@ -3,14 +3,14 @@ import InvalidatorRedis
 import Logging
 
 /// Every configured pool, built once and shared by all sources.
-public final class PoolSet: Sendable {
+package final class PoolSet: Sendable {
     /// In config order.
-    public let pools: [RedisPool]
+    package let pools: [RedisPool]
     private let poolsByName: [String: RedisPool]
 
     /// - Parameter configuration: as `ConfigurationLoader` returns it: valid, so
     ///   building the pools cannot fail.
-    public init(configuration: Configuration, logger: Logger) {
+    package init(configuration: Configuration, logger: Logger) {
         let pools = configuration.pools.map {
             RedisPool(configuration: RedisPoolConfiguration($0, retry: configuration.retry), logger: logger)
         }
@@ -18,7 +18,7 @@ public final class PoolSet: Sendable {
         self.poolsByName = Dictionary(pools.map { ($0.configuration.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
-    public func pool(named name: String) -> RedisPool? {
+    package func pool(named name: String) -> RedisPool? {
         poolsByName[name]
     }
 
@@ -33,7 +33,7 @@ public final class PoolSet: Sendable {
 
     /// Runs each pool's operations, pools concurrently; reports in the order given.
     /// The operations of one pool must be distinct (`BatchExecutor` coalesces them).
-    public func execute(_ work: [(pool: String, operations: [CacheOperation])]) async -> [ExecutionReport] {
+    package func execute(_ work: [(pool: String, operations: [CacheOperation])]) async -> [ExecutionReport] {
         await withTaskGroup(of: (Int, ExecutionReport).self) { group in
             for (index, item) in work.enumerated() {
                 guard let pool = poolsByName[item.pool] else { continue }
@@ -46,7 +46,7 @@ public final class PoolSet: Sendable {
     }
 
     /// Nodes that do not answer PING, per pool; empty when every pool answers.
-    public func unreachableNodes() async -> [String: [String]] {
+    package func unreachableNodes() async -> [String: [String]] {
         var unreachable: [String: [String]] = [:]
         for pool in pools {
             let down = await pool.ping().filter { $0.value != nil }.map(\.key.description).sorted()
@@ -55,7 +55,7 @@ public final class PoolSet: Sendable {
         return unreachable
     }
 
-    public func close() async {
+    package func close() async {
         for pool in pools { await pool.close() }
     }
 }

@@ -10,8 +10,8 @@ import Synchronization
 /// in order on every node. A partition's offset is committed only up to the longest
 /// prefix of events that are finished (applied, or durably dead-lettered, including
 /// delayed redeletes); a revoked partition is committed before it is handed back.
-public final class KafkaEventSource: Service, Sendable {
-    public let configuration: KafkaSourceConfiguration
+package final class KafkaEventSource: Service, Sendable {
+    package let configuration: KafkaSourceConfiguration
     private let pipeline: EventPipeline
     private let drainTimeout: Duration
     private let commitInterval: Duration
@@ -20,7 +20,7 @@ public final class KafkaEventSource: Service, Sendable {
     private let logger: Logger
     private let driver = Mutex<AtLeastOnceDriver<KafkaAdapter>?>(nil)
 
-    public init(
+    package init(
         configuration: KafkaSourceConfiguration, pipeline: EventPipeline, drainTimeout: Duration,
         commitInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled,
         liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
@@ -37,15 +37,15 @@ public final class KafkaEventSource: Service, Sendable {
     }
 
     /// True once the consumer has joined its group.
-    public var isSubscribed: Bool { driver.withLock { $0?.adapter.isOpen ?? false } }
+    package var isSubscribed: Bool { driver.withLock { $0?.adapter.isOpen ?? false } }
 
     /// Events processed since start (applied or dead-lettered).
-    public var processedEvents: Int { driver.withLock { $0?.processedEvents ?? 0 } }
+    package var processedEvents: Int { driver.withLock { $0?.processedEvents ?? 0 } }
 
     /// Events fetched and not yet finished.
-    public var inFlight: Int { driver.withLock { $0?.inFlight ?? 0 } }
+    package var inFlight: Int { driver.withLock { $0?.inFlight ?? 0 } }
 
-    public func run() async throws {
+    package func run() async throws {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
                 brokers: configuration.brokers, group: configuration.group, topics: configuration.topics,

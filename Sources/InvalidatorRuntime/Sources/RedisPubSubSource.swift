@@ -24,13 +24,13 @@ import Synchronization
 /// On graceful shutdown it stops polling, unsubscribes, processes the messages that
 /// arrived before the unsubscription was confirmed, and lets delayed redeletes finish
 /// up to the drain timeout.
-public final class RedisPubSubSource: Service, Sendable {
-    public let configuration: RedisPubSubSourceConfiguration
+package final class RedisPubSubSource: Service, Sendable {
+    package let configuration: RedisPubSubSourceConfiguration
     private let adapter: PubSubAdapter
     private let driver: AtLeastOnceDriver<PubSubAdapter>
     private let logger: Logger
 
-    public init(
+    package init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
         batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), metrics: WorkerMetrics = .disabled,
         liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
@@ -49,15 +49,15 @@ public final class RedisPubSubSource: Service, Sendable {
     }
 
     /// True while the channels and patterns are subscribed.
-    public var isSubscribed: Bool { adapter.isSubscribed }
+    package var isSubscribed: Bool { adapter.isSubscribed }
 
     /// Times the subscription was lost and set up again since start.
-    public var reconnections: Int { adapter.reconnections }
+    package var reconnections: Int { adapter.reconnections }
 
     /// Events processed since start (applied or dead-lettered).
-    public var processedEvents: Int { driver.processedEvents }
+    package var processedEvents: Int { driver.processedEvents }
 
-    public func run() async throws {
+    package func run() async throws {
         logger.info("subscribing", metadata: [
             "channels": "\(configuration.channels)", "patterns": "\(configuration.patterns)",
         ])

@@ -35,13 +35,13 @@ import Synchronization
 /// (per hash slot in a cluster, where one XREADGROUP cannot span slots); pool
 /// connections, with the pool's retries, carry XGROUP CREATE, XAUTOCLAIM and XACK.
 /// When a node is down, its reader logs it and retries with backoff; nothing is lost.
-public final class RedisStreamSource: Service, Sendable {
+package final class RedisStreamSource: Service, Sendable {
     /// The field whose value is the event, when an entry has several fields.
-    public static let eventField = "event"
+    package static let eventField = "event"
 
-    public let configuration: RedisStreamSourceConfiguration
+    package let configuration: RedisStreamSourceConfiguration
     /// This worker's consumer name in the group (the worker id).
-    public let consumer: String
+    package let consumer: String
     private let pool: RedisPool
     private let pipeline: EventPipeline
     private let drainTimeout: Duration
@@ -54,7 +54,7 @@ public final class RedisStreamSource: Service, Sendable {
     /// One driver per reader, once running.
     private let drivers = Mutex<[AtLeastOnceDriver<StreamReaderAdapter>]>([])
 
-    public init(
+    package init(
         configuration: RedisStreamSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, consumer: String,
         drainTimeout: Duration, acknowledgeInterval: Duration = .milliseconds(100),
         blockTime: Duration = .milliseconds(100), batchSize: Int = 1000, liveness: LivenessMonitor = LivenessMonitor(),
@@ -76,20 +76,20 @@ public final class RedisStreamSource: Service, Sendable {
     }
 
     /// True while every reader has its group and a working connection.
-    public var isSubscribed: Bool {
+    package var isSubscribed: Bool {
         drivers.withLock { !$0.isEmpty && $0.allSatisfy(\.adapter.isReady) }
     }
 
     /// Entries processed since start (applied or dead-lettered).
-    public var processedEvents: Int { drivers.withLock { $0.reduce(0) { $0 + $1.processedEvents } } }
+    package var processedEvents: Int { drivers.withLock { $0.reduce(0) { $0 + $1.processedEvents } } }
 
     /// Entries claimed from other consumers since start.
-    public var claimedEntries: Int { claimed.load(ordering: .relaxed) }
+    package var claimedEntries: Int { claimed.load(ordering: .relaxed) }
 
     /// Entries read and not yet finished.
-    public var inFlight: Int { drivers.withLock { $0.reduce(0) { $0 + $1.inFlight } } }
+    package var inFlight: Int { drivers.withLock { $0.reduce(0) { $0 + $1.inFlight } } }
 
-    public func run() async throws {
+    package func run() async throws {
         let readers = await readerStreams().map { streams in
             AtLeastOnceDriver(
                 adapter: StreamReaderAdapter(

@@ -5,7 +5,7 @@ import Testing
 @Suite struct KetamaTests {
     /// Owners observed through a real twemproxy (nutcracker 0.5.0) pool of
     /// 127.0.0.1:26390..26392, weight 1, `distribution: ketama`.
-    static let twemproxyServers = ["127.0.0.1:26390", "127.0.0.1:26391", "127.0.0.1:26392"].map(endpoint)
+    static let twemproxyServers = ["127.0.0.1:26390", "127.0.0.1:26391", "127.0.0.1:26392"].map { RedisEndpoint($0)! }
 
     @Test func matchesTwemproxyWithFnv1a64() {
         let ring = KetamaRing(servers: Self.twemproxyServers, keyHash: .fnv1a64)
@@ -55,7 +55,7 @@ import Testing
     }
 
     @Test func keysSpreadEvenlyOverServers() {
-        let servers = ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"].map(endpoint)
+        let servers = ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"].map { RedisEndpoint($0)! }
         let ring = KetamaRing(servers: servers)
         var counts: [RedisEndpoint: Int] = [:]
         for index in 0..<30_000 {
@@ -67,8 +67,8 @@ import Testing
     }
 
     @Test func addingAServerOnlyMovesKeysToIt() {
-        let three = ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"].map(endpoint)
-        let four = three + [endpoint("10.0.0.4:6379")]
+        let three = ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"].map { RedisEndpoint($0)! }
+        let four = three + [RedisEndpoint("10.0.0.4:6379")!]
         let before = KetamaRing(servers: three)
         let after = KetamaRing(servers: four)
         var moved = 0

@@ -4,6 +4,7 @@ import InvalidatorCore
 import Logging
 import ServiceLifecycleTestKit
 import Synchronization
+import TestDoubles
 import Testing
 
 /// The driver's commit-safety rules, against a scripted adapter and no server: the

@@ -182,7 +182,8 @@ import Testing
             let loaded = try ConfigurationFiles.load(configPath: path, environment: environment)
             _ = try Worker(
                 loaded: loaded, deadLetters: deadLetters,
-                observability: WorkerObservability(serveHTTP: true, rulesReloadInterval: nil), logger: quietLogger())
+                observability: WorkerObservability(serveHTTP: true, rulesReloadInterval: nil),
+                logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
         }
     }
 

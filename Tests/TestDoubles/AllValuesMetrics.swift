@@ -1,0 +1,59 @@
+import CoreMetrics
+import Synchronization
+
+/// Keeps every value recorded by timers and every counter total, by label and dimensions.
+package final class AllValuesMetrics: MetricsFactory, Sendable {
+    private let timers = Mutex<[String: [Int64]]>([:])
+    private let counters = Mutex<[String: Int64]>([:])
+
+    package init() {}
+
+    package static func key(_ label: String, _ dimensions: [(String, String)]) -> String {
+        label + "{" + dimensions.sorted { $0.0 < $1.0 }.map { "\($0.0)=\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// Nanoseconds recorded by the timer `label` (no dimensions), in order.
+    package func recorded(_ label: String) -> [Int64] {
+        timers.withLock { $0[Self.key(label, [])] ?? [] }
+    }
+
+    package func counter(_ label: String, _ dimensions: [String: String]) -> Int64 {
+        counters.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? 0 }
+    }
+
+    private final class Timer: TimerHandler, Sendable {
+        let key: String
+        let metrics: AllValuesMetrics
+        init(_ key: String, _ metrics: AllValuesMetrics) {
+            self.key = key
+            self.metrics = metrics
+        }
+        func recordNanoseconds(_ duration: Int64) { metrics.timers.withLock { $0[key, default: []].append(duration) } }
+    }
+
+    private final class Counter: CounterHandler, Sendable {
+        let key: String
+        let metrics: AllValuesMetrics
+        init(_ key: String, _ metrics: AllValuesMetrics) {
+            self.key = key
+            self.metrics = metrics
+        }
+        func increment(by amount: Int64) { metrics.counters.withLock { $0[key, default: 0] += amount } }
+        func reset() { metrics.counters.withLock { $0[key] = 0 } }
+    }
+
+    private final class Ignored: RecorderHandler, Sendable {
+        func record(_ value: Int64) {}
+        func record(_ value: Double) {}
+    }
+
+    package func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Counter(Self.key(label, dimensions), self) }
+    package func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Ignored() }
+    package func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Timer(Self.key(label, dimensions), self) }
+    package func destroyCounter(_ handler: any CounterHandler) {}
+    package func destroyRecorder(_ handler: any RecorderHandler) {}
+    package func destroyTimer(_ handler: any TimerHandler) {}
+}
+
+/// The longest latency the worker records, in nanoseconds (about 31 years).
+package let longestRecordedLatencyNanoseconds: Int64 = 1_000_000_000 * 1_000_000_000
