@@ -84,6 +84,7 @@ struct CommandRunner: Sendable {
             logger.debug("retrying redis commands", metadata: [
                 "node": "\(node)", "attempt": "\(attempt)", "commands": "\(pending.count)",
             ])
+            // Timer: the retry backoff.
             try? await Task.sleep(for: retry.backoff(afterAttempt: attempt))
         }
         if client.breaker.isOpen {

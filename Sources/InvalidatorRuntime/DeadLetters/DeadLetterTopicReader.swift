@@ -56,6 +56,7 @@ final class DeadLetterTopicReader: Sendable {
     /// brokers are unreachable), which ends its wait. Runs until cancelled.
     func watchForStalls(timeout: Duration) async {
         while !Task.isCancelled {
+            // Timer: the watchdog looks at the wait's age four times a second.
             try? await Task.sleep(for: .milliseconds(250))
             let stalled = waitingSince.withLock { since in since.map { ContinuousClock.now - $0 > timeout } ?? false }
             if stalled {
@@ -101,6 +102,7 @@ final class DeadLetterTopicReader: Sendable {
                 return
             } catch where error.isRetriable && attempt < 50 {
                 attempt += 1
+                // Timer: the pause between commit attempts while the group rebalances.
                 try? await Task.sleep(for: .milliseconds(100))
             }
         }

@@ -380,6 +380,7 @@ final class RateLimiter: Sendable {
             next = start + interval * operations
             return start
         }
+        // Timer: the --rate pacing.
         try await Task.sleep(until: start, clock: .continuous)
     }
 }

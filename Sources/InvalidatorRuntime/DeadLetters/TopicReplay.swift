@@ -48,6 +48,7 @@ extension Replayer {
 
     /// Extends the lock every third of its TTL until cancelled.
     private func keepHolding(_ lock: ReplayLock, owner: String, ttl: Duration) async {
+        // Timer: the lock's renewal period.
         while (try? await Task.sleep(for: ttl / 3)) != nil {
             do {
                 if try await !lock.extend(owner: owner, ttl: ttl) {

@@ -35,6 +35,7 @@ final class DeadLetterBacklog: Service, Sendable {
                 tasks.addTask {
                     while !Task.isCancelled {
                         self.refresh()
+                        // Timer: the XLEN refresh period.
                         try? await Task.sleep(for: Self.interval)
                     }
                 }

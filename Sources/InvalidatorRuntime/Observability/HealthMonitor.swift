@@ -99,6 +99,7 @@ package final class HealthMonitor: Service, Sendable {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 await self.check()
+                // Timer: the PING period behind /readyz and invalidator_node_up.
                 try? await Task.sleep(for: self.interval)
             }
         }

@@ -165,6 +165,7 @@ package final class EventPipeline: Sendable {
                     ])
                 }
                 do {
+                    // Timer: the pause between attempts to reach the dead-letter store.
                     try await Task.sleep(for: deadLetterRetryDelay)
                 } catch {
                     return false

@@ -114,6 +114,7 @@ actor PubSubAdapter: SourceAdapter {
     /// again with backoff.
     func next(timeout: Duration) async throws -> SourceInput<Int> {
         if let retryAt, ContinuousClock.now < retryAt {
+            // Timer: the resubscription backoff (ends early on stop).
             await interruption.pause(for: min(retryAt - ContinuousClock.now, timeout))
             return .idle
         }
@@ -126,6 +127,7 @@ actor PubSubAdapter: SourceAdapter {
             let messages = try await current.poll(limit: batchSize, format: configuration.format)
             subscription = current
             if messages.isEmpty {
+                // Timer: the pause between PING-delimited polls, the one poll left: replies are read only after a command is sent.
                 await interruption.pause(for: min(idleWait, timeout))
                 idleWait = min(idleWait * 2, maximumIdleWait)
                 return .idle

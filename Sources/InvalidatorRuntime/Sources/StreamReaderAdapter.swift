@@ -69,6 +69,7 @@ actor StreamReaderAdapter: SourceAdapter {
     /// next call tries again after a backoff.
     func next(timeout: Duration) async throws -> SourceInput<String> {
         if let retryAt, ContinuousClock.now < retryAt {
+            // Timer: the reconnection backoff (ends early on stop).
             await interruption.pause(for: min(retryAt - ContinuousClock.now, timeout))
             return .idle
         }

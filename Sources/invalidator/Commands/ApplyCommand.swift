@@ -53,6 +53,7 @@ struct ApplyCommand: AsyncParsableCommand {
             var reports = [await pool.execute(poolPlan.operations.map(\.operation))]
             let start = ContinuousClock.now
             for redelete in poolPlan.redeletes {
+                // Timer: the rule's redelete_after delay.
                 try await Task.sleep(until: start + redelete.after, clock: .continuous)
                 reports.append(await pool.execute(redelete.keys.map { .delete(key: $0) }))
             }
