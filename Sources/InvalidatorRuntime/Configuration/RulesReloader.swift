@@ -68,7 +68,7 @@ package final class RulesReloader: Service, Sendable {
                 }
                 if Task.isCancelled { break }
                 last = current
-                self.reload(current)
+                _ = self.reload(current)
             }
         }
     }
