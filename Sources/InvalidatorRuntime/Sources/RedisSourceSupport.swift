@@ -1,3 +1,4 @@
+import InvalidatorCore
 import InvalidatorRedis
 import Synchronization
 
@@ -19,7 +20,7 @@ struct ReconnectBackoff: Sendable {
     /// workers that lost the same node do not come back in lockstep.
     mutating func next() -> Duration {
         failures += 1
-        let step = min(initial * (1 << min(failures - 1, 20)), maximum)
+        let step = RetryPolicy.exponential(from: initial, doublings: failures - 1, cap: maximum)
         return step / 2 + step / 2 * Double.random(in: 0...1)
     }
 
