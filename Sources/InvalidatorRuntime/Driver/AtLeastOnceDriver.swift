@@ -24,7 +24,8 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
     private let redeletes: RedeleteScheduler
     private let liveness: LivenessMonitor
     private let drainTimeout: Duration
-    private let commitInterval: Duration
+    /// nil for a source with nothing to commit (pub/sub): no commit timer runs.
+    private let commitInterval: Duration?
     private let logger: Logger
     /// Woken on every completion, for hand-over.
     private let tracker = Guarded(CompletionTracker<Adapter.Partition>())
@@ -33,7 +34,7 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
 
     init(
         adapter: Adapter, pipeline: EventPipeline, liveness: LivenessMonitor, drainTimeout: Duration,
-        commitInterval: Duration, logger: Logger
+        commitInterval: Duration?, logger: Logger
     ) {
         self.adapter = adapter
         self.pipeline = pipeline
@@ -57,12 +58,14 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
             try await withTaskCancellationOrGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Void.self) { tasks in
                     tasks.addTask { await self.redeletes.run() }
-                    tasks.addTask {
-                        // The commit timer.
-                        while !self.stop.isSet {
-                            await self.stop.pause(for: self.commitInterval)
-                            await self.commit()
-                            await self.adapter.afterCommitRound()
+                    if let commitInterval = self.commitInterval {
+                        tasks.addTask {
+                            // The commit timer.
+                            while !self.stop.isSet {
+                                await self.stop.pause(for: commitInterval)
+                                await self.commit()
+                                await self.adapter.afterCommitRound()
+                            }
                         }
                     }
                     try await self.liveness.monitor(self.adapter.loopName) { try await self.consume(heartbeat: $0) }

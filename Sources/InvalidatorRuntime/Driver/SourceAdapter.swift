@@ -62,15 +62,21 @@ struct SourceBatch<Partition: Hashable & Sendable>: Sendable {
         self.runs = runs
     }
 
-    /// A batch whose runs are the stretches of equal `partition(i)`.
+    /// A batch whose runs are the stretches of equal `partition(i)`, which is asked
+    /// once per event (on Kafka's hot path it builds a topic-partition value).
     init(events: [IncomingEvent], offsets: [Int64], partition: (Int) -> Partition) {
         var runs: [(partition: Partition, range: Range<Int>)] = []
-        var start = 0
-        for index in events.indices.dropFirst() where partition(index) != partition(start) {
-            runs.append((partition(start), start..<index))
-            start = index
+        if !events.isEmpty {
+            var start = 0
+            var current = partition(0)
+            for index in events.indices.dropFirst() {
+                let next = partition(index)
+                guard next != current else { continue }
+                runs.append((current, start..<index))
+                (start, current) = (index, next)
+            }
+            runs.append((current, start..<events.count))
         }
-        if !events.isEmpty { runs.append((partition(start), start..<events.count)) }
         self.init(events: events, offsets: offsets, runs: runs)
     }
 }

@@ -36,11 +36,6 @@ final class RedeleteScheduler: Sendable {
         self.executor = executor
     }
 
-    /// Events whose redeletes have not all run.
-    var pendingCount: Int {
-        state.read { $0.tickets.count }
-    }
-
     /// Schedules the groups (pool, redelete) of one event. `finished` receives the
     /// node failures once every group ran; it is not called when the run stops first.
     func schedule(_ groups: [(pool: String, redelete: Redelete)], finished: @escaping @Sendable ([NodeFailure]) async -> Void) {

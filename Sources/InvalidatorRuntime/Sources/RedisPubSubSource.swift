@@ -42,10 +42,10 @@ package final class RedisPubSubSource: Service, Sendable {
         adapter = PubSubAdapter(
             configuration: configuration, pool: pool, batchSize: batchSize, maximumIdleWait: maximumIdleWait,
             metrics: metrics, logger: logger)
-        // Nothing to commit: pub/sub keeps no positions (at most once).
+        // No commit timer: pub/sub keeps no positions (at most once).
         driver = AtLeastOnceDriver(
             adapter: adapter, pipeline: pipeline, liveness: liveness, drainTimeout: drainTimeout,
-            commitInterval: .seconds(3600), logger: logger)
+            commitInterval: nil, logger: logger)
     }
 
     /// True while the channels and patterns are subscribed.
