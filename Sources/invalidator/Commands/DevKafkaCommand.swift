@@ -23,7 +23,7 @@ struct DevKafkaCommand: AsyncParsableCommand {
     @Option(help: "Topics to create, as name:partitions, comma separated.")
     var topics: String = "entity-changes:16"
 
-    @Option(help: "Number of mock brokers.")
+    @Option(help: "Number of mock brokers, 1 to 16.")
     var brokers: Int32 = 1
 
     @Option(help: "A file of JSON events, one per line, published to the first topic once it exists.")

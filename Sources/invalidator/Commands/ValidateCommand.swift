@@ -10,6 +10,8 @@ struct ValidateCommand: AsyncParsableCommand {
         abstract: "Check a config file (with its rules) or a rules file.",
         discussion: """
             Exit 0 when valid, 1 when not. Every problem is printed as file:line:column: message.
+            An empty rules set is valid but warned about on stderr: `run` refuses it unless the \
+            config sets allow_empty_rules: true.
 
             Examples:
               invalidator validate --config invalidator.yaml
