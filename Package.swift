@@ -175,6 +175,15 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The fault suite: the real executable, real servers, one fault on purpose per scenario.
+        .testTarget(
+            name: "InvalidatorFaultTests",
+            dependencies: [
+                "InvalidatorKafka",
+                "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .testTarget(
             name: "InvalidatorKafkaTests",
             dependencies: [

@@ -137,34 +137,6 @@ final class RunningWorker: Sendable {
     }
 }
 
-/// Polls `condition` until it holds or `timeout` passes.
-func eventually(timeout: Duration = .seconds(30), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
-
-/// Whether `condition` holds at every check (every 100 ms) for `duration`.
-func holds(for duration: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + duration
-    while ContinuousClock.now < deadline {
-        guard try await condition() else { return false }
-        try await Task.sleep(for: .milliseconds(100))
-    }
-    return true
-}
-
 func seedKeys(_ server: RedisServer, _ keys: [String]) async throws {
     try await server.seed(keys)
-}
-
-func existingKeys(_ server: RedisServer, _ keys: [String]) throws -> Int {
-    var count = 0
-    for chunk in stride(from: 0, to: keys.count, by: 500) {
-        count += Int(try server.call(["EXISTS"] + keys[chunk..<min(chunk + 500, keys.count)])) ?? 0
-    }
-    return count
 }

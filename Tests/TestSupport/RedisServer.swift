@@ -323,3 +323,12 @@ public struct TestSupportError: Error, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
 }
+
+/// How many of `keys` exist on `server`.
+public func existingKeys(_ server: RedisServer, _ keys: [String]) throws -> Int {
+    var count = 0
+    for chunk in stride(from: 0, to: keys.count, by: 500) {
+        count += Int(try server.call(["EXISTS"] + keys[chunk..<min(chunk + 500, keys.count)])) ?? 0
+    }
+    return count
+}
