@@ -63,6 +63,11 @@ public final class RedisServer: @unchecked Sendable {
         terminate(signal: SIGTERM)
     }
 
+    /// Whether the server process is running (not stopped or killed).
+    public var isRunning: Bool {
+        lock.withLock { process?.isRunning ?? false }
+    }
+
     /// Kills the server (SIGKILL), as a crash would.
     public func kill() {
         terminate(signal: SIGKILL)
@@ -265,7 +270,8 @@ public final class RedisServer: @unchecked Sendable {
     }
 }
 
-/// Three or more `redis-server --cluster-enabled yes` primaries joined into a cluster.
+/// Three or more `redis-server --cluster-enabled yes` primaries joined into a
+/// cluster, each with `replicasPerPrimary` replicas (which can be promoted).
 public final class RedisCluster: Sendable {
     public let servers: [RedisServer]
 
@@ -276,35 +282,53 @@ public final class RedisCluster: Sendable {
     }
 
     /// Starts the servers, assigns all slots with `redis-cli --cluster create`
-    /// (no replicas) and waits for `cluster_state:ok` on every node.
-    public static func start(primaries: Int = 3) async throws -> RedisCluster {
-        try await runBlocking { try startBlocking(primaries: primaries) }
+    /// and waits for `cluster_state:ok` on every node. A node is declared failed
+    /// after 2 s without an answer (`cluster-node-timeout`), so a replica is
+    /// promoted a few seconds after its primary dies.
+    public static func start(primaries: Int = 3, replicasPerPrimary: Int = 0) async throws -> RedisCluster {
+        try await runBlocking { try startBlocking(primaries: primaries, replicasPerPrimary: replicasPerPrimary) }
     }
 
-    private static func startBlocking(primaries: Int) throws -> RedisCluster {
-        let servers = try (0..<primaries).map { _ in
+    private static func startBlocking(primaries: Int, replicasPerPrimary: Int) throws -> RedisCluster {
+        let servers = try (0..<primaries * (1 + replicasPerPrimary)).map { _ in
             try RedisServer.startBlocking(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
         }
         let cluster = RedisCluster(servers: servers)
         let output = try RedisServer.run(
             "redis-cli",
-            ["--cluster", "create"] + cluster.endpoints + ["--cluster-replicas", "0", "--cluster-yes"]
+            ["--cluster", "create"] + cluster.endpoints + ["--cluster-replicas", String(replicasPerPrimary), "--cluster-yes"]
         )
         guard output.contains("[OK] All 16384 slots covered") else {
             throw TestSupportError("cluster create failed: \(output)")
         }
-        let deadline = Date().addingTimeInterval(20)
+        let deadline = Date().addingTimeInterval(30)
         while Date() < deadline {
             let states = try servers.map { try $0.call("CLUSTER", "INFO") }
-            if states.allSatisfy({ $0.contains("cluster_state:ok") }) { return cluster }
+            let replicasSynced = try cluster.replicas().allSatisfy { try $0.call("INFO", "replication").contains("master_link_status:up") }
+            if states.allSatisfy({ $0.contains("cluster_state:ok") }) && replicasSynced { return cluster }
             Thread.sleep(forTimeInterval: 0.05)
         }
         throw TestSupportError("cluster did not reach cluster_state:ok")
     }
 
+    /// The running servers that are primaries now.
+    public func primaries() throws -> [RedisServer] {
+        try servers.filter { try $0.isRunning && $0.call("ROLE").hasPrefix("master") }
+    }
+
+    /// The running servers that are replicas now.
+    public func replicas() throws -> [RedisServer] {
+        try servers.filter { try $0.isRunning && $0.call("ROLE").hasPrefix("slave") }
+    }
+
+    /// The replicas of `primary`.
+    public func replicas(of primary: RedisServer) throws -> [RedisServer] {
+        try replicas().filter { try $0.call("INFO", "replication").contains("master_port:\(primary.port)") }
+    }
+
     /// The server owning `key`'s slot: the only one that answers without MOVED.
     public func server(owning key: String) throws -> RedisServer {
-        for server in servers where try !server.call("EXISTS", key).hasPrefix("MOVED") {
+        for server in try primaries() where try !server.call("EXISTS", key).hasPrefix("MOVED") {
             return server
         }
         throw TestSupportError("no owner for \(key)")

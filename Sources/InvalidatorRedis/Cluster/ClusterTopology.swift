@@ -41,6 +41,12 @@ struct ClusterTopology: Sendable {
         ownerIndexBySlot[slot].map { primaries[$0] }
     }
 
+    /// The slots `node` owns.
+    func slots(ownedBy node: RedisEndpoint) -> [Int] {
+        guard let index = primaries.firstIndex(of: node) else { return [] }
+        return ownerIndexBySlot.indices.filter { ownerIndexBySlot[$0] == index }
+    }
+
     /// Applies a MOVED redirection without waiting for a full refresh.
     mutating func assign(slot: Int, to endpoint: RedisEndpoint) -> Bool {
         guard let index = primaries.firstIndex(of: endpoint) else { return false }

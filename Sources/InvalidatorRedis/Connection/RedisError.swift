@@ -19,6 +19,10 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case tryAgain = "TRYAGAIN"
         case clusterDown = "CLUSTERDOWN"
         case masterDown = "MASTERDOWN"
+        /// A write reached a replica: after a failover, the address of a former primary.
+        case readOnly = "READONLY"
+        /// `ERR max number of clients reached`: the server refused the connection for now.
+        case tooManyClients
         case moved = "MOVED"
         case ask = "ASK"
         case crossSlot = "CROSSSLOT"
@@ -38,6 +42,10 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
 
     /// Classifies a server error reply by its first word.
     package init(serverMessage: String) {
+        if serverMessage.hasPrefix("ERR max number of clients reached") {
+            self.init(code: .tooManyClients, message: serverMessage)
+            return
+        }
         let prefix = serverMessage.prefix { $0 != " " }
         self.init(code: Code(rawValue: String(prefix)) ?? .other, message: serverMessage)
     }
@@ -48,7 +56,8 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// when the topology keeps changing.
     package var isRetriable: Bool {
         switch code {
-        case .connection, .timeout, .circuitOpen, .loading, .tryAgain, .clusterDown, .masterDown, .moved, .ask:
+        case .connection, .timeout, .circuitOpen, .loading, .tryAgain, .clusterDown, .masterDown, .readOnly, .tooManyClients,
+             .moved, .ask:
             true
         case .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
             false
@@ -58,6 +67,23 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Whether the node could not be reached at all (as opposed to answering with an error).
     package var isConnectionFailure: Bool {
         code == .connection || code == .timeout
+    }
+
+    /// Whether the command may succeed on another node once the cluster's slot map
+    /// is reloaded: the node is gone, failing, or no longer the primary.
+    package var mayBeCuredByTopologyRefresh: Bool {
+        switch code {
+        case .connection, .timeout, .circuitOpen, .clusterDown, .masterDown, .readOnly, .tryAgain, .moved, .ask:
+            true
+        case .loading, .tooManyClients, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
+            false
+        }
+    }
+
+    /// Whether the connection must be opened again before retrying: a READONLY
+    /// node may be a former primary whose name now resolves to the new one.
+    var needsReconnect: Bool {
+        code == .readOnly || code == .tooManyClients
     }
 
     package var description: String {

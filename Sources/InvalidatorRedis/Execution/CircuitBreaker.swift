@@ -2,7 +2,8 @@ import Synchronization
 
 /// When a node's circuit breaker opens and how long it stays open.
 package struct CircuitBreakerPolicy: Sendable, Hashable {
-    /// Consecutive connection failures (not error replies) that open the circuit.
+    /// Consecutive failed attempts (no connection, timeouts, refused handshakes; not
+    /// error replies to commands) that open the circuit.
     package var failureThreshold: Int
     /// How long an open circuit fails calls immediately before letting one probe through.
     package var coolDown: Duration
@@ -15,19 +16,29 @@ package struct CircuitBreakerPolicy: Sendable, Hashable {
 
 /// Per-node breaker so a dead node fails fast instead of making every
 /// operation wait through its full retry schedule.
+///
+/// Every attempt ends in exactly one report: ``recordSuccess()`` when the node
+/// answered (even with an error reply to a command), ``recordFailure()`` when it
+/// did not (no connection, a timeout, a refused handshake such as `WRONGPASS`, a
+/// broken reply). So a half-open probe always closes or reopens the circuit; and
+/// should a probe never report (its task gone), another is let through after
+/// `probeTimeout`, so the circuit cannot stay half-open for good.
 final class CircuitBreaker: Sendable {
     enum State: Equatable {
         case closed(consecutiveFailures: Int)
         case open(until: ContinuousClock.Instant)
-        /// One probe is in flight; everyone else fails fast until it reports.
-        case halfOpen
+        /// One probe is in flight since `since`; everyone else fails fast until it reports.
+        case halfOpen(since: ContinuousClock.Instant)
     }
 
     private let policy: CircuitBreakerPolicy
+    private let probeTimeout: Duration
     private let state = Mutex(State.closed(consecutiveFailures: 0))
 
-    init(policy: CircuitBreakerPolicy) {
+    /// - Parameter probeTimeout: longer than one attempt can take (connect and command timeouts).
+    init(policy: CircuitBreakerPolicy, probeTimeout: Duration) {
         self.policy = policy
+        self.probeTimeout = probeTimeout
     }
 
     var isOpen: Bool {
@@ -38,14 +49,17 @@ final class CircuitBreaker: Sendable {
     /// caller becomes the half-open probe.
     func permitsAttempt() -> Bool {
         state.withLock { state in
+            let now = ContinuousClock.now
             switch state {
             case .closed:
                 return true
-            case .halfOpen:
-                return false
+            case .halfOpen(let since):
+                guard now - since >= probeTimeout else { return false }
+                state = .halfOpen(since: now)
+                return true
             case .open(let until):
-                guard ContinuousClock.now >= until else { return false }
-                state = .halfOpen
+                guard now >= until else { return false }
+                state = .halfOpen(since: now)
                 return true
             }
         }
@@ -56,9 +70,9 @@ final class CircuitBreaker: Sendable {
         state.withLock { $0 = .closed(consecutiveFailures: 0) }
     }
 
-    /// Returns true when this failure opened the circuit.
+    /// The attempt got no usable answer. Returns true when this failure opened the circuit.
     @discardableResult
-    func recordConnectionFailure() -> Bool {
+    func recordFailure() -> Bool {
         state.withLock { state in
             switch state {
             case .closed(let failures) where failures + 1 < policy.failureThreshold:

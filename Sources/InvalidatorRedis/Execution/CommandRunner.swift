@@ -60,17 +60,20 @@ struct CommandRunner: Sendable {
             do throws(RedisError) {
                 let replies = try await client.connection.pipeline(pending.map { commands[$0] })
                 client.breaker.recordSuccess()
+                var reconnect = false
                 for (index, reply) in zip(pending, replies) {
                     outcomes[index].attempts = attempt
                     if let error = reply.error {
                         outcomes[index].result = .failure(error)
                         if error.isRetriable && Redirection(error) == nil { retriable.append(index) }
+                        reconnect = reconnect || error.needsReconnect
                     } else {
                         outcomes[index].result = .success(reply)
                     }
                 }
+                if reconnect { await client.connection.close() }
             } catch {
-                if error.isConnectionFailure && client.breaker.recordConnectionFailure() {
+                if client.breaker.recordFailure() {
                     logger.warning("redis node circuit opened", metadata: ["node": "\(node)", "error": "\(error)"])
                 }
                 for index in pending {

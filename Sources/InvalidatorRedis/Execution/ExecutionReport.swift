@@ -104,6 +104,25 @@ struct ReportBuilder {
         }
     }
 
+    /// Every failure recorded so far.
+    var failures: [ExecutionReport.OperationFailure] {
+        singleStep.values.flatMap(\.failed) + multiStepOrder.compactMap { multiStepFailures[$0] }
+    }
+
+    /// Forgets the failures of these operations on these nodes: they are being run
+    /// elsewhere, and that outcome is what counts.
+    mutating func removeFailures(_ removed: [ExecutionReport.OperationFailure]) {
+        var byNode: [RedisEndpoint: Set<CacheOperation>] = [:]
+        for failure in removed { byNode[failure.node, default: []].insert(failure.operation) }
+        for (node, operations) in byNode {
+            singleStep[node]?.failed.removeAll { operations.contains($0.operation) }
+        }
+        let multiStep = Set(removed.map { NodeOperation(node: $0.node, operation: $0.operation) })
+        multiStepOrder.removeAll { multiStep.contains($0) }
+        multiStepSeen.subtract(multiStep)
+        for key in multiStep { multiStepFailures[key] = nil }
+    }
+
     /// Merges the outcomes of other nodes or of a later stage (never the same node and operation twice).
     mutating func merge(_ other: ReportBuilder) {
         for (node, outcomes) in other.singleStep {

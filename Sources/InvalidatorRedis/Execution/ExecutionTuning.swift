@@ -11,18 +11,23 @@ package struct ExecutionTuning: Sendable, Hashable {
     package var precomputeDeduplicationWindow: Duration
     /// MOVED / ASK hops followed for one command before giving up.
     package var maxRedirections: Int
+    /// How old a cluster's slot map may get before the next batch reloads it, so a
+    /// new primary (a reshard, a promotion nobody was redirected to) gets its patterns.
+    package var topologyRefreshInterval: Duration
 
     package init(
         unlinkBatchSize: Int = 512,
         scanCount: Int = 1000,
         scanIterationsPerRound: Int = 8,
         precomputeDeduplicationWindow: Duration = .seconds(1),
-        maxRedirections: Int = 5
+        maxRedirections: Int = 5,
+        topologyRefreshInterval: Duration = .seconds(5)
     ) {
         self.unlinkBatchSize = max(1, unlinkBatchSize)
         self.scanCount = max(1, scanCount)
         self.scanIterationsPerRound = max(1, scanIterationsPerRound)
         self.precomputeDeduplicationWindow = precomputeDeduplicationWindow
         self.maxRedirections = max(0, maxRedirections)
+        self.topologyRefreshInterval = topologyRefreshInterval
     }
 }

@@ -34,7 +34,7 @@ final class NodeRegistry: Sendable {
             let created = NodeClient(
                 endpoint: endpoint,
                 connection: RedisConnection(endpoint: endpoint, options: options, logger: logger),
-                breaker: CircuitBreaker(policy: breakerPolicy)
+                breaker: CircuitBreaker(policy: breakerPolicy, probeTimeout: (options.connectTimeout + options.commandTimeout) * 2)
             )
             clients[endpoint] = created
             return created

@@ -32,7 +32,8 @@ package final class RedisPool: Sendable {
         case .replicated: routing = .fixed(.replicated(configuration.nodes))
         case .sharded: routing = .fixed(.sharded(KetamaRing(servers: configuration.nodes, keyHash: configuration.shardingKeyHash)))
         case .cluster:
-            let directory = ClusterDirectory(seeds: configuration.nodes, nodes: nodes)
+            let directory = ClusterDirectory(
+                seeds: configuration.nodes, nodes: nodes, refreshInterval: configuration.tuning.topologyRefreshInterval)
             cluster = directory
             routing = .cluster(directory)
         }
@@ -100,6 +101,9 @@ package final class RedisPool: Sendable {
     package func pipeline(_ commands: [[String]], routingKey: String) async throws(RedisError) -> [RedisReply] {
         let node = try await node(for: routingKey)
         let outcomes = await runner.run(commands, on: node)
+        if case .cluster(let directory) = routing, outcomes.contains(where: { $0.error?.mayBeCuredByTopologyRefresh == true }) {
+            directory.markStale()
+        }
         return try outcomes.map { outcome throws(RedisError) in
             switch outcome.result {
             case .success(let reply): return reply
@@ -128,7 +132,9 @@ package final class RedisPool: Sendable {
         return node
     }
 
-    /// PINGs every node; nil for a node means it answered. For readiness checks.
+    /// PINGs every node, once each, through its circuit breaker: a node whose
+    /// circuit is open is not ready, and the PING is its probe once the cool-down
+    /// passed. Nil for a node means it answered. For readiness checks.
     package func ping() async -> [RedisEndpoint: RedisError?] {
         let endpoints: [RedisEndpoint]
         do {
@@ -139,9 +145,16 @@ package final class RedisPool: Sendable {
         return await withTaskGroup(of: (RedisEndpoint, RedisError?).self) { group in
             for endpoint in endpoints {
                 group.addTask { [nodes] in
+                    let client = nodes.client(for: endpoint)
+                    guard client.breaker.permitsAttempt() else {
+                        return (endpoint, RedisError(code: .circuitOpen, message: "\(endpoint) circuit open"))
+                    }
                     do throws(RedisError) {
-                        return (endpoint, try await nodes.client(for: endpoint).connection.send(["PING"]).error)
+                        let reply = try await client.connection.send(["PING"])
+                        client.breaker.recordSuccess()
+                        return (endpoint, reply.error)
                     } catch {
+                        client.breaker.recordFailure()
                         return (endpoint, error)
                     }
                 }
@@ -176,36 +189,93 @@ package final class RedisPool: Sendable {
             return report
         }
 
-        var order: [RedisEndpoint] = []
-        var operationsByNode: [RedisEndpoint: [CacheOperation]] = [:]
+        var assignment = Assignment()
         if placement.sendsEveryOperationToAllNodes {
             // No routing per operation: a large batch would pay an array and a hash for each.
-            order = placement.allNodes
-            for node in order { operationsByNode[node] = operations }
+            for node in placement.allNodes { assignment.operationsByNode[node] = operations }
         } else {
-            route(operations, placement: placement, order: &order, operationsByNode: &operationsByNode, report: &report)
+            route(operations, placement: placement, assignment: &assignment, report: &report)
         }
+        report.merge(await apply(assignment, placement: placement))
+        if node == nil, case .cluster(let topology) = placement, case .cluster(let directory) = routing {
+            await reroute(&report, from: topology, directory: directory)
+        }
+        return report
+    }
 
-        return await withTaskGroup(of: ReportBuilder.self) { group in
-            for node in order {
+    /// The operations each node runs.
+    private struct Assignment {
+        var operationsByNode: [RedisEndpoint: [CacheOperation]] = [:]
+
+        var isEmpty: Bool { operationsByNode.isEmpty }
+
+        mutating func add(_ operation: CacheOperation, to node: RedisEndpoint) {
+            operationsByNode[node, default: []].append(operation)
+        }
+    }
+
+    private func apply(_ assignment: Assignment, placement: Placement) async -> ReportBuilder {
+        await withTaskGroup(of: ReportBuilder.self) { group in
+            for (node, operations) in assignment.operationsByNode {
                 let execution = NodeExecution(node: node, runner: runner, placement: placement, tuning: configuration.tuning)
-                group.addTask { [operationsByNode] in
+                group.addTask {
                     var execution = execution
-                    await execution.apply(operationsByNode[node]!)
+                    await execution.apply(operations)
                     return execution.report
                 }
             }
+            var report = ReportBuilder()
             for await nodeReport in group { report.merge(nodeReport) }
             return report
         }
     }
 
-    /// Groups operations by the nodes they run on, in first-use order; an
-    /// operation whose cluster slot has no owner is recorded as failed.
-    private func route(
-        _ operations: [CacheOperation], placement: Placement, order: inout [RedisEndpoint],
-        operationsByNode: inout [RedisEndpoint: [CacheOperation]], report: inout ReportBuilder
-    ) {
+    /// Runs again, on their new owners, the operations that failed on a node that
+    /// no longer owns their slots: a primary that died and whose replica was
+    /// promoted, a former primary answering READONLY or CLUSTERDOWN. A dead
+    /// primary never answers MOVED, so only a reloaded slot map shows where its
+    /// slots went. Operations whose owner did not change keep their failure.
+    private func reroute(_ report: inout ReportBuilder, from before: ClusterTopology, directory: ClusterDirectory) async {
+        var topology = before
+        for _ in 0..<2 {
+            let stranded = report.failures.filter { $0.error.mayBeCuredByTopologyRefresh }
+            guard !stranded.isEmpty, let refreshed = try? await directory.refresh() else { return }
+            var assignment = Assignment()
+            var moved: [ExecutionReport.OperationFailure] = []
+            for failure in stranded {
+                let owners = Self.newOwners(of: failure.operation, failedOn: failure.node, before: topology, after: refreshed)
+                guard !owners.isEmpty, owners != [failure.node] else { continue }
+                moved.append(failure)
+                for owner in owners { assignment.add(failure.operation, to: owner) }
+            }
+            guard !assignment.isEmpty else { return }
+            logger.info("rerouting operations after a cluster topology change", metadata: [
+                "operations": "\(moved.count)", "from": "\(Set(moved.map(\.node)).sorted())",
+            ])
+            report.removeFailures(moved)
+            report.merge(await apply(assignment, placement: .cluster(refreshed)))
+            topology = refreshed
+        }
+    }
+
+    /// Where an operation that failed on `node` runs under the new map: the new
+    /// owner of its key's slot; for a pattern, every new owner of the slots `node` had.
+    static func newOwners(
+        of operation: CacheOperation, failedOn node: RedisEndpoint, before: ClusterTopology, after: ClusterTopology
+    ) -> [RedisEndpoint] {
+        if let key = operation.routingKey {
+            return after.owner(ofSlot: HashSlot.slot(of: key)).map { [$0] } ?? []
+        }
+        var owners: [RedisEndpoint] = []
+        for slot in before.slots(ownedBy: node) {
+            if let owner = after.owner(ofSlot: slot), !owners.contains(owner) { owners.append(owner) }
+        }
+        return owners
+    }
+
+    /// Groups operations by the nodes they run on; an operation whose cluster slot
+    /// has no owner is recorded as failed.
+    private func route(_ operations: [CacheOperation], placement: Placement, assignment: inout Assignment, report: inout ReportBuilder) {
         for operation in operations {
             let targets = placement.nodes(for: operation)
             if targets.isEmpty {
@@ -213,8 +283,7 @@ package final class RedisPool: Sendable {
                 report.recordFailure(operation, on: configuration.nodes[0], error: error, attempts: 0)
             }
             for node in targets {
-                if operationsByNode[node] == nil { order.append(node) }
-                operationsByNode[node, default: []].append(operation)
+                assignment.add(operation, to: node)
             }
         }
     }

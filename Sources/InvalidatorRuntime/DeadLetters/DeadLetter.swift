@@ -192,7 +192,8 @@ extension DeadLetter {
             }
             operations.append(planned)
         }
-        guard let attemptsText = object["attempts"]?.scalarText, let attempts = Int(attemptsText), attempts >= 1 else {
+        // 0: never sent, the node's circuit was open (records of every earlier version say so too).
+        guard let attemptsText = object["attempts"]?.scalarText, let attempts = Int(attemptsText), attempts >= 0 else {
             throw DeadLetterDecodingError("the record has no valid attempts")
         }
         self.init(
