@@ -1,0 +1,221 @@
+import Foundation
+import InvalidatorKafka
+import Logging
+import TestSupport
+import Testing
+
+/// Redis nodes die, come back, fail over and reshard under a running worker.
+/// Invariant: every event's keys are deleted in the end, directly or after
+/// `replay`, every dead letter is readable by `replay`, and the worker never exits.
+@Suite(.timeLimit(.minutes(3))) struct RedisNodeFaultTests {
+    static let rules = """
+        rules:
+          - name: user
+            match: { entity: user }
+            delete: ["user:{id}"]
+        """
+
+    /// A worker config: the Kafka source, `pool` as the rules' pool, dead letters on their own server.
+    static func config(kafka: FaultKafka, pool: String, deadLetters: RedisServer) -> String {
+        """
+        sources:
+          kafka:
+            brokers: "\(kafka.bootstrapServers)"
+            topics: ["\(kafka.topic)"]
+            group: fault-\(UUID().uuidString.prefix(8))
+            properties: { fetch.wait.max.ms: "5" }
+        pools:
+          cache: \(pool)
+          dead: { nodes: ["\(deadLetters.endpoint)"] }
+        rules: rules.yaml
+        retry: { attempts: 3, initial_backoff: 20ms, max_backoff: 100ms }
+        dead_letters: { pool: dead, stream: "dead-letters" }
+        shutdown: { drain_timeout: 5s }
+        """
+    }
+
+    /// Sends `user` events with increasing ids, `perTick` every 20 ms, until cancelled.
+    final class SteadyProducer: Sendable {
+        private let task: Task<Int, any Error>
+
+        init(kafka: FaultKafka, from first: Int = 0, perTick: Int = 5) throws {
+            let producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: kafka.bootstrapServers), logger: Logger(label: "producer"))
+            task = Task {
+                var next = first
+                while !Task.isCancelled {
+                    for _ in 0..<perTick {
+                        let event = events("user", next..<(next + 1))[0]
+                        try await producer.send(KafkaProducerRecord(topic: kafka.topic, partition: Int32(next) % kafka.partitions, value: Array(event.utf8)))
+                        next += 1
+                    }
+                    try await producer.flush()
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                await producer.close()
+                return next
+            }
+        }
+
+        /// Stops producing; returns the number of events sent (ids `first..<returned`).
+        func stop() async throws -> Int {
+            task.cancel()
+            return try await task.value
+        }
+    }
+
+    /// `replay` until the store is empty; returns how many records it replayed.
+    func replayEverything(_ configPath: String, deadLetters: RedisServer) async throws -> Int {
+        var replayed = 0
+        for _ in 0..<5 {
+            let (exit, output) = try runInvalidator(["replay", "--config", configPath, "--format", "json", "--log-level", "error"])
+            #expect(!output.contains("unreadable-record"), "\(output.prefix(2000))")
+            let summary = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
+            replayed += summary?["replayed"] as? Int ?? 0
+            if exit == Process.Exit(status: 0, bySignal: false), try deadLetters.call("XLEN", "dead-letters") == "0" { return replayed }
+            try await Task.sleep(for: .seconds(1))
+        }
+        Issue.record("dead letters remain: \(try deadLetters.call("XLEN", "dead-letters"))")
+        return replayed
+    }
+
+    enum Mode: String, CaseIterable, Sendable {
+        case single, replicated, sharded
+    }
+
+    /// One node of the pool is killed for 5 s while events flow, then comes back
+    /// with its data (append-only file). Events for it are retried, then
+    /// dead-lettered; `replay` deletes every one of their keys.
+    @Test(arguments: Mode.allCases) func aNodeDownAndBack(mode: Mode) async throws {
+        let scenario = try Scenario()
+        let kafka = try FaultKafka(partitions: 4)
+        let nodes = try await RedisServer.start(count: mode == .single ? 1 : 3, ["--appendonly", "yes", "--appendfsync", "always"])
+        let deadLetters = try await RedisServer.start()
+        let victim = nodes[nodes.count - 1]
+        let count = 3000
+        let keys = (0..<count).map { "user:\($0)" }
+        for node in nodes { try await node.seed(keys) }
+        try scenario.write("rules.yaml", Self.rules)
+        let pool = "{ mode: \(mode.rawValue), nodes: [\(nodes.map { "\"\($0.endpoint)\"" }.joined(separator: ", "))], connect_timeout: 300ms, command_timeout: 500ms }"
+        let configPath = try scenario.write("invalidator.yaml", Self.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
+        let worker = try InvalidatorProcess(run: configPath)
+        #expect(try await worker.waitUntilReady())
+
+        let producer = try SteadyProducer(kafka: kafka)
+        try await Task.sleep(for: .milliseconds(500))
+        victim.kill()
+        try await Task.sleep(for: .seconds(5))
+        try await victim.restart()
+        let sent = min(try await producer.stop(), count)
+        // Everything sent is either applied or dead-lettered: the group commits it all.
+        #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
+        let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
+        #expect(worker.isRunning, "\(worker.log.suffix(2000))")
+        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+
+        let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
+        // Each key is deleted where it lives: everywhere, or on its shard alone.
+        let copies = mode == .sharded ? nodes.count - 1 : 0
+        #expect(try nodes.map { try existingKeys($0, Array(keys[0..<sent])) }.reduce(0, +) == sent * copies)
+        for node in nodes {
+            #expect(try existingKeys(node, Array(keys[sent...])) == count - sent, "keys of events never sent stay")
+        }
+        report("redis \(mode.rawValue) node down 5 s", "\(sent) events, \(written) dead letters written, \(replayed) replayed, 0 unreadable")
+    }
+
+    /// A cluster primary is killed (kill -9) and its replica promoted: the worker
+    /// finds the new owner without a restart; what it dead-lettered meanwhile replays.
+    @Test func aClusterPrimaryKilledAndItsReplicaPromoted() async throws {
+        let scenario = try Scenario()
+        let kafka = try FaultKafka(partitions: 4)
+        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
+        let deadLetters = try await RedisServer.start()
+        let count = 5000
+        let keys = (0..<count).map { "user:\($0)" }
+        try await seed(keys, in: cluster)
+        try scenario.write("rules.yaml", Self.rules)
+        let seeds = cluster.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+        let pool = "{ mode: cluster, nodes: [\(seeds)], connect_timeout: 300ms, command_timeout: 500ms }"
+        let configPath = try scenario.write("invalidator.yaml", Self.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
+        let worker = try InvalidatorProcess(run: configPath)
+        #expect(try await worker.waitUntilReady())
+
+        let producer = try SteadyProducer(kafka: kafka)
+        try await Task.sleep(for: .milliseconds(500))
+        // Probe keys share the slot of {probe}: user:{probe}1, user:{probe}2 ...
+        let victim = try cluster.server(owning: "user:{probe}")
+        let replica = try #require(try cluster.replicas(of: victim).first)
+        victim.kill()
+        let promotion = try #require(try await timeUntil(timeout: .seconds(30)) { (try? replica.call("ROLE").hasPrefix("master")) == true })
+        // A fresh key in the failed slots and its event, every 250 ms, until one is deleted.
+        var probe = 0
+        let resumed = try await timeUntil(timeout: .seconds(30)) {
+            if probe > 0, try replica.call("EXISTS", "user:{probe}\(probe)") == "0" { return true }
+            probe += 1
+            try replica.call("SET", "user:{probe}\(probe)", "v")
+            try await kafka.produce([#"{"entity":"user","id":"{probe}\#(probe)","op":"update"}"#])
+            try await Task.sleep(for: .milliseconds(250))
+            return false
+        }
+        let sent = try await producer.stop()
+        #expect(resumed != nil && resumed! <= .seconds(10), "invalidations for the promoted slots resumed after \(String(describing: resumed))")
+
+        #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent + probe) })
+        let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
+        #expect(worker.isRunning, "\(worker.log.suffix(2000))")
+        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
+        for primary in try cluster.primaries() {
+            #expect(try existingKeys(primary, Array(keys[0..<min(sent, count)]) + (1...probe).map { "user:{probe}\($0)" }) == 0, "\(primary.endpoint)")
+        }
+        report("cluster primary killed", "replica promoted \(promotion) after the kill; invalidations resumed \(resumed.map { "\($0)" } ?? "never") after the promotion; \(written) dead letters written, \(replayed) replayed")
+    }
+
+    /// `CLUSTER FAILOVER` on a replica: the old primary becomes a replica and answers MOVED.
+    @Test func aManualClusterFailover() async throws {
+        let scenario = try Scenario()
+        let kafka = try FaultKafka(partitions: 4)
+        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
+        let deadLetters = try await RedisServer.start()
+        let count = 5000
+        let keys = (0..<count).map { "user:\($0)" }
+        try await seed(keys, in: cluster)
+        try scenario.write("rules.yaml", Self.rules)
+        let seeds = cluster.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+        let pool = "{ mode: cluster, nodes: [\(seeds)], connect_timeout: 300ms, command_timeout: 500ms }"
+        let configPath = try scenario.write("invalidator.yaml", Self.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
+        let worker = try InvalidatorProcess(run: configPath)
+        #expect(try await worker.waitUntilReady())
+
+        let producer = try SteadyProducer(kafka: kafka)
+        try await Task.sleep(for: .milliseconds(500))
+        let primary = try cluster.server(owning: "user:1")
+        let replica = try #require(try cluster.replicas(of: primary).first)
+        try replica.call("CLUSTER", "FAILOVER")
+        #expect(try await eventually(timeout: .seconds(30)) { (try? replica.call("ROLE").hasPrefix("master")) == true })
+        try await Task.sleep(for: .seconds(1))
+        let sent = try await producer.stop()
+
+        #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
+        let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
+        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
+        for primary in try cluster.primaries() {
+            #expect(try existingKeys(primary, Array(keys[0..<min(sent, count)])) == 0, "\(primary.endpoint)")
+        }
+        report("cluster manual failover", "\(sent) events, \(written) dead letters, \(replayed) replayed")
+    }
+
+    /// Writes each key on its slot's primary and waits until the replicas have them.
+    func seed(_ keys: [String], in cluster: RedisCluster) async throws {
+        let primaries = try cluster.primaries()
+        var byOwner: [Int: [String]] = [:]
+        for key in keys {
+            let owner = try primaries.firstIndex { try !$0.call("EXISTS", key).hasPrefix("MOVED") } ?? 0
+            byOwner[owner, default: []].append(key)
+        }
+        for (owner, ownedKeys) in byOwner {
+            try await primaries[owner].seed(ownedKeys)
+            try primaries[owner].call("WAIT", "1", "5000")
+        }
+    }
+}
