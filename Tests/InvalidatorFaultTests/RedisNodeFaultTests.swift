@@ -219,3 +219,51 @@ import Testing
         }
     }
 }
+
+/// A node comes back with a rotated password: every probe of its circuit is refused
+/// with an error reply. The circuit must not stick half-open: once the password is
+/// right again, invalidations resume without a restart and `/readyz` turns green.
+@Suite(.timeLimit(.minutes(2))) struct CircuitFaultTests {
+    @Test func aProbeRefusedWithWrongpassAndThePasswordPutRight() async throws {
+        let scenario = try Scenario()
+        let kafka = try FaultKafka(partitions: 2)
+        let cache = try await RedisServer.start()
+        try cache.call("CONFIG", "SET", "requirepass", "secret")
+        let deadLetters = try await RedisServer.start()
+        try scenario.write("rules.yaml", RedisNodeFaultTests.rules)
+        let configPath = try scenario.write("invalidator.yaml", RedisNodeFaultTests.config(
+            kafka: kafka, pool: "{ nodes: [\"\(cache.endpoint)\"], password: secret, connect_timeout: 300ms }", deadLetters: deadLetters))
+        let worker = try InvalidatorProcess(run: configPath)
+        #expect(try await worker.waitUntilReady())
+
+        cache.kill()
+        try await kafka.produce(events("user", 0..<20))
+        #expect(try await eventually { try deadLetters.call("XLEN", "dead-letters") == "20" })
+        try await cache.restart()
+        try cache.call("CONFIG", "SET", "requirepass", "rotated")
+        for id in 0..<40 { try cache.call("SET", "user:\(id)", "v") }
+        try await kafka.produce(events("user", 20..<40))
+        #expect(try await eventually { try deadLetters.call("XLEN", "dead-letters") == "40" })
+        #expect(try await eventually { (try? worker.get("/readyz").status) == 503 }, "not ready while the node refuses the password")
+
+        // Put right: once the circuit's cool-down has passed, a probe succeeds and closes it.
+        try cache.call("CONFIG", "SET", "requirepass", "secret")
+        var probe = 0
+        let recovered = try await timeUntil(timeout: .seconds(30)) {
+            if probe > 0, try cache.call("EXISTS", "user:probe\(probe)") == "0" { return true }
+            probe += 1
+            try cache.call("SET", "user:probe\(probe)", "v")
+            try await kafka.produce([#"{"entity":"user","id":"probe\#(probe)","op":"update"}"#])
+            try await Task.sleep(for: .milliseconds(250))
+            return false
+        }
+        #expect(recovered != nil, "\(worker.log.suffix(2000))")
+        #expect(try await worker.waitUntilReady(timeout: .seconds(15)))
+        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        let (exit, output) = try runInvalidator(["replay", "--config", configPath, "--log-level", "error"])
+        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(try deadLetters.call("XLEN", "dead-letters") == "0")
+        #expect(try existingKeys(cache, (0..<40).map { "user:\($0)" } + (1...probe).map { "user:probe\($0)" }) == 0)
+        report("circuit probe refused (WRONGPASS)", "invalidations resumed \(recovered.map { "\($0)" } ?? "never") after the password was put right (circuit cool-down 5 s); every dead letter replayed")
+    }
+}
