@@ -23,6 +23,10 @@ struct CommandFailure: Error, CustomStringConvertible {
 @main
 enum Main {
     static func main() async {
+        // A write to a socket the peer has reset raises SIGPIPE, whose default action
+        // ends the process: a client of /metrics or a Redis node would kill the worker.
+        // Ignored, the write fails with EPIPE, which every caller handles.
+        signal(SIGPIPE, SIG_IGN)
         do {
             var command = try Invalidator.parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand {

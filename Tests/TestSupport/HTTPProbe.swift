@@ -9,27 +9,9 @@ public enum HTTPProbe {
     }
 
     public static func get(port: Int, path: String, method: String = "GET", timeout: Duration = .seconds(2)) throws -> Response {
-        let socket = try connectedSocket(port: port, timeout: timeout)
-        defer { close(socket) }
         let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
-        guard request.withUnsafeBytes({ send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
-            throw TestSupportError("cannot send the request to port \(port)")
-        }
-        var response: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 16_384)
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            let count = buffer.withUnsafeMutableBytes { recv(socket, $0.baseAddress, $0.count, 0) }
-            if count == 0 { break }
-            guard count > 0 else { throw TestSupportError("no complete answer from port \(port) within \(timeout)") }
-            response += buffer[0..<count]
-        }
-        let text = String(decoding: response, as: UTF8.self)
-        guard let statusLine = text.split(separator: "\r\n").first, statusLine.hasPrefix("HTTP/1."),
-              let status = Int(statusLine.split(separator: " ").dropFirst().first ?? "")
-        else { throw TestSupportError("not an HTTP answer from port \(port): \(text.prefix(80))") }
-        let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
-        return Response(status: status, body: body)
+        let answer = try exchange(port: port, request: request, timeout: timeout)
+        return Response(status: answer.status, body: String(decoding: answer.body, as: UTF8.self))
     }
 
     /// A connected TCP socket to 127.0.0.1:port whose reads and writes time out after `timeout`.

@@ -14,9 +14,15 @@ import Synchronization
 /// - `GET /readyz`: 200 once sources are subscribed and every pool answers PING,
 ///   else 503 with one line per reason.
 ///
+/// `HEAD` answers as `GET` without the body; other methods get 405, unknown paths
+/// 404, malformed requests 400.
+///
 /// Three tiny endpoints do not justify an HTTP framework (which multiplied the
-/// build time): this is a minimal HTTP/1.1 responder on its own thread, one short
-/// request per connection, with blocking socket calls kept off Swift's cooperative pool.
+/// build time): this is a minimal HTTP/1.1 responder, one request per connection,
+/// serving up to ``HTTPServerLimits/maxConnections`` connections at once with
+/// poll(2) on its own thread, off Swift's cooperative pool, each connection closed
+/// at its deadline (``HTTPConnectionLoop``). Slow or idle clients therefore cannot
+/// delay a probe.
 ///
 /// A service of the worker's group, listed first so it shuts down last: metrics
 /// and probes stay up while the sources drain.
@@ -54,7 +60,10 @@ package final class ObservabilityServer: Service, Sendable {
         logger.info("serving /metrics /healthz /readyz", metadata: ["address": "\(listen.host):\(boundPort)"])
         let stopped = ThreadCompletion()
         let thread = Thread { [self] in
-            serve(socket)
+            var connections = HTTPConnectionLoop(listener: socket, logger: logger) { method, target in
+                self.route(method: method, target: target)
+            }
+            connections.run { stopRequested.load(ordering: .relaxed) }
             close(socket)
             stopped.markFinished()
         }
@@ -79,11 +88,14 @@ package final class ObservabilityServer: Service, Sendable {
             throw ServerError(description: "cannot resolve http.listen address \(listen)")
         }
         defer { freeaddrinfo(results) }
-        let descriptor = Glibc.socket(first.pointee.ai_family, first.pointee.ai_socktype, first.pointee.ai_protocol)
+        // Non-blocking: a client gone between poll(2) and accept(2) must not block the loop.
+        let descriptor = Glibc.socket(
+            first.pointee.ai_family, first.pointee.ai_socktype | Int32(SOCK_NONBLOCK.rawValue),
+            first.pointee.ai_protocol)
         guard descriptor >= 0 else { throw ServerError(description: "cannot open a socket: \(String(cString: strerror(errno)))") }
         var yes: Int32 = 1
         setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &yes, socklen_t(MemoryLayout<Int32>.size))
-        guard bind(descriptor, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0, Glibc.listen(descriptor, 64) == 0 else {
+        guard bind(descriptor, first.pointee.ai_addr, first.pointee.ai_addrlen) == 0, Glibc.listen(descriptor, SOMAXCONN) == 0 else {
             let reason = String(cString: strerror(errno))
             close(descriptor)
             throw ServerError(description: "cannot listen on \(listen): \(reason)")
@@ -101,72 +113,31 @@ package final class ObservabilityServer: Service, Sendable {
         return descriptor
     }
 
-    /// Accepts connections until a stop is requested, polling so the stop is seen within 100 ms.
-    private func serve(_ listener: Int32) {
-        while !stopRequested.load(ordering: .relaxed) {
-            var descriptor = pollfd(fd: listener, events: Int16(POLLIN), revents: 0)
-            guard poll(&descriptor, 1, 100) > 0 else { continue }
-            let connection = accept(listener, nil, nil)
-            guard connection >= 0 else { continue }
-            var timeout = timeval(tv_sec: 2, tv_usec: 0)
-            setsockopt(connection, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(connection, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            respond(on: connection)
-            close(connection)
+    private func route(method: String, target: String) -> HTTPResponse {
+        guard method == "GET" || method == "HEAD" else {
+            return HTTPResponse(error: .methodNotAllowed, allowedMethods: "GET, HEAD")
         }
-    }
-
-    private func respond(on connection: Int32) {
-        var request: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while request.count < 16_384, !request.ends(with: [13, 10, 13, 10]) {
-            let count = read(connection, &buffer, buffer.count)
-            guard count > 0 else { break }
-            request += buffer[0..<count]
-        }
-        let requestLine = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self).split(separator: " ")
-        let (status, body, contentType) = route(method: requestLine.first.map(String.init) ?? "",
-                                                path: requestLine.dropFirst().first.map(String.init) ?? "")
-        let head = "HTTP/1.1 \(status)\r\nContent-Type: \(contentType)\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n"
-        let bytes = Array((head + body).utf8)
-        var sent = 0
-        while sent < bytes.count {
-            let count = bytes[sent...].withUnsafeBytes { write(connection, $0.baseAddress, $0.count) }
-            guard count > 0 else { return }
-            sent += count
-        }
-    }
-
-    private func route(method: String, path: String) -> (status: String, body: String, contentType: String) {
-        let text = "text/plain; charset=utf-8"
-        guard method == "GET" || method == "HEAD" else { return ("405 Method Not Allowed", "only GET\n", text) }
-        switch path.split(separator: "?").first.map(String.init) ?? path {
+        switch target.prefix(while: { $0 != "?" }) {
         case "/metrics":
-            guard let renderMetrics else { return ("404 Not Found", "metrics are not enabled\n", text) }
-            return ("200 OK", renderMetrics(), "text/plain; version=0.0.4; charset=utf-8")
+            guard let renderMetrics else { return HTTPResponse(status: .notFound, body: "metrics are not enabled\n") }
+            return HTTPResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: renderMetrics())
         case "/healthz":
             let running = loops()
             let stalled = running.filter(\.isStalled)
-            if stalled.isEmpty { return ("200 OK", list("alive", running.map(\.description)), text) }
-            return ("503 Service Unavailable", list("stalled", stalled.map(\.description)), text)
+            if stalled.isEmpty { return HTTPResponse(status: .ok, body: list("alive", running.map(\.description))) }
+            return HTTPResponse(status: .serviceUnavailable, body: list("stalled", stalled.map(\.description)))
         case "/readyz":
             let state = readiness()
-            if state.isReady { return ("200 OK", "ready\n", text) }
-            return ("503 Service Unavailable", list("not ready", state.problems), text)
+            if state.isReady { return HTTPResponse(status: .ok, body: "ready\n") }
+            return HTTPResponse(status: .serviceUnavailable, body: list("not ready", state.problems))
         default:
-            return ("404 Not Found", "not found\n", text)
+            return HTTPResponse(error: .notFound)
         }
     }
 
     /// `title:` then one `- ` line per item.
     private func list(_ title: String, _ items: [String]) -> String {
         "\(title):\n" + items.map { "- \($0)\n" }.joined()
-    }
-}
-
-extension Array where Element == UInt8 {
-    func ends(with suffix: [UInt8]) -> Bool {
-        count >= suffix.count && Array(self[(count - suffix.count)...]) == suffix
     }
 }
 
