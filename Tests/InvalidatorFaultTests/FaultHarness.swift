@@ -52,7 +52,7 @@ final class InvalidatorProcess: @unchecked Sendable {
         httpPort = try RedisServer.freePort()
         logFile = URL(fileURLWithPath: configPath).deletingLastPathComponent()
             .appendingPathComponent("worker-\(UUID().uuidString.prefix(8)).log")
-        FileManager.default.createFile(atPath: logFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
         process.executableURL = invalidatorExecutable
         process.arguments = ["run", "--config", configPath, "--log-level", logLevel]
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -118,7 +118,7 @@ func runInvalidator(_ arguments: [String], environment: [String: String] = [:], 
     process.arguments = arguments
     process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
     let output = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-out-\(UUID().uuidString)")
-    FileManager.default.createFile(atPath: output.path, contents: nil)
+    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
     defer { try? FileManager.default.removeItem(at: output) }
     let handle = try FileHandle(forWritingTo: output)
     process.standardOutput = handle

@@ -134,7 +134,9 @@ package final class RedisPool: Sendable {
 
     /// PINGs every node, once each, through its circuit breaker: a node whose
     /// circuit is open is not ready, and the PING is its probe once the cool-down
-    /// passed. Nil for a node means it answered. For readiness checks.
+    /// passed (so an idle worker's circuits close too). Only operations open a
+    /// circuit: a failed PING on a closed one does not count. Nil for a node means
+    /// it answered. For readiness checks.
     package func ping() async -> [RedisEndpoint: RedisError?] {
         let endpoints: [RedisEndpoint]
         do {
@@ -146,6 +148,7 @@ package final class RedisPool: Sendable {
             for endpoint in endpoints {
                 group.addTask { [nodes] in
                     let client = nodes.client(for: endpoint)
+                    let isProbe = client.breaker.isOpen
                     guard client.breaker.permitsAttempt() else {
                         return (endpoint, RedisError(code: .circuitOpen, message: "\(endpoint) circuit open"))
                     }
@@ -154,7 +157,7 @@ package final class RedisPool: Sendable {
                         client.breaker.recordSuccess()
                         return (endpoint, reply.error)
                     } catch {
-                        client.breaker.recordFailure()
+                        if isProbe { client.breaker.recordFailure() }
                         return (endpoint, error)
                     }
                 }
