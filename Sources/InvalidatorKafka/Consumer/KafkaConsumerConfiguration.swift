@@ -4,6 +4,10 @@ package struct KafkaConsumerConfiguration: Sendable {
     package var brokers: String
     /// `group.id`.
     package var group: String
+    /// `group.instance.id`: static membership (KIP-345) under this name; nil for a
+    /// dynamic member. A static member does not leave the group when it closes: its
+    /// partitions wait for it, or for `session.timeout.ms`, before moving.
+    package var groupInstanceID: String?
     package var topics: [String]
     /// librdkafka properties passed verbatim (SASL, TLS, fetch tuning ...). They override
     /// `defaultProperties` and the settings above.
@@ -54,6 +58,7 @@ package struct KafkaConsumerConfiguration: Sendable {
     package init(
         brokers: String,
         group: String,
+        groupInstanceID: String? = nil,
         topics: [String],
         properties: [String: String] = [:],
         maxBufferedMessages: Int = 20_000,
@@ -62,6 +67,7 @@ package struct KafkaConsumerConfiguration: Sendable {
     ) {
         self.brokers = brokers
         self.group = group
+        self.groupInstanceID = groupInstanceID
         self.topics = topics
         self.properties = properties
         self.maxBufferedMessages = maxBufferedMessages
@@ -80,6 +86,7 @@ package struct KafkaConsumerConfiguration: Sendable {
         if topics.isEmpty { properties["partition.assignment.strategy"] = "range" }
         return Self.defaultProperties.sorted { $0.key < $1.key }
             + [("bootstrap.servers", brokers), ("group.id", group)]
+            + (groupInstanceID.map { [("group.instance.id", $0)] } ?? [])
             + properties.sorted { $0.key < $1.key }
     }
 }
