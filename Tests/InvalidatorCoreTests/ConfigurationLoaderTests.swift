@@ -138,6 +138,58 @@ import Testing
         }
     }
 
+    // MARK: Static group membership
+
+    /// A Kafka config whose line 5 is `    group_instance_id: <value>`; the value starts at column 24.
+    func staticMemberConfig(_ value: String) -> String {
+        """
+        sources:
+          kafka:
+            brokers: "k:9092"
+            topics: [entity-changes]
+            group_instance_id: \(value)
+        pools:
+          main: { nodes: ["127.0.0.1:6379"] }
+        rules: r.yaml
+        """
+    }
+
+    @Test func aGroupInstanceIDExpandsFromThePodNameAndIsOffByDefault() throws {
+        let configuration = try load(staticMemberConfig("\"${POD_NAME}\""), environment: ["POD_NAME": "invalidator-6d5f8b7c9-x7k2p"])
+        #expect(configuration.sources.kafka?.groupInstanceID == "invalidator-6d5f8b7c9-x7k2p")
+        #expect(try load(Self.fullConfig, environment: ["REDIS_PASSWORD": "s3cret"]).sources.kafka?.groupInstanceID == nil)
+        let overridden = try load(Self.fullConfig, environment: [
+            "REDIS_PASSWORD": "s3cret", "INVALIDATOR__SOURCES__KAFKA__GROUP_INSTANCE_ID": "invalidator-1",
+        ])
+        #expect(overridden.sources.kafka?.groupInstanceID == "invalidator-1")
+    }
+
+    @Test func aGroupInstanceIDOfKafkasLongestLengthAndEveryAllowedCharacterIsAccepted() throws {
+        let longest = String(repeating: "a", count: 249)
+        #expect(try load(staticMemberConfig(longest)).sources.kafka?.groupInstanceID == longest)
+        #expect(try load(staticMemberConfig("Worker_0.zone-B")).sources.kafka?.groupInstanceID == "Worker_0.zone-B")
+    }
+
+    @Test(arguments: [
+        ("\"\"", "is empty; a static member needs a name unique in its group, such as ${POD_NAME}"),
+        ("\".\"", "cannot be '.'"),
+        ("\"..\"", "cannot be '..'"),
+        ("\"worker 0\"", "may hold only letters, digits, '.', '_' and '-' (a pod name does), got 'worker 0'"),
+        ("pod/0", "may hold only letters, digits, '.', '_' and '-' (a pod name does), got 'pod/0'"),
+        ("café", "may hold only letters, digits, '.', '_' and '-' (a pod name does), got 'café'"),
+        (String(repeating: "a", count: 250), "has 250 characters; Kafka allows at most 249"),
+        ("[a, b]", "must be a string"),
+    ])
+    func aGroupInstanceIDKafkaWouldRefuseIsReportedAtItsValue(_ value: String, _ problem: String) {
+        #expect(diagnostics(staticMemberConfig(value)) == ["invalidator.yaml:5:24: sources.kafka.group_instance_id \(problem)"])
+    }
+
+    @Test func aPodNameVariableSetButEmptyIsReported() {
+        #expect(diagnostics(staticMemberConfig("\"${POD_NAME}\""), environment: ["POD_NAME": ""]) == [
+            "invalidator.yaml:5:24: sources.kafka.group_instance_id is empty; a static member needs a name unique in its group, such as ${POD_NAME}",
+        ])
+    }
+
     // MARK: Environment overrides
 
     @Test func environmentOverridesNestedKeys() throws {

@@ -48,7 +48,8 @@ import Testing
     }
 
     static let refusedKafkaProperties = [
-        "enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store", "group.id", "bootstrap.servers", "metadata.broker.list",
+        "enable.auto.commit", "auto.commit.enable", "enable.auto.offset.store", "group.id", "group.instance.id", "bootstrap.servers",
+        "metadata.broker.list",
     ]
 
     // MARK: Kafka properties
@@ -63,6 +64,7 @@ import Testing
 
     @Test func theReasonSaysWhatToDoInstead() {
         #expect(diagnostics(kafkaConfig(property: "group.id")).first?.hasSuffix("set sources.kafka.group instead") == true)
+        #expect(diagnostics(kafkaConfig(property: "group.instance.id")).first?.hasSuffix("set sources.kafka.group_instance_id instead") == true)
         #expect(diagnostics(kafkaConfig(property: "bootstrap.servers")).first?.hasSuffix("set sources.kafka.brokers instead") == true)
         #expect(diagnostics(kafkaConfig(property: "enable.auto.commit")).first?.contains("commits") == true)
     }

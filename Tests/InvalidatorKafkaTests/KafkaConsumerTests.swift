@@ -92,6 +92,38 @@ import Testing
         }
     }
 
+    /// A commit sent while the consumer rejoins is refused for the generation the join
+    /// starts; librdkafka 2.0 then drops the consumer's whole assignment and rejoins
+    /// (librdkafka#4059). Commits wait for the join instead.
+    @Test func aMemberCommittingThroughARebalanceKeepsItsPartitions() async throws {
+        let fixture = try KafkaFixture(topic: "changes", partitions: 4)
+        try await fixture.produce(topic: "changes", partitions: 4, perPartition: 10)
+        let stayer = try fixture.consumer(group: "g", topics: ["changes"])
+        let leaver = try fixture.consumer(group: "g", topics: ["changes"])
+        let stayerLog = EventLog()
+        let stayerReader = Task { try await stayerLog.record(stayer) }
+        let leaverReader = Task { try await EventLog().record(leaver) }
+        #expect(try await eventually { stayer.assignment.count == 2 && leaver.assignment.count == 2 })
+
+        // Commits what it has read every few milliseconds, as a busy worker does.
+        let committing = Task {
+            while !Task.isCancelled {
+                var positions: [TopicPartition: Int64] = [:]
+                for message in stayerLog.messages { positions[message.topicPartition] = message.nextOffset }
+                try? await stayer.commit(positions.filter { stayer.assignment.contains($0.key) })
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        await leaver.close()
+        _ = await leaverReader.result
+        #expect(try await eventually { stayer.assignment.count == 4 })
+        committing.cancel()
+        _ = await committing.result
+        stayerReader.cancel()
+        await stayer.close()
+        #expect(stayerLog.lost.isEmpty, "lost: \(stayerLog.lost)")
+    }
+
     @Test func consumptionResumesAfterBrokersComeBack() async throws {
         let fixture = try KafkaFixture(brokers: 3, topic: "changes", partitions: 4)
         try await fixture.produce(topic: "changes", partitions: 4, perPartition: 100)

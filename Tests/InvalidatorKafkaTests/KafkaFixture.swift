@@ -68,11 +68,14 @@ final class EventLog: Sendable {
     private struct State {
         var messages: [KafkaMessage] = []
         var revoked: [[TopicPartition]] = []
+        var lost: [[TopicPartition]] = []
     }
     private let state = Mutex(State())
 
     var messages: [KafkaMessage] { state.withLock { $0.messages } }
     var revoked: [[TopicPartition]] { state.withLock { $0.revoked } }
+    /// The revocations that said the partitions were lost rather than handed over.
+    var lost: [[TopicPartition]] { state.withLock { $0.lost } }
 
     /// Reads `consumer`'s events until it closes or the task is cancelled; completes every revocation.
     func record(_ consumer: KafkaConsumer) async throws {
@@ -81,7 +84,10 @@ final class EventLog: Sendable {
             case .messages(let batch): state.withLock { $0.messages += batch }
             case .partitionsAssigned: break
             case .partitionsRevoked(let revocation):
-                state.withLock { $0.revoked.append(revocation.partitions) }
+                state.withLock { state in
+                    state.revoked.append(revocation.partitions)
+                    if revocation.isLost { state.lost.append(revocation.partitions) }
+                }
                 revocation.complete()
             }
         }

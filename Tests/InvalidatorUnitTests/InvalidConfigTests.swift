@@ -140,6 +140,9 @@ import Testing
     static let invalidExamples: [Case] = [
         ("config.bad-listen.yaml", ["$CONFIG:8:17: http.listen must be \(address), got '0.0.0.0:0'"]),
         ("config.bad-port.yaml", ["$CONFIG:5:13: pool 'primary' node 'redis-0:70000' must be \(address)"]),
+        ("config.bad-group-instance-id.yaml", [
+            "$CONFIG:5:24: sources.kafka.group_instance_id may hold only letters, digits, '.', '_' and '-' (a pod name does), got 'worker 0'",
+        ]),
         ("config.dead-letters-both.yaml", [
             "$CONFIG:7:15: dead_letters takes either kafka_topic or a stream, not both",
             "$CONFIG:7:66: dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }",
@@ -149,6 +152,9 @@ import Testing
         ]),
         ("config.no-sources.yaml", ["$CONFIG:2:1: the config needs at least one source under 'sources:' (kafka, redis_pubsub or redis_stream)"]),
         ("config.node-without-port.yaml", ["$CONFIG:6:13: pool 'primary' node 'redis-0' must be \(address)"]),
+        ("config.refused-kafka-property.yaml", [
+            "$CONFIG:6:7: sources.kafka.properties: group.instance.id cannot be set: set sources.kafka.group_instance_id instead",
+        ]),
         ("config.single-with-two-nodes.yaml", [
             "$CONFIG:5:12: pool 'primary' is single but lists 2 nodes; use replicated, sharded or cluster",
         ]),

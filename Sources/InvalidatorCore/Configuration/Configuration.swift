@@ -52,6 +52,9 @@ public struct KafkaSourceConfiguration: Hashable, Sendable {
     public var brokers: String
     public var topics: [String]
     public var group = "cache-invalidator"
+    /// librdkafka's `group.instance.id`: static group membership (KIP-345) under this
+    /// name, unique per worker; nil for a dynamic member, which leaves the group on close.
+    public var groupInstanceID: String?
     public var format: EventFormat = .auto
     /// Passed verbatim to librdkafka.
     public var properties: [String: String] = [:]

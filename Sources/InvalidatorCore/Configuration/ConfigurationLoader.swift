@@ -200,7 +200,7 @@ public enum ConfigurationLoader {
     }
 
     private static func parseKafka(_ node: Node, reader: inout YAMLReader) -> KafkaSourceConfiguration? {
-        let allowed: Set<String> = ["brokers", "topics", "group", "format", "properties"]
+        let allowed: Set<String> = ["brokers", "topics", "group", "group_instance_id", "format", "properties"]
         guard let values = reader.mapping(node, context: "sources.kafka", allowed: allowed) else { return nil }
         guard let brokersNode = values["brokers"], let brokers = reader.string(brokersNode, context: "sources.kafka.brokers"),
               let topicsNode = values["topics"], let topics = reader.strings(topicsNode, context: "sources.kafka.topics"),
@@ -211,6 +211,14 @@ public enum ConfigurationLoader {
         }
         var kafka = KafkaSourceConfiguration(brokers: brokers, topics: topics)
         kafka.group = values["group"].flatMap { reader.string($0, context: "sources.kafka.group") } ?? kafka.group
+        if let instance = values["group_instance_id"],
+           let name = reader.string(instance, context: "sources.kafka.group_instance_id") {
+            if let problem = groupInstanceIDProblem(name) {
+                reader.report("sources.kafka.group_instance_id \(problem)", at: instance)
+            } else {
+                kafka.groupInstanceID = name
+            }
+        }
         kafka.format = format(values["format"], context: "sources.kafka.format", reader: &reader)
         if let properties = values["properties"] {
             if case .mapping(let mapping) = properties {
@@ -231,6 +239,25 @@ public enum ConfigurationLoader {
         return kafka
     }
 
+    /// Why `name` cannot be a `group.instance.id`, or nil when it can. Kafka's own rule
+    /// (its Java client refuses the others): 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.
+    static func groupInstanceIDProblem(_ name: String) -> String? {
+        if name.isEmpty { return "is empty; a static member needs a name unique in its group, such as ${POD_NAME}" }
+        if name == "." || name == ".." { return "cannot be '\(name)'" }
+        let maxLength = 249
+        if name.count > maxLength { return "has \(name.count) characters; Kafka allows at most \(maxLength)" }
+        let legal = name.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+                 UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                true
+            default:
+                false
+            }
+        }
+        return legal ? nil : "may hold only letters, digits, '.', '_' and '-' (a pod name does), got '\(name)'"
+    }
+
     /// librdkafka properties a user may not set, with why: the first three would
     /// commit offsets of events not yet applied (at-least-once lost without a word),
     /// the others are set by keys of their own.
@@ -242,6 +269,7 @@ public enum ConfigurationLoader {
             "auto.commit.enable": commitsEarly,
             "enable.auto.offset.store": commitsEarly,
             "group.id": "set sources.kafka.group instead",
+            "group.instance.id": "set sources.kafka.group_instance_id instead",
             "bootstrap.servers": useBrokers,
             "metadata.broker.list": useBrokers,
         ]

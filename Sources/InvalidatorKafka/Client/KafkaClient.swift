@@ -17,8 +17,16 @@ enum PolledItem {
     case error(KafkaError)
 }
 
+/// A consumer's group-membership request on the wire, as librdkafka's interceptors see it.
+enum GroupRequest: Sendable {
+    /// A JoinGroup request was sent: the member is (re)joining its group.
+    case joinSent
+    /// A SyncGroup request was answered: the join is over, successful or not.
+    case syncAnswered
+}
+
 /// Receivers for librdkafka's callbacks. librdkafka calls them on its own
-/// threads (logs) or on the thread that polls (everything else).
+/// threads (logs, group requests) or on the thread that polls (everything else).
 struct ClientCallbacks: Sendable {
     var logger: Logger
     /// Consumer only. Runs inside the rebalance callback, before the partitions
@@ -28,6 +36,8 @@ struct ClientCallbacks: Sendable {
     var delivery: (@Sendable (UInt, Result<KafkaDelivery, KafkaError>) -> Void)? = nil
     /// Errors librdkafka reports outside of any request (all brokers down, fatal errors ...).
     var error: (@Sendable (KafkaError) -> Void)? = nil
+    /// Consumer only. Runs on librdkafka's broker threads: must neither block nor call librdkafka.
+    var groupRequest: (@Sendable (GroupRequest) -> Void)? = nil
 }
 
 /// Owns one `rd_kafka_t` and is the only code that calls librdkafka's
@@ -63,8 +73,13 @@ final class KafkaClient: @unchecked Sendable {
         rd_kafka_conf_set_log_cb(conf, Self.logCallback)
         rd_kafka_conf_set_error_cb(conf, Self.errorCallback)
         switch kind {
-        case .consumer: rd_kafka_conf_set_rebalance_cb(conf, Self.rebalanceCallback)
-        case .producer: rd_kafka_conf_set_dr_msg_cb(conf, Self.deliveryCallback)
+        case .consumer:
+            rd_kafka_conf_set_rebalance_cb(conf, Self.rebalanceCallback)
+            if callbacks.groupRequest != nil {
+                _ = rd_kafka_conf_interceptor_add_on_new(conf, Self.interceptorName, Self.addGroupRequestInterceptors, box.toOpaque())
+            }
+        case .producer:
+            rd_kafka_conf_set_dr_msg_cb(conf, Self.deliveryCallback)
         }
 
         var errstr = [CChar](repeating: 0, count: 512)
@@ -369,6 +384,28 @@ final class KafkaClient: @unchecked Sendable {
         if let failure {
             callbacks.logger.error("Kafka assignment change failed", metadata: ["error": "\(failure)"])
         }
+    }
+
+    /// Kafka protocol API keys of the group-membership requests watched.
+    private static let joinGroupAPIKey: Int16 = 11
+    private static let syncGroupAPIKey: Int16 = 14
+    private static let interceptorName = "invalidator-group-requests"
+
+    /// librdkafka lets interceptors of a handle be added only while it is being created.
+    private static let addGroupRequestInterceptors: @convention(c) (OpaquePointer?, OpaquePointer?, UnsafeMutableRawPointer?, UnsafeMutablePointer<CChar>?, Int) -> rd_kafka_resp_err_t = { rk, _, opaque, _, _ in
+        _ = rd_kafka_interceptor_add_on_request_sent(rk, interceptorName, requestSentInterceptor, opaque)
+        _ = rd_kafka_interceptor_add_on_response_received(rk, interceptorName, responseReceivedInterceptor, opaque)
+        return RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    private static let requestSentInterceptor: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, Int16, Int16, Int32, Int, UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t = { _, _, _, _, apiKey, _, _, _, opaque in
+        if apiKey == joinGroupAPIKey { callbacks(opaque)?.groupRequest?(.joinSent) }
+        return RD_KAFKA_RESP_ERR_NO_ERROR
+    }
+
+    private static let responseReceivedInterceptor: @convention(c) (OpaquePointer?, Int32, UnsafePointer<CChar>?, Int32, Int16, Int16, Int32, Int, Int64, rd_kafka_resp_err_t, UnsafeMutableRawPointer?) -> rd_kafka_resp_err_t = { _, _, _, _, apiKey, _, _, _, _, _, opaque in
+        if apiKey == syncGroupAPIKey { callbacks(opaque)?.groupRequest?(.syncAnswered) }
+        return RD_KAFKA_RESP_ERR_NO_ERROR
     }
 
     private static let deliveryCallback: @convention(c) (OpaquePointer?, UnsafePointer<rd_kafka_message_t>?, UnsafeMutableRawPointer?) -> Void = { _, rkm, opaque in

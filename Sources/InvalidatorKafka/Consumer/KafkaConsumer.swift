@@ -15,7 +15,8 @@ import Logging
 /// Commits: `commit` stores, for each partition, the offset of the next message to
 /// read (`KafkaMessage.nextOffset` of the last message done). Nothing is committed
 /// automatically. Commits run one at a time in call order, so a later commit is
-/// never overtaken by an earlier one.
+/// never overtaken by an earlier one. While the consumer is (re)joining its group a
+/// commit waits for the join to end (see `GroupJoinWatch`).
 ///
 /// Closing: finish and commit in-flight work, then `close()`. Once `close()` is
 /// called no event is delivered, a revoke still waiting for `complete()` proceeds,
@@ -24,6 +25,11 @@ import Logging
 package final class KafkaConsumer: Sendable {
     let core: ConsumerCore
     private let client: KafkaClient
+    private let groupJoin: GroupJoinWatch
+    /// How long a commit waits for a group join to end before it is sent anyway. A join
+    /// lasts until every member has rejoined, which a member handing partitions over
+    /// delays by up to its revocation timeout: the same bound.
+    private let joinWaitLimit: Duration
     /// Blocking librdkafka calls run here, off Swift's cooperative pool, in call order.
     private let blockingCalls = DispatchQueue(label: "kafka-consumer-commits")
 
@@ -32,6 +38,7 @@ package final class KafkaConsumer: Sendable {
     /// offsets (`committed`) without causing a rebalance.
     package init(configuration: KafkaConsumerConfiguration, logger: Logger) throws(KafkaError) {
         let core = ConsumerCore(configuration: configuration, logger: logger)
+        let groupJoin = GroupJoinWatch()
         // The callbacks retain `core`, which retains the client: the cycle ends when
         // the poll thread destroys the handle and releases the callbacks.
         let client = try KafkaClient(
@@ -40,7 +47,8 @@ package final class KafkaConsumer: Sendable {
             callbacks: ClientCallbacks(
                 logger: logger,
                 rebalance: { core.rebalance($0) },
-                error: { core.report($0) }
+                error: { core.report($0) },
+                groupRequest: { groupJoin.record($0) }
             )
         )
         core.attach(client)
@@ -54,6 +62,8 @@ package final class KafkaConsumer: Sendable {
         }
         self.core = core
         self.client = client
+        self.groupJoin = groupJoin
+        self.joinWaitLimit = configuration.revocationTimeout
         let thread = Thread { core.runPollLoop(client) }
         thread.name = "kafka-consumer"
         thread.start()
@@ -100,7 +110,12 @@ package final class KafkaConsumer: Sendable {
     /// failed commit changes nothing and may be repeated (or superseded by a later one).
     package func commit(_ offsets: [TopicPartition: Int64]) async throws(KafkaError) {
         guard !offsets.isEmpty else { return }
-        try await offThePool { [client] () throws(KafkaError) in try client.commit(offsets) }
+        try await offThePool { [client, groupJoin, joinWaitLimit] () throws(KafkaError) in
+            if !groupJoin.waitWhileJoining(atMost: joinWaitLimit) {
+                client.logger.warning("Kafka group join still in progress; committing anyway", metadata: ["waited": "\(joinWaitLimit)"])
+            }
+            try client.commit(offsets)
+        }
     }
 
     /// The group's committed offsets (next offset to read) for `partitions`;

@@ -48,7 +48,8 @@ package final class KafkaEventSource: Service, Sendable {
     package func run() async throws {
         let consumer = try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
-                brokers: configuration.brokers, group: configuration.group, topics: configuration.topics,
+                brokers: configuration.brokers, group: configuration.group,
+                groupInstanceID: configuration.groupInstanceID, topics: configuration.topics,
                 properties: configuration.properties),
             logger: logger)
         let adapter = KafkaAdapter(consumer: consumer, format: configuration.format, metrics: metrics, logger: logger)
@@ -56,7 +57,9 @@ package final class KafkaEventSource: Service, Sendable {
             adapter: adapter, pipeline: pipeline, liveness: liveness, drainTimeout: drainTimeout,
             commitInterval: commitInterval, logger: logger)
         self.driver.withLock { $0 = driver }
-        logger.info("consuming", metadata: ["topics": "\(configuration.topics)", "group": "\(configuration.group)"])
+        var metadata: Logger.Metadata = ["topics": "\(configuration.topics)", "group": "\(configuration.group)"]
+        if let instance = configuration.groupInstanceID { metadata["group_instance_id"] = "\(instance)" }
+        logger.info("consuming", metadata: metadata)
         try await driver.run()
     }
 }
