@@ -1,4 +1,5 @@
 import InvalidatorCore
+import Synchronization
 import TestSupport
 import Testing
 
@@ -130,5 +131,25 @@ import Testing
         #expect(reports.allSatisfy { $0.isSuccess }, "\(reports.flatMap(\.failures))")
         #expect(try server.existing(members + late).isEmpty)
         #expect(try server.keys().isEmpty)
+    }
+
+    @Test func aLongScanReportsProgressAtEachPage() async throws {
+        let server = try await RedisServer.start()
+        let sessions = (0..<2_000).map { "session:\($0)" }
+        let members = (0..<500).map { "member:\($0)" }
+        try await server.seed(sessions + members)
+        try await server.pipe([["SADD", "tag:all"] + members])
+        let pool = try makePool(.single, [server.endpoint], tuning: ExecutionTuning(scanCount: 10))
+        let steps = Atomic<Int>(0)
+
+        // Set on this task, seen by the pool's per-node tasks.
+        let report = await ExecutionProgress.$onStep.withValue({ steps.add(1, ordering: .relaxed) }) {
+            await pool.execute([.deletePattern(pattern: "session:*"), .purgeTag(setKey: "tag:all")])
+        }
+
+        #expect(report.isSuccess)
+        #expect(try server.keys().isEmpty)
+        // Each SCAN / SSCAN call visits about 10 buckets: hundreds of pages, each a step.
+        #expect(steps.load(ordering: .relaxed) >= (sessions.count + members.count) / 10)
     }
 }

@@ -120,6 +120,7 @@ struct NodeExecution {
     /// One SCAN-family call (`SCAN cursor ...` or `SSCAN key cursor ...`) with COUNT appended.
     private func scanStep(_ command: [String], on node: RedisEndpoint) async -> ScanResult {
         let outcome = await runner.run([command + ["COUNT", String(tuning.scanCount)]], on: node)[0]
+        ExecutionProgress.stepDone()
         guard case .success(let reply) = outcome.result else { return .failed(outcome) }
         guard let parts = reply.array, parts.count == 2, let cursor = parts[0].string, let keys = parts[1].array?.compactMap(\.bytes) else {
             var malformed = outcome
@@ -143,7 +144,9 @@ struct NodeExecution {
     private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
         guard !keys.isEmpty else { return [] }
         let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        return await runner.run(commands, on: node).filter { $0.error != nil }
+        let failed = await runner.run(commands, on: node).filter { $0.error != nil }
+        ExecutionProgress.stepDone()
+        return failed
     }
 
     // MARK: Tags
