@@ -11,10 +11,10 @@ import Testing
     @Test func aPatternScanLongerThanTheStallTimeoutKeepsItsLoopAlive() async throws {
         let cache = try await RedisServer.start()
         let dead = try await RedisServer.start()
-        try await cache.pipe((0..<30_000).map { ["SET", "session:7:\($0)", "v"] })
-        // Every reply 20 ms late: the scan's pages take seconds in all, however fast the machine.
+        try await cache.pipe((0..<60_000).map { ["SET", "session:7:\($0)", "v"] })
+        // Every reply 40 ms late: the scan's 60-odd pages take seconds, however fast the machine.
         let network = try TCPProxy(to: cache.port)
-        network.delayReplies(by: .milliseconds(20))
+        network.delayReplies(by: .milliseconds(40))
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-liveness-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -34,7 +34,8 @@ import Testing
             rules: RulesState(Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets)), pools: pools,
             deadLetters: RedisStreamDeadLetterStore(pool: pools.pool(named: "dead")!, stream: "dead-letters"),
             workerID: "test-worker", logger: quietLogger())
-        let liveness = LivenessMonitor(stallTimeout: .milliseconds(300))
+        // Well above what one page takes, even on a machine busy with other tests.
+        let liveness = LivenessMonitor(stallTimeout: .milliseconds(1_500))
         let prepared = await pipeline.prepare([IncomingEvent(source: .manual, payload: Array(#"{"entity":"user","id":"7","op":"update"}"#.utf8))])
 
         let started = ContinuousClock.now
@@ -46,7 +47,7 @@ import Testing
         var stalls: [String] = []
         while let status = liveness.loops.first {
             if status.isStalled { stalls.append(status.description) }
-            try await Task.sleep(for: .milliseconds(20))
+            try await Task.sleep(for: .milliseconds(50))
         }
         let result = await applying.value
 
