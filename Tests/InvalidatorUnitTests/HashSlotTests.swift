@@ -28,11 +28,19 @@ import Testing
         #expect(HashSlot.hashTag(of: "no}tag{here") == nil)
     }
 
-    @Test func snapshotKeysStayInTheTagSetsSlot() {
-        for setKey in ["tag:users", "tag:{tenant-1}:users", "odd}key", "tag:{}:x", "a{b"] {
-            let snapshot = Commands.snapshotKey(forTagSet: setKey, unique: "u1")
-            #expect(HashSlot.slot(of: snapshot) == HashSlot.slot(of: setKey), "\(setKey) -> \(snapshot)")
-            #expect(snapshot != setKey)
+    @Test func tagPurgeKeysStayInTheTagSetsSlotAndNeverCollide() {
+        // "{tag:a}" and "tag:a" would share `{tag:a}:purging` if braces were kept as they are.
+        let setKeys = ["tag:users", "tag:{tenant-1}:users", "odd}key", "tag:{}:x", "a{b", "{tag:a}", "tag:a", "{0}", "0", ""]
+        var names: [String: String] = [:]
+        for setKey in setKeys {
+            let keys = Commands.tagPurgeKeys(forTagSet: setKey)
+            for name in [keys.snapshot, keys.owner] {
+                #expect(HashSlot.slot(of: name) == HashSlot.slot(of: setKey), "\(setKey) -> \(name)")
+                #expect(!setKeys.contains(name), "\(setKey) -> \(name) is a tag set")
+                let previous = names.updateValue(setKey, forKey: name)
+                #expect(previous == nil, "\(setKey) and \(previous ?? "") share \(name)")
+            }
         }
+        #expect(Commands.tagPurgeKeys(forTagSet: "tag:users") == .init(snapshot: "{tag:users}:purging", owner: "{tag:users}:purge-owner"))
     }
 }

@@ -149,7 +149,7 @@ struct ReportBuilder {
 }
 
 extension CacheOperation {
-    /// Patterns and tags take several commands (scans, unlinks, a rename); every
+    /// Patterns and tags take several commands (scans, unlinks, a snapshot); every
     /// other operation is one command.
     fileprivate var isMultiStep: Bool {
         switch self {

@@ -60,8 +60,9 @@ struct NodeExecution {
         }
     }
 
-    private mutating func record(_ operation: CacheOperation, _ outcome: CommandRunner.Outcome) {
-        report.record(CollectionOfOne(operation), on: outcome.node, error: outcome.error, attempts: outcome.attempts)
+    /// Records `outcome` for `operation` on `node`, by default the node the command ran on.
+    private mutating func record(_ operation: CacheOperation, _ outcome: CommandRunner.Outcome, on node: RedisEndpoint? = nil) {
+        report.record(CollectionOfOne(operation), on: node ?? outcome.node, error: outcome.error, attempts: outcome.attempts)
     }
 
     // MARK: Patterns
@@ -119,6 +120,7 @@ struct NodeExecution {
     /// One SCAN-family call (`SCAN cursor ...` or `SSCAN key cursor ...`) with COUNT appended.
     private func scanStep(_ command: [String], on node: RedisEndpoint) async -> ScanResult {
         let outcome = await runner.run([command + ["COUNT", String(tuning.scanCount)]], on: node)[0]
+        ExecutionProgress.stepDone()
         guard case .success(let reply) = outcome.result else { return .failed(outcome) }
         guard let parts = reply.array, parts.count == 2, let cursor = parts[0].string, let keys = parts[1].array?.compactMap(\.bytes) else {
             var malformed = outcome
@@ -142,32 +144,51 @@ struct NodeExecution {
     private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
         guard !keys.isEmpty else { return [] }
         let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        return await runner.run(commands, on: node).filter { $0.error != nil }
+        let failed = await runner.run(commands, on: node).filter { $0.error != nil }
+        ExecutionProgress.stepDone()
+        return failed
     }
 
     // MARK: Tags
 
-    /// Purges a tag without losing members added meanwhile: the set is first
-    /// renamed to a unique snapshot key in the same slot (atomic), so concurrent
-    /// SADDs create a new live set; only the snapshot's members are unlinked, then the snapshot.
-    /// If some member cannot be unlinked, the snapshot is merged back into the
-    /// live set so a retry of this operation purges those members again.
+    /// Purges a tag so that no member is lost, whatever fails or runs at the same time.
+    ///
+    /// The set is moved into its snapshot, a fixed key per set in the set's slot
+    /// (``Commands/tagPurgeKeys(forTagSet:)``); a snapshot already there is merged
+    /// with, not overwritten. Members added meanwhile go to a new live set, left for the
+    /// next purge. Every member of the snapshot is unlinked where it lives; then the
+    /// snapshot is unlinked, but only by the purge that merged into it last (it holds
+    /// the owner token), since only that one has scanned every member. A member that
+    /// cannot be unlinked stays in the snapshot, and the failure is recorded against
+    /// the node holding the snapshot: the purge must run there again.
+    ///
+    /// Invariant: every member present in the set when a purge starts is, when the
+    /// purge reports success, unlinked (by it, or by a later purge that merged into
+    /// the snapshot and completed); otherwise it is still in the snapshot, where the
+    /// next purge of the tag (a retry, a redelivered event after a crash, a replay of
+    /// the failure) finds it. Purges of one tag that overlap (two workers, a worker and
+    /// a replay) each scan the whole snapshot: a member may be unlinked twice, never
+    /// missed; the snapshot only ever loses members when it is unlinked, and its owner
+    /// has scanned them all by then.
     private mutating func purgeTag(_ operation: CacheOperation, setKey: String) async {
-        let snapshot = Commands.snapshotKey(forTagSet: setKey, unique: UUID().uuidString)
-        guard let holder = await renameToSnapshot(operation, setKey: setKey, snapshot: snapshot) else { return }
+        let keys = Commands.tagPurgeKeys(forTagSet: setKey)
+        guard let snapshot = await takeSnapshot(operation, setKey: setKey, keys: keys) else { return }
+        let holder = snapshot.holder
 
         var cursor = "0"
-        var allMembersUnlinked = true
+        var firstFailure: CommandRunner.Outcome?
         var iterations = 0
-        repeat {
-            guard let step = handleFailure(await scanStep(["SSCAN", snapshot, cursor], on: holder), of: operation) else {
-                allMembersUnlinked = false
-                break
+        scanning: repeat {
+            let step: ScanStep
+            switch await scanStep(["SSCAN", keys.snapshot, cursor], on: holder) {
+            case .page(let page): step = page
+            case .failed(let outcome):
+                firstFailure = firstFailure ?? outcome
+                break scanning
             }
             for (owner, members) in membersByOwner(step.keys, holder: holder) {
-                for failed in await unlink(members, on: owner) {
-                    record(operation, failed)
-                    allMembersUnlinked = false
+                if let failed = await unlink(members, on: owner).first {
+                    firstFailure = firstFailure ?? failed
                 }
             }
             cursor = step.cursor
@@ -175,33 +196,30 @@ struct NodeExecution {
             if iterations % tuning.scanIterationsPerRound == 0 { await Task.yield() }
         } while cursor != "0"
 
-        if allMembersUnlinked {
-            record(operation, await runner.run([["UNLINK", snapshot]], on: holder)[0])
+        if let firstFailure {
+            // Against the holder, not a member's owner: there the snapshot is found again.
+            record(operation, firstFailure, on: holder)
             return
         }
-        // The failure is already recorded; put the members back so a retry finds them.
-        let restored = await runner.run([["SUNIONSTORE", setKey, setKey, snapshot]], on: holder)[0]
-        if restored.error == nil {
-            _ = await runner.run([["UNLINK", snapshot]], on: holder)
-        } else {
-            record(operation, restored)
-        }
+        record(operation, await runner.run([Commands.finishTagPurge(keys, token: snapshot.token)], on: holder)[0], on: holder)
     }
 
-    /// Renames the set to the snapshot and returns the node holding it, or nil
-    /// when there is nothing to purge or the rename failed (already recorded).
-    private mutating func renameToSnapshot(_ operation: CacheOperation, setKey: String, snapshot: String) async -> RedisEndpoint? {
-        let outcome = await runner.run([Commands.snapshotTagSet(setKey, to: snapshot)], on: node)[0]
+    /// Moves the set into its snapshot; returns the node holding the snapshot and this
+    /// purge's owner token, or nil when there is nothing to purge or the step failed
+    /// (recorded). A retried step just merges again, so a lost reply is harmless.
+    private mutating func takeSnapshot(
+        _ operation: CacheOperation, setKey: String, keys: Commands.TagPurgeKeys
+    ) async -> (holder: RedisEndpoint, token: String)? {
+        let command = Commands.snapshotTagSet(setKey, keys: keys, purge: UUID().uuidString)
+        var outcome = await runner.run([command], on: node)[0]
         switch outcome.result {
-        case .success(.integer(1)):
-            return outcome.node
-        case .success:
-            // After a retried rename, "no set" may mean an earlier try did rename it.
-            if outcome.attempts > 1,
-               case .success(.integer(1)) = await runner.run([["EXISTS", snapshot]], on: outcome.node)[0].result {
-                return outcome.node
-            }
+        case .success(.bulk(let token)):
+            return (outcome.node, String(decoding: token, as: UTF8.self))
+        case .success(.integer(0)):
             report.recordSuccess(operation, on: outcome.node)
+        case .success:
+            outcome.result = .failure(RedisError(code: .protocolViolation, message: "unexpected tag snapshot reply from \(outcome.node)"))
+            record(operation, outcome)
         case .failure:
             record(operation, outcome)
         }

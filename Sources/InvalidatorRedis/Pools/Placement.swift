@@ -6,17 +6,25 @@ enum Placement: Sendable {
     case replicated([RedisEndpoint])
     case sharded(KetamaRing)
     case cluster(ClusterTopology)
+    /// Every operation on one node of the pool, for replaying that node's dead
+    /// letters; the members of a tag purged there are still deleted on the nodes
+    /// `routing` says own them (a sharded pool's tag set holds other nodes' keys).
+    indirect case pinned(RedisEndpoint, routing: Placement)
 
     /// Whether keys must be grouped by hash slot (multi-key commands, snapshot names).
     var usesSlots: Bool {
-        if case .cluster = self { true } else { false }
+        switch self {
+        case .cluster: true
+        case .pinned(_, let routing): routing.usesSlots
+        case .single, .replicated, .sharded: false
+        }
     }
 
     /// Single and replicated pools run every operation on every node:
     /// `nodes(for:)` is `allNodes` whatever the operation.
     var sendsEveryOperationToAllNodes: Bool {
         switch self {
-        case .single, .replicated: true
+        case .single, .replicated, .pinned: true
         case .sharded, .cluster: false
         }
     }
@@ -27,6 +35,7 @@ enum Placement: Sendable {
         case .replicated(let nodes): nodes
         case .sharded(let ring): ring.servers
         case .cluster(let topology): topology.primaries
+        case .pinned(let node, _): [node]
         }
     }
 
@@ -35,7 +44,7 @@ enum Placement: Sendable {
     /// every node of a sharded pool (as patterns do).
     func nodes(for operation: CacheOperation) -> [RedisEndpoint] {
         switch (self, operation) {
-        case (_, .deletePattern), (.sharded, .purgeTag), (.single, _), (.replicated, _):
+        case (_, .deletePattern), (.sharded, .purgeTag), (.single, _), (.replicated, _), (.pinned, _):
             return allNodes
         case (.sharded(let ring), _):
             return operation.routingKey.map { [ring.server(for: $0)] } ?? allNodes
@@ -53,6 +62,7 @@ enum Placement: Sendable {
         case .single, .replicated: holder
         case .sharded(let ring): ring.server(for: key)
         case .cluster(let topology): topology.owner(ofSlot: HashSlot.slot(of: key))
+        case .pinned(_, let routing): routing.owner(ofMember: key, foundOn: holder)
         }
     }
 }

@@ -58,7 +58,8 @@ package final class RedisPool: Sendable {
     /// - Parameters:
     ///   - node: run everything on this node of the pool alone instead of where the
     ///     pool routes it; for replaying one node's dead letters, so the other copies
-    ///     of a replicated or sharded pool do not get them twice.
+    ///     of a replicated or sharded pool do not get them twice. The members of a tag
+    ///     purged there are still deleted on the nodes that own them.
     ///   - distinct: the caller has already coalesced `operations`, so the duplicate
     ///     check (a hash of every operation, a measurable share of a large batch) is skipped.
     package func execute(
@@ -179,11 +180,8 @@ package final class RedisPool: Sendable {
         var report = ReportBuilder()
         let placement: Placement
         do {
-            if let node {
-                placement = .single(node)
-            } else {
-                placement = try await self.placement()
-            }
+            let routing = try await self.placement()
+            placement = node.map { .pinned($0, routing: routing) } ?? routing
         } catch {
             // Without a topology there is no owner to blame; the first seed stands for the cluster.
             for operation in operations {

@@ -92,8 +92,9 @@ package final class EventPipeline: Sendable {
     /// Applies a prepared batch, dead-letters what failed, and schedules redeletes.
     ///
     /// - Parameter heartbeat: the calling loop's: beaten when the cache operations
-    ///   start and at each attempt to store dead letters, so a loop waiting on a batch
-    ///   that keeps making attempts is alive.
+    ///   start, at each step of a pattern or tag purge, and at each attempt to store
+    ///   dead letters, so a loop waiting on a batch that keeps making progress or
+    ///   attempts is alive.
     /// - Parameters:
     ///   - redeletes: runs the batch's delayed redeletes; nil schedules none.
     ///   - onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
@@ -105,7 +106,10 @@ package final class EventPipeline: Sendable {
         var records = prepared.rejected
         metrics.inFlightChanged(by: batch.count)
         heartbeat?.beat(.applying)
-        let failures = await executor.execute(plans.map(\.pools))
+        // A pattern or tag purge may scan for minutes: each page it scans is a beat.
+        let failures = await ExecutionProgress.$onStep.withValue({ heartbeat?.beat(.applying) }) {
+            await executor.execute(plans.map(\.pools))
+        }
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
             for failure in failures[planIndex]! {

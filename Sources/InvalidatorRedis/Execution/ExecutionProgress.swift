@@ -1,0 +1,14 @@
+/// Lets a caller see that a long execution is still moving: a pattern or tag
+/// purge over a huge keyspace may take minutes, one SCAN / SSCAN page at a time.
+///
+/// A task-local, so it reaches the per-node tasks a pool starts (child tasks
+/// inherit it) without every layer in between passing it on.
+package enum ExecutionProgress {
+    /// Called after each step of a pattern or tag purge (a page scanned, a page's
+    /// keys unlinked on one node). Must be cheap and must not block.
+    @TaskLocal package static var onStep: (@Sendable () -> Void)?
+
+    static func stepDone() {
+        onStep?()
+    }
+}
