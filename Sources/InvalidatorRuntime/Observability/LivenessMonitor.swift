@@ -20,7 +20,8 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
 
 /// The heartbeat of one processing loop. The loop beats each time it goes round,
 /// idle rounds included (its waits for input are bounded), and work done on its
-/// behalf beats too: applying a batch, each attempt to store its dead letters.
+/// behalf beats too: applying a batch, each page of a pattern or tag scan, each
+/// attempt to store its dead letters.
 package final class Heartbeat: Sendable {
     package let name: String
     /// Milliseconds since `origin` of the last beat, shifted left 8 bits, with the
