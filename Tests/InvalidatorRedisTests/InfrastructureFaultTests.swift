@@ -92,7 +92,13 @@ import Testing
         let replica = try #require(try cluster.replicas(of: victim).first)
 
         victim.kill()
-        #expect(try await eventually(timeout: .seconds(30)) { (try? replica.call("ROLE").hasPrefix("master")) == true })
+        // Promoted, and known to be by every live primary (the map is read from them).
+        let replicaID = try replica.call("CLUSTER", "MYID")
+        #expect(try await eventually(timeout: .seconds(30)) {
+            try cluster.primaries().allSatisfy { primary in
+                try primary.call("CLUSTER", "NODES").split(separator: "\n").contains { $0.hasPrefix(replicaID) && $0.contains("master") }
+            }
+        })
         try replica.call("SET", "user:1", "v")
         try replica.call("SET", "user:session:9", "v")
         // The first batch after the promotion may still go to the dead address; it is rerouted, not failed.
