@@ -144,14 +144,15 @@ import Testing
 
     /// Shows the scenario above can fail: without settling the half-written file is loaded.
     @Test func withoutSettlingTheHalfWrittenFileWouldBeLoaded() async throws {
-        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .zero)
+        // The first half alone for a whole second: a loaded machine's poll still sees it.
+        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .zero, gap: .seconds(1))
         #expect(reloads == 2)
         #expect(counts == [1, 2])
     }
 
-    /// Writes the two halves in place under a RulesReloader (50 ms poll); returns the
+    /// Writes the two halves in place, `gap` apart, under a RulesReloader (50 ms poll); returns the
     /// accepted reloads and the rule counts they logged.
-    func inPlaceWriteUnderReloader(settle: Duration) async throws -> (reloads: Double, counts: [Int]) {
+    func inPlaceWriteUnderReloader(settle: Duration, gap: Duration = .milliseconds(250)) async throws -> (reloads: Double, counts: [Int]) {
         let folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-reload-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: folder) }
@@ -169,7 +170,7 @@ import Testing
         try await prime(file, settle: settle, reloads: reloads)
         let primed = (reloads: reloads(), logged: Self.reloadedCounts(capture).count)
 
-        try await writeInTwoHalves(file, gap: .milliseconds(250))
+        try await writeInTwoHalves(file, gap: gap)
         try await Task.sleep(for: settle * 3 + .milliseconds(500))
         task.cancel()
         try await task.value
