@@ -68,6 +68,12 @@ package struct DeadLetterReader: Sendable {
         Int(try await command(["XLEN", stream]).integer ?? 0)
     }
 
+    /// Bytes the stream takes on its node (`MEMORY USAGE`, which samples a large
+    /// stream); 0 when the stream does not exist.
+    package func memoryUsage() async throws(RedisError) -> Int {
+        Int(try await command(["MEMORY", "USAGE", stream]).integer ?? 0)
+    }
+
     package func lockKey(for id: String) -> String {
         "\(stream):replay-lock:\(id)"
     }
