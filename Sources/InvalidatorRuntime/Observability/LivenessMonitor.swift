@@ -10,6 +10,8 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
     /// The capped dead-letter stream is full: the loop waits for `replay` to make
     /// room, retrying (and beating) meanwhile. No stall: a restart would not help.
     case waitingForDeadLetterRoom
+    /// The source's delayed redeletes are at their bound: the loop waits for them to run.
+    case waitingForRedeletes
 
     package var description: String {
         switch self {
@@ -18,13 +20,14 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
         case .storingDeadLetters: "storing dead letters"
         case .handingOver: "handing over revoked partitions"
         case .waitingForDeadLetterRoom: "waiting: dead-letter store full"
+        case .waitingForRedeletes: "waiting: too many delayed redeletes pending"
         }
     }
 
     /// Whether beats of this activity carry figures (``Heartbeat/beat(_:detail:)``).
     var hasDetail: Bool {
         switch self {
-        case .waitingForDeadLetterRoom: true
+        case .waitingForDeadLetterRoom, .waitingForRedeletes: true
         case .reading, .applying, .storingDeadLetters, .handingOver: false
         }
     }

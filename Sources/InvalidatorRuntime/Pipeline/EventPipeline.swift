@@ -127,7 +127,7 @@ package final class EventPipeline: Sendable {
             let groups = pools.flatMap { pool in pool.redeletes.map { (pool.pool, $0) } }
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
-            redeletes.schedule(groups) { [self] failed in
+            await redeletes.schedule(groups, heartbeat: heartbeat) { [self] failed in
                 // Runs on the scheduler's task, not on a monitored loop.
                 let durable = await store(failed.map { preparer.deadLetter(event, failure: $0) }, heartbeat: nil)
                 if durable {
