@@ -7,68 +7,87 @@ import Synchronization
 /// `record`, with `reason`, `rule` and `node` beside it for quick filtering
 /// (`XRANGE`, `redis-cli`).
 ///
-/// With a cap (`dead_letters.max_records`), a write is refused with
-/// ``DeadLetterStoreFull`` while the stream holds that many records: the caller
-/// waits as during an outage, so the worker stops consuming instead of filling
-/// the node (records are never trimmed). A batch is written whole once the stream
-/// is under the cap, so the stream can exceed it by one batch per worker.
+/// A batch is appended by one Lua script, so it is stored whole or not at all: a
+/// node at `maxmemory` (with `noeviction`) refuses a script before its first write,
+/// so a retried batch never leaves duplicates behind.
+///
+/// With a cap (`dead_letters.max_records`), the script refuses the batch while the
+/// stream holds that many records: ``DeadLetterStoreFull``, which the caller waits
+/// out like an outage, so the worker stops consuming instead of filling the node
+/// (records are never trimmed). Under the cap a batch is written whole, so the
+/// stream can exceed the cap by the last batch written.
 package struct RedisStreamDeadLetterStore: DeadLetterStore {
     package let pool: RedisPool
     package let stream: String
     /// nil: no cap.
     package let maxRecords: Int?
-    private let fill: Fill
+    private let episode = FullEpisode()
     private let logger: Logger
 
     package init(pool: RedisPool, stream: String, maxRecords: Int? = nil, logger: Logger = Logger(label: "invalidator.dead-letters")) {
         self.pool = pool
         self.stream = stream
         self.maxRecords = maxRecords
-        self.fill = Fill()
         self.logger = logger
     }
 
     package func write(_ records: [DeadLetter]) async throws {
-        var commands = records.map { ["XADD", stream, "*"] + Self.fields(of: $0) }
+        let arguments = ["EVAL", Self.appendScript, "1", stream, String(maxRecords ?? 0)] + Self.scriptArguments(records)
+        let reply = try await pool.pipeline([arguments], routingKey: stream)[0]
+        if let error = reply.error { throw error }
+        guard let length = reply.integer else {
+            throw RedisError(code: .protocolViolation, message: "the dead-letter append script did not answer with an integer")
+        }
         if let maxRecords {
-            try await checkRoom(cap: maxRecords)
-            // Counted in the same round trip, for the next write's check.
-            commands.append(["XLEN", stream])
-        }
-        let replies = try await pool.pipeline(commands, routingKey: stream)
-        if let failure = replies.lazy.compactMap({ $0.error }).first {
-            throw failure
-        }
-        if maxRecords != nil, let count = replies.last?.integer {
-            fill.recordCount(Int(count))
+            let refusedAt = length >= 0 ? Int(length) : nil
+            note(refusedAt, cap: maxRecords)
+            if let refusedAt { throw DeadLetterStoreFull(stream: stream, records: refusedAt, cap: maxRecords) }
         }
         DeadLetterMetrics.recordWritten(records)
     }
 
-    /// Refuses a write while the stream holds `cap` records or more. The count of
-    /// this worker's last write is trusted while it is under the cap; at or over
-    /// it (or before the first write) the stream is counted again, so room that
-    /// `replay` makes is seen at the next attempt.
-    private func checkRoom(cap: Int) async throws {
-        if let known = fill.lastCount, known < cap { return }
-        let reply = try await pool.pipeline([["XLEN", stream]], routingKey: stream)[0]
-        if let error = reply.error { throw error }
-        let count = Int(reply.integer ?? 0)
-        switch fill.recordCount(count, cap: cap) {
-        case .unchanged:
+    /// Logs the start and the end of a full episode, once each, however many writes wait through it.
+    private func note(_ refusedAt: Int?, cap: Int) {
+        let metadata: Logger.Metadata = ["stream": "\(stream)", "cap": "\(cap)"]
+        switch (episode.update(isFull: refusedAt != nil), refusedAt) {
+        case (true, let count?):
+            logger.error(
+                "dead-letter stream is full; consuming stops until replay (or an operator) brings it under dead_letters.max_records",
+                metadata: metadata.merging(["records": "\(count)"]) { $1 })
+        case (true, nil):
+            logger.info("dead-letter stream is under its cap again; consuming resumes", metadata: metadata)
+        case (false, _):
             break
-        case .becameFull:
-            logger.error("dead-letter stream is full; consuming stops until replay (or an operator) brings it under dead_letters.max_records", metadata: [
-                "stream": "\(stream)", "records": "\(count)", "cap": "\(cap)",
-            ])
-        case .gotRoom:
-            logger.info("dead-letter stream is under its cap again; consuming resumes", metadata: [
-                "stream": "\(stream)", "records": "\(count)", "cap": "\(cap)",
-            ])
         }
-        if count >= cap {
-            throw DeadLetterStoreFull(stream: stream, records: count, cap: cap)
+    }
+
+    /// KEYS[1]: the stream. ARGV[1]: the cap (0: none); then, per record, its field
+    /// count and fields. Returns the stream's length when it refused the records
+    /// (at the cap), else -1 once every record is appended.
+    static let appendScript = """
+        local cap = tonumber(ARGV[1])
+        if cap > 0 then
+          local count = redis.call('XLEN', KEYS[1])
+          if count >= cap then return count end
+        end
+        local i = 2
+        while i <= #ARGV do
+          local n = tonumber(ARGV[i])
+          redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
+          i = i + n + 1
+        end
+        return -1
+        """
+
+    /// Per record, its field count and fields, as the scripts that append records read them.
+    static func scriptArguments(_ records: [DeadLetter]) -> [String] {
+        var arguments: [String] = []
+        for record in records {
+            let fields = fields(of: record)
+            arguments.append(String(fields.count))
+            arguments += fields
         }
+        return arguments
     }
 
     /// The entry fields of one record: `reason`, `rule`, `node` and the whole `record`.
@@ -92,40 +111,15 @@ package struct DeadLetterStoreFull: Error, CustomStringConvertible, Sendable {
     }
 }
 
-/// What one store knows of its stream's length, shared by the copies of the store.
-private final class Fill: Sendable {
-    private struct State {
-        var lastCount: Int?
-        var isFull = false
-    }
+/// Whether a capped stream was full at the last write, shared by the copies of the store.
+private final class FullEpisode: Sendable {
+    private let isFull = Mutex(false)
 
-    private let state = Mutex(State())
-
-    var lastCount: Int? { state.withLock { $0.lastCount } }
-
-    func recordCount(_ count: Int) {
-        state.withLock { $0.lastCount = count }
-    }
-
-    enum Change {
-        case unchanged
-        case becameFull
-        case gotRoom
-    }
-
-    /// Records a count checked against `cap`, and whether that changed the stream
-    /// from under the cap to full or back: an episode is logged once, however many
-    /// writes wait through it.
-    func recordCount(_ count: Int, cap: Int) -> Change {
-        state.withLock { state in
-            state.lastCount = count
-            let wasFull = state.isFull
-            state.isFull = count >= cap
-            switch (wasFull, state.isFull) {
-            case (false, true): return .becameFull
-            case (true, false): return .gotRoom
-            default: return .unchanged
-            }
+    /// Records the latest state; true when it changed.
+    func update(isFull full: Bool) -> Bool {
+        isFull.withLock { isFull in
+            defer { isFull = full }
+            return isFull != full
         }
     }
 }

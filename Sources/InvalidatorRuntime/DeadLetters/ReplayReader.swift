@@ -99,12 +99,7 @@ package struct DeadLetterReader: Sendable {
     /// never duplicates records. Returns whether the replacement happened.
     @discardableResult
     package func replace(_ id: String, with records: [DeadLetter]) async throws(RedisError) -> Bool {
-        var arguments = ["EVAL", Self.replaceScript, "1", stream, id]
-        for record in records {
-            let fields = RedisStreamDeadLetterStore.fields(of: record)
-            arguments.append(String(fields.count))
-            arguments += fields
-        }
+        let arguments = ["EVAL", Self.replaceScript, "1", stream, id] + RedisStreamDeadLetterStore.scriptArguments(records)
         return try await command(arguments).integer == 1
     }
 
