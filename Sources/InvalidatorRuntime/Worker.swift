@@ -18,8 +18,9 @@ package final class Worker: Sendable {
     package let healthMonitor: HealthMonitor
     /// The processing loops' heartbeats, behind `/healthz`.
     package let liveness: LivenessMonitor
-    /// Sets `invalidator_dead_letters_remaining`; nil unless the store is a Redis
-    /// stream and `WorkerObservability.serveHTTP`.
+    /// Sets `invalidator_dead_letters_remaining` and `invalidator_dead_letter_store_bytes`,
+    /// and warns at start when the node may evict or lose the stream; nil unless the
+    /// store is a Redis stream and `WorkerObservability.serveHTTP`.
     let deadLetterBacklog: DeadLetterBacklog?
     /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
     package let httpServer: ObservabilityServer?
