@@ -18,8 +18,9 @@ package final class Worker: Sendable {
     package let healthMonitor: HealthMonitor
     /// The processing loops' heartbeats, behind `/healthz`.
     package let liveness: LivenessMonitor
-    /// Sets `invalidator_dead_letters_remaining`; nil unless the store is a Redis
-    /// stream and `WorkerObservability.serveHTTP`.
+    /// Sets `invalidator_dead_letters_remaining` and `invalidator_dead_letter_store_bytes`,
+    /// and warns at start when the node may evict or lose the stream; nil unless the
+    /// store is a Redis stream and `WorkerObservability.serveHTTP`.
     let deadLetterBacklog: DeadLetterBacklog?
     /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
     package let httpServer: ObservabilityServer?
@@ -59,7 +60,7 @@ package final class Worker: Sendable {
             stallTimeout: observability.stallTimeout
                 ?? LivenessMonitor.defaultStallTimeout(pools: pools.pools.map(\.configuration)))
         self.liveness = liveness
-        var store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools)
+        var store = try deadLetters ?? Self.deadLetterStore(configuration, pools: pools, logger: logger)
         // Like the PINGs behind `invalidator_node_up`, only when metrics are served.
         let backlog = observability.serveHTTP ? DeadLetterBacklog(store: store, metrics: metrics, logger: logger) : nil
         if let backlog { store = BacklogCountingStore(store: store, backlog: backlog) }
@@ -113,10 +114,11 @@ package final class Worker: Sendable {
     package var readiness: Readiness { healthMonitor.readiness }
 
     /// The store `dead_letters` names. Throws only what creating a Kafka producer throws.
-    static func deadLetterStore(_ configuration: Configuration, pools: PoolSet) throws -> any DeadLetterStore {
+    static func deadLetterStore(_ configuration: Configuration, pools: PoolSet, logger: Logger) throws -> any DeadLetterStore {
         switch configuration.validDeadLetters {
         case .redisStream(let pool, let stream):
-            return RedisStreamDeadLetterStore(pool: pools.configuredPool(pool), stream: stream)
+            return RedisStreamDeadLetterStore(
+                pool: pools.configuredPool(pool), stream: stream, maxRecords: configuration.deadLetterMaxRecords, logger: logger)
         case .kafkaTopic(let topic, _):
             let kafka = configuration.validKafkaSource
             return try KafkaDeadLetterStore(brokers: kafka.brokers, topic: topic, properties: kafka.properties)

@@ -312,3 +312,44 @@ import Testing
         #expect(!problems.joined().contains(secret))
     }
 }
+
+// MARK: dead_letters.max_records
+
+extension ConfigurationLoaderTests {
+    func withDeadLetters(_ flow: String) -> String {
+        Self.minimalConfig + "dead_letters: { \(flow) }\n"
+    }
+
+    @Test func deadLetterMaxRecordsDefaultsToACapAndZeroTurnsItOff() throws {
+        #expect(try load(Self.minimalConfig).deadLetterMaxRecords == 100_000)
+        #expect(try load(withDeadLetters("pool: main")).deadLetterMaxRecords == 100_000)
+        #expect(try load(withDeadLetters("pool: main, max_records: 250")).deadLetterMaxRecords == 250)
+        #expect(try load(withDeadLetters("pool: main, max_records: 0")).deadLetterMaxRecords == nil)
+        #expect(try load(withDeadLetters("pool: main, max_records: 100000000")).deadLetterMaxRecords == 100_000_000)
+        let overridden = try load(withDeadLetters("pool: main"), environment: ["INVALIDATOR__DEAD_LETTERS__MAX_RECORDS": "0"])
+        #expect(overridden.deadLetterMaxRecords == nil)
+        #expect(overridden.deadLetters == .redisStream(pool: "main", stream: "invalidator:dead-letters"))
+    }
+
+    @Test func deadLetterMaxRecordsRefusesNegativeAbsurdAndNonIntegerValues() {
+        for value in ["-1", "100000001", "1000000000000", "99999999999999999999999", "1e6", "lots", "2.5"] {
+            #expect(diagnostics(withDeadLetters("pool: main, max_records: \(value)")) == [
+                "invalidator.yaml:6:42: dead_letters.max_records must be an integer in 0...100000000, got '\(value)'",
+            ])
+        }
+    }
+
+    @Test func deadLetterMaxRecordsIsRefusedWithAKafkaTopic() throws {
+        let kafka = """
+            pools:
+              main: { nodes: ["127.0.0.1:6379"] }
+            rules: r.yaml
+            sources: { kafka: { brokers: "k:9092", topics: [t] } }
+
+            """
+        #expect(try load(kafka + "dead_letters: { kafka_topic: dl }\n").deadLetterMaxRecords == nil, "retention is a topic's limit")
+        let problems = diagnostics(kafka + "dead_letters: { kafka_topic: dl, max_records: 10 }\n")
+        #expect(problems.count == 1)
+        #expect(problems.first?.hasPrefix("invalidator.yaml:5:47: dead_letters.max_records caps a Redis stream store; a Kafka topic is bounded by its retention") == true, "\(problems)")
+    }
+}

@@ -164,6 +164,7 @@ import Testing
         let logger = Logger(label: "test")
         let ok = await ConnectivityCheck.run(loaded.configuration, kafkaTimeout: .seconds(5), logger: logger)
         #expect(ok.map(\.description).sorted() == [
+            "dead-letter stream dead-letters on pool dead node \(harness.deadLetterRedis.endpoint): maxmemory-policy noeviction, appendonly no, save \"\"",
             "kafka brokers \(harness.kafka.bootstrapServers): ok",
             "redis pool dead node \(harness.deadLetterRedis.endpoint): ok",
             "redis pool primary node \(harness.redis.endpoint): ok",

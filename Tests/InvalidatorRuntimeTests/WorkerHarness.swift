@@ -34,13 +34,19 @@ final class WorkerHarness: Sendable {
     let group: String
     let folder: URL
 
-    init(partitions: Int32 = 4, retryAttempts: Int = 2, initialBackoff: String = "10ms", group: String = "invalidator-\(UUID().uuidString.prefix(8))") async throws {
+    /// - Parameters:
+    ///   - deadLetterMaxRecords: `dead_letters.max_records`; nil leaves it to its default.
+    ///   - deadLetterServerArguments: extra `redis-server` arguments of the dead-letter node.
+    init(
+        partitions: Int32 = 4, retryAttempts: Int = 2, initialBackoff: String = "10ms", group: String = "invalidator-\(UUID().uuidString.prefix(8))",
+        deadLetterMaxRecords: Int? = nil, deadLetterServerArguments: [String] = []
+    ) async throws {
         self.partitions = partitions
         self.group = group
         kafka = try KafkaMockCluster(brokers: 1)
         try kafka.createTopic(topic, partitions: partitions)
         redis = try await RedisServer.start()
-        deadLetterRedis = try await RedisServer.start()
+        deadLetterRedis = try await RedisServer.start(deadLetterServerArguments)
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         try Self.rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
@@ -58,7 +64,7 @@ final class WorkerHarness: Sendable {
               dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 500ms }
             rules: rules.yaml
             retry: { attempts: \(retryAttempts), initial_backoff: \(initialBackoff), max_backoff: 10s }
-            dead_letters: { pool: dead, stream: "dead-letters" }
+            dead_letters: { pool: dead, stream: "dead-letters"\(deadLetterMaxRecords.map { ", max_records: \($0)" } ?? "") }
             shutdown: { drain_timeout: 5s }
             """
         try config.write(to: configPath, atomically: true, encoding: .utf8)

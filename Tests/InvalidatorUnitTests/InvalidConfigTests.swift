@@ -147,6 +147,12 @@ import Testing
             "$CONFIG:7:15: dead_letters takes either kafka_topic or a stream, not both",
             "$CONFIG:7:66: dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }",
         ]),
+        ("config.dead-letters-negative-cap.yaml", [
+            "$CONFIG:7:45: dead_letters.max_records must be an integer in 0...100000000, got '-1'",
+        ]),
+        ("config.dead-letters-cap-with-topic.yaml", [
+            "$CONFIG:7:69: dead_letters.max_records caps a Redis stream store; a Kafka topic is bounded by its retention instead (set the topic's retention.ms above the longest time you may take to replay)",
+        ]),
         ("config.kafka-topic-without-kafka.yaml", [
             "$CONFIG:8:30: dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }",
         ]),

@@ -12,10 +12,22 @@ public struct Configuration: Hashable, Sendable {
     public var retry = RetryPolicy()
     /// Always set in a loaded config (by default a stream on the first pool).
     public var deadLetters: DeadLetterDestination?
+    /// `dead_letters.max_records`: how many records a Redis stream store may hold
+    /// before the worker stops writing to it, and so stops consuming, until `replay`
+    /// makes room (records are never trimmed). nil: no cap (`max_records: 0`, and
+    /// always with a Kafka topic, whose retention is its limit).
+    public var deadLetterMaxRecords: Int? = Configuration.defaultDeadLetterMaxRecords
     public var http = HTTPConfiguration()
     public var shutdown = ShutdownConfiguration()
 
     public init() {}
+
+    /// `dead_letters.max_records` when the config does not set it: at the roughly
+    /// 1 KB a record takes in a stream, about 100 MB, which the cap reaches long
+    /// before a cache node's `maxmemory`, while 100,000 records are more than an
+    /// operator replays at once, and stopping then (Kafka retains the events) is
+    /// safer than filling the node.
+    public static let defaultDeadLetterMaxRecords = 100_000
 
     public func pool(named name: String) -> PoolConfiguration? {
         pools.first { $0.name == name }

@@ -57,7 +57,7 @@ public enum ConfigurationLoader {
         if let deadLetters = fields["dead_letters"] {
             // A broken kafka section is reported on its own; only a missing one is this problem.
             let hasKafkaSource = sourcesNode?.mapping?.keys.contains { $0.string == "kafka" } ?? false
-            configuration.deadLetters = parseDeadLetters(
+            (configuration.deadLetters, configuration.deadLetterMaxRecords) = parseDeadLetters(
                 deadLetters, poolNames: poolNames, hasKafkaSource: hasKafkaSource, reader: &reader)
         } else if let first = poolNames.first {
             configuration.deadLetters = .redisStream(pool: first, stream: defaultDeadLetterStream)
@@ -333,15 +333,23 @@ public enum ConfigurationLoader {
         return retry
     }
 
+    /// The largest `dead_letters.max_records`: at about 1 KB a record, 100 GB, more
+    /// than a Redis node holds, so a larger cap could never act before `maxmemory`.
+    public static let largestDeadLetterMaxRecords = 100_000_000
+
+    /// The destination, and the record cap of a stream store (nil: none).
     private static func parseDeadLetters(
         _ node: Node, poolNames: [String], hasKafkaSource: Bool, reader: inout YAMLReader
-    ) -> DeadLetterDestination? {
-        guard let values = reader.mapping(node, context: "dead_letters", allowed: ["pool", "stream", "kafka_topic"]) else {
-            return nil
+    ) -> (DeadLetterDestination?, maxRecords: Int?) {
+        guard let values = reader.mapping(node, context: "dead_letters", allowed: ["pool", "stream", "kafka_topic", "max_records"]) else {
+            return (nil, Configuration.defaultDeadLetterMaxRecords)
         }
         if let topic = values["kafka_topic"] {
             if values["stream"] != nil {
                 reader.report("dead_letters takes either kafka_topic or a stream, not both", at: node)
+            }
+            if let maxRecords = values["max_records"] {
+                reader.report("dead_letters.max_records caps a Redis stream store; a Kafka topic is bounded by its retention instead (set the topic's retention.ms above the longest time you may take to replay)", at: maxRecords)
             }
             if !hasKafkaSource {
                 reader.report("dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }", at: topic)
@@ -350,12 +358,18 @@ public enum ConfigurationLoader {
             let lockPool = values["pool"].flatMap {
                 requiredPool($0, in: node, context: "dead_letters", poolNames: poolNames, reader: &reader)
             }
-            return reader.string(topic, context: "dead_letters.kafka_topic").map { .kafkaTopic(topic: $0, lockPool: lockPool) }
+            return (reader.string(topic, context: "dead_letters.kafka_topic").map { .kafkaTopic(topic: $0, lockPool: lockPool) }, nil)
+        }
+        var maxRecords: Int? = Configuration.defaultDeadLetterMaxRecords
+        if let node = values["max_records"],
+           let value = reader.integer(node, context: "dead_letters.max_records", range: 0...largestDeadLetterMaxRecords) {
+            // 0 turns the cap off.
+            maxRecords = value == 0 ? nil : value
         }
         guard let pool = requiredPool(values["pool"], in: node, context: "dead_letters", poolNames: poolNames, reader: &reader) else {
-            return nil
+            return (nil, maxRecords)
         }
         let stream = values["stream"].flatMap { reader.string($0, context: "dead_letters.stream") } ?? defaultDeadLetterStream
-        return .redisStream(pool: pool, stream: stream)
+        return (.redisStream(pool: pool, stream: stream), maxRecords)
     }
 }

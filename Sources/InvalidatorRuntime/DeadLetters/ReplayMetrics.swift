@@ -10,10 +10,13 @@ import Metrics
 ///   `result` is `succeeded`, `failed` or `skipped`.
 /// - `invalidator_dead_letters_remaining`: records in the store (the worker counts a Redis
 ///   stream store periodically; `replay` sets it after each run).
+/// - `invalidator_dead_letter_store_bytes`: memory the Redis stream store takes on its node
+///   (`MEMORY USAGE`), sampled by the worker with the count.
 package enum DeadLetterMetrics {
     package static let written = "invalidator_dead_letters_written_total"
     package static let replayed = "invalidator_dead_letters_replayed_total"
     package static let remaining = "invalidator_dead_letters_remaining"
+    package static let storeBytes = "invalidator_dead_letter_store_bytes"
 
     static func recordWritten(_ records: [DeadLetter], factory: any MetricsFactory = MetricsSystem.factory) {
         var counts: [[String]: Int] = [:]
@@ -33,5 +36,9 @@ package enum DeadLetterMetrics {
 
     static func recordRemaining(_ count: Int, factory: any MetricsFactory) {
         Gauge(label: remaining, dimensions: [], factory: factory).record(count)
+    }
+
+    static func recordStoreBytes(_ bytes: Int, factory: any MetricsFactory) {
+        Gauge(label: storeBytes, dimensions: [], factory: factory).record(bytes)
     }
 }

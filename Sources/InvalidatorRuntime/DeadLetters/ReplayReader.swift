@@ -68,6 +68,12 @@ package struct DeadLetterReader: Sendable {
         Int(try await command(["XLEN", stream]).integer ?? 0)
     }
 
+    /// Bytes the stream takes on its node (`MEMORY USAGE`, which samples a large
+    /// stream); 0 when the stream does not exist.
+    package func memoryUsage() async throws(RedisError) -> Int {
+        Int(try await command(["MEMORY", "USAGE", stream]).integer ?? 0)
+    }
+
     package func lockKey(for id: String) -> String {
         "\(stream):replay-lock:\(id)"
     }
@@ -93,12 +99,7 @@ package struct DeadLetterReader: Sendable {
     /// never duplicates records. Returns whether the replacement happened.
     @discardableResult
     package func replace(_ id: String, with records: [DeadLetter]) async throws(RedisError) -> Bool {
-        var arguments = ["EVAL", Self.replaceScript, "1", stream, id]
-        for record in records {
-            let fields = RedisStreamDeadLetterStore.fields(of: record)
-            arguments.append(String(fields.count))
-            arguments += fields
-        }
+        let arguments = ["EVAL", Self.replaceScript, "1", stream, id] + RedisStreamDeadLetterStore.scriptArguments(records)
         return try await command(arguments).integer == 1
     }
 

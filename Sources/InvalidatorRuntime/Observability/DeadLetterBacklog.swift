@@ -1,11 +1,16 @@
 import Logging
 import ServiceLifecycle
 
-/// Keeps `invalidator_dead_letters_remaining` current in a running worker whose
-/// dead letters go to a Redis stream: the stream's XLEN at start, every 15 s, and
-/// after each write. (For a Kafka topic store the gauge comes from `replay` runs.)
-/// Counting never affects the worker: a failure is logged at debug level and the
-/// gauge keeps its last value.
+/// Watches a running worker's Redis stream of dead letters:
+/// - keeps `invalidator_dead_letters_remaining` (`XLEN`) and
+///   `invalidator_dead_letter_store_bytes` (`MEMORY USAGE`) current: at start,
+///   every 15 s, and after each write (for a Kafka topic store the count comes from
+///   `replay` runs);
+/// - once, at its first successful contact, logs a warning when the node may evict
+///   the stream or loses it on restart (``DeadLetterNodeSettings``).
+///
+/// Watching never affects the worker: a failure is logged at debug level and the
+/// gauges keep their last values.
 final class DeadLetterBacklog: Service, Sendable {
     static let interval: Duration = .seconds(15)
     private let reader: DeadLetterReader
@@ -39,8 +44,10 @@ final class DeadLetterBacklog: Service, Sendable {
                         try? await Task.sleep(for: Self.interval)
                     }
                 }
+                var inspected = false
                 // Ends when cancelled.
                 for await _ in self.requests {
+                    if !inspected { inspected = await self.inspectNode() }
                     await self.count()
                 }
                 tasks.cancelAll()
@@ -51,9 +58,30 @@ final class DeadLetterBacklog: Service, Sendable {
     private func count() async {
         do {
             DeadLetterMetrics.recordRemaining(try await reader.count(), factory: metrics.factory)
+            DeadLetterMetrics.recordStoreBytes(try await reader.memoryUsage(), factory: metrics.factory)
         } catch {
             logger.debug("cannot count dead letters", metadata: ["stream": "\(reader.stream)", "error": "\(error)"])
         }
+    }
+
+    /// Logs what puts the dead letters at risk on their node; false when the node
+    /// could not be reached (tried again at the next count).
+    private func inspectNode() async -> Bool {
+        let settings: DeadLetterNodeSettings
+        do {
+            settings = try await DeadLetterNodeSettings.read(pool: reader.pool, stream: reader.stream)
+        } catch {
+            logger.debug("cannot read the dead-letter node's settings", metadata: ["stream": "\(reader.stream)", "error": "\(error)"])
+            return false
+        }
+        let metadata: Logger.Metadata = ["stream": "\(settings.stream)", "node": "\(settings.node)", "settings": "\(settings.summary)"]
+        for warning in settings.warnings {
+            logger.warning("dead letters at risk on their node", metadata: metadata.merging(["risk": "\(warning)"]) { $1 })
+        }
+        if settings.hasUnknown {
+            logger.notice("cannot read the dead-letter node's eviction policy or persistence; whether it may evict or lose dead letters is unknown", metadata: metadata)
+        }
+        return true
     }
 }
 

@@ -7,6 +7,11 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
     case applying
     case storingDeadLetters
     case handingOver
+    /// The capped dead-letter stream is full: the loop waits for `replay` to make
+    /// room, retrying (and beating) meanwhile. No stall: a restart would not help.
+    case waitingForDeadLetterRoom
+    /// The source's delayed redeletes are at their bound: the loop waits for them to run.
+    case waitingForRedeletes
 
     package var description: String {
         switch self {
@@ -14,6 +19,16 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
         case .applying: "applying cache operations"
         case .storingDeadLetters: "storing dead letters"
         case .handingOver: "handing over revoked partitions"
+        case .waitingForDeadLetterRoom: "waiting: dead-letter store full"
+        case .waitingForRedeletes: "waiting: too many delayed redeletes pending"
+        }
+    }
+
+    /// Whether beats of this activity carry figures (``Heartbeat/beat(_:detail:)``).
+    var hasDetail: Bool {
+        switch self {
+        case .waitingForDeadLetterRoom, .waitingForRedeletes: true
+        case .reading, .applying, .storingDeadLetters, .handingOver: false
         }
     }
 }
@@ -28,6 +43,10 @@ package final class Heartbeat: Sendable {
     /// activity in the low byte: one word, so a reader never pairs one beat's time
     /// with another's activity (the source's loop and its batch task both beat).
     private let state: Atomic<Int64>
+    /// Figures of the last beat that had some (such as the dead-letter stream's
+    /// count and cap), shown while its activity lasts. Kept apart from `state`:
+    /// only a few activities have any, and those beat at most a few times a second.
+    private let detail = Mutex<String?>(nil)
     private static let origin = ContinuousClock.now
 
     init(name: String) {
@@ -39,10 +58,20 @@ package final class Heartbeat: Sendable {
         state.store(Self.pack(activity), ordering: .relaxed)
     }
 
-    /// Time since the last beat, and what the loop was doing then.
-    var lastBeat: (age: Duration, activity: LoopActivity) {
+    /// A beat whose activity comes with figures worth showing on `/healthz`.
+    package func beat(_ activity: LoopActivity, detail: String) {
+        self.detail.withLock { $0 = detail }
+        beat(activity)
+    }
+
+    /// Time since the last beat, what the loop was doing then, and the figures
+    /// that came with that activity, if any.
+    var lastBeat: (age: Duration, activity: LoopActivity, detail: String?) {
         let word = state.load(ordering: .relaxed)
-        return (.milliseconds(Self.milliseconds() - word >> 8), LoopActivity(rawValue: UInt8(word & 0xFF))!)
+        // Only `pack` writes the low byte, always from a LoopActivity.
+        let activity = LoopActivity(rawValue: UInt8(word & 0xFF)) ?? .reading
+        let detail = activity.hasDetail ? self.detail.withLock { $0 } : nil
+        return (.milliseconds(Self.milliseconds() - word >> 8), activity, detail)
     }
 
     private static func milliseconds() -> Int64 {
@@ -102,21 +131,25 @@ package final class LivenessMonitor: Sendable {
         package var loop: String
         package var sinceLastBeat: Duration
         package var activity: LoopActivity
+        /// Figures that came with the activity, e.g. `120000 records, cap 100000`.
+        package var detail: String?
         /// No heartbeat for longer than the stall timeout.
         package var isStalled: Bool
 
         package var description: String {
             let tenths = sinceLastBeat.milliseconds / 100
             let age = "\(tenths / 10).\(tenths % 10)s"
-            return isStalled ? "\(loop): no heartbeat for \(age) (last: \(activity))" : "\(loop): last heartbeat \(age) ago (\(activity))"
+            let doing = detail.map { "\(activity) (\($0))" } ?? "\(activity)"
+            return isStalled ? "\(loop): no heartbeat for \(age) (last: \(doing))" : "\(loop): last heartbeat \(age) ago (\(doing))"
         }
     }
 
     /// The running loops, by name.
     package var loops: [LoopStatus] {
         running.withLock { Array($0.values) }.map { heartbeat in
-            let (age, activity) = heartbeat.lastBeat
-            return LoopStatus(loop: heartbeat.name, sinceLastBeat: age, activity: activity, isStalled: age > stallTimeout)
+            let (age, activity, detail) = heartbeat.lastBeat
+            return LoopStatus(
+                loop: heartbeat.name, sinceLastBeat: age, activity: activity, detail: detail, isStalled: age > stallTimeout)
         }.sorted { $0.loop < $1.loop }
     }
 }

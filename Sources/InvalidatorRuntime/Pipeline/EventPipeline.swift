@@ -131,7 +131,7 @@ package final class EventPipeline: Sendable {
             let groups = pools.flatMap { pool in pool.redeletes.map { (pool.pool, $0) } }
             awaiting.insert(eventIndex)
             let event = batch[eventIndex]
-            redeletes.schedule(groups) { [self] failed in
+            await redeletes.schedule(groups, heartbeat: heartbeat) { [self] failed in
                 // Runs on the scheduler's task, not on a monitored loop.
                 let durable = await store(failed.map { preparer.deadLetter(event, failure: $0) }, heartbeat: nil)
                 if durable {
@@ -144,13 +144,18 @@ package final class EventPipeline: Sendable {
         return BatchResult(isDurable: true, awaitingRedelete: awaiting)
     }
 
-    /// Stores dead letters, retrying while the store is down, with a heartbeat at each
-    /// attempt. Returns false only when cancelled (shutdown) before the store came back.
+    /// Stores dead letters, retrying while the store is down or full, with a heartbeat
+    /// at each attempt. Returns false only when cancelled (shutdown) before the store
+    /// took them.
+    ///
+    /// A full store (``DeadLetterStoreFull``) is waited out like an outage, so nothing
+    /// is committed past these records; the loop's `/healthz` line says it waits, with
+    /// the stream's count and cap, and the store logs the episode once.
     func store(_ records: [DeadLetter], heartbeat: Heartbeat?) async -> Bool {
         guard !records.isEmpty else { return true }
-        var attempt = 0
+        var failures = 0
+        heartbeat?.beat(.storingDeadLetters)
         while true {
-            heartbeat?.beat(.storingDeadLetters)
             do {
                 try await deadLetters.write(records)
                 for record in records {
@@ -161,19 +166,22 @@ package final class EventPipeline: Sendable {
                     ])
                 }
                 return true
+            } catch let full as DeadLetterStoreFull {
+                heartbeat?.beat(.waitingForDeadLetterRoom, detail: "\(full.records) records, cap \(full.cap)")
             } catch {
-                attempt += 1
-                if attempt == 1 || attempt % 20 == 0 {
+                heartbeat?.beat(.storingDeadLetters)
+                failures += 1
+                if failures == 1 || failures % 20 == 0 {
                     logger.error("dead-letter store unavailable; holding commits until it is back", metadata: [
-                        "error": "\(error)", "attempt": "\(attempt)",
+                        "error": "\(error)", "attempt": "\(failures)",
                     ])
                 }
-                do {
-                    // Timer: the pause between attempts to reach the dead-letter store.
-                    try await Task.sleep(for: deadLetterRetryDelay)
-                } catch {
-                    return false
-                }
+            }
+            do {
+                // Timer: the pause between attempts to reach the dead-letter store.
+                try await Task.sleep(for: deadLetterRetryDelay)
+            } catch {
+                return false
             }
         }
     }

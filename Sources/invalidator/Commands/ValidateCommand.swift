@@ -20,7 +20,11 @@ struct ValidateCommand: AsyncParsableCommand {
 
             With --check-connectivity it also PINGs every Redis node of every pool and \
             reaches the Kafka brokers (reading the group's committed offsets, without \
-            joining it), printing each target as ok or FAILED; exit 1 if any failed.
+            joining it), printing each target as ok or FAILED; exit 1 if any failed. \
+            For a Redis stream of dead letters it prints the node's maxmemory-policy, \
+            appendonly and save settings (unknown where CONFIG GET is refused) and warns \
+            on stderr when the node may evict the stream (allkeys-*) or keeps no copy \
+            across a restart; warnings do not change the exit status.
             """
     )
 
@@ -58,6 +62,11 @@ struct ValidateCommand: AsyncParsableCommand {
                     logger.logLevel = .critical
                     let results = await ConnectivityCheck.run(loaded.configuration, logger: logger)
                     for result in results { print(result) }
+                    for result in results {
+                        for warning in result.warnings {
+                            FileHandle.standardError.write(Data("warning: \(result.target): \(warning)\n".utf8))
+                        }
+                    }
                     if results.contains(where: { !$0.isOK }) { throw ExitCode(1) }
                 }
             } else if let rules {
