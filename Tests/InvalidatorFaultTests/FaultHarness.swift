@@ -170,17 +170,8 @@ extension FaultKafka {
     /// The offsets `group` has committed on the topic, summed over its partitions
     /// (a partition with none counts 0). Reads them without joining the group.
     func committedTotal(group: String) async throws -> Int64 {
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(brokers: bootstrapServers, group: group, topics: [], properties: [:]),
-            logger: Logger(label: "probe"))
-        let offsets: [TopicPartition: Int64]
-        do {
-            offsets = try await consumer.committed((0..<partitions).map { TopicPartition(topic, $0) })
-        } catch {
-            await consumer.close()
-            throw error
-        }
-        await consumer.close()
+        let offsets = try await KafkaConsumer.committed(
+            by: group, brokers: bootstrapServers, partitions: (0..<partitions).map { TopicPartition(topic, $0) }, logger: Logger(label: "probe"))
         return offsets.values.reduce(0) { $0 + max($1, 0) }
     }
 }

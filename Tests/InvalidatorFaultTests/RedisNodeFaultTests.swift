@@ -125,20 +125,10 @@ import Testing
     /// A cluster primary is killed (kill -9) and its replica promoted: the worker
     /// finds the new owner without a restart; what it dead-lettered meanwhile replays.
     @Test func aClusterPrimaryKilledAndItsReplicaPromoted() async throws {
-        let scenario = try Scenario()
-        let kafka = try FaultKafka(partitions: 4)
-        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
-        let deadLetters = try await RedisServer.start()
-        let count = 5000
-        let keys = (0..<count).map { "user:\($0)" }
-        try await seed(keys, in: cluster)
-        try scenario.write("rules.yaml", Self.rules)
-        let seeds = cluster.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
-        let pool = "{ mode: cluster, nodes: [\(seeds)], connect_timeout: 300ms, command_timeout: 500ms }"
-        let configPath = try scenario.write("invalidator.yaml", Self.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
-        let worker = try InvalidatorProcess(run: configPath)
-        #expect(try await worker.waitUntilReady())
-
+        let running = try await ClusterScenario.start()
+        let (kafka, cluster, deadLetters, keys, configPath, worker) = (
+            running.kafka, running.cluster, running.deadLetters, running.keys, running.configPath, running.worker)
+        let count = keys.count
         let producer = try SteadyProducer(kafka: kafka)
         try await Task.sleep(for: .milliseconds(500))
         // Probe keys share the slot of {probe}: user:{probe}1, user:{probe}2 ...
@@ -172,20 +162,10 @@ import Testing
 
     /// `CLUSTER FAILOVER` on a replica: the old primary becomes a replica and answers MOVED.
     @Test func aManualClusterFailover() async throws {
-        let scenario = try Scenario()
-        let kafka = try FaultKafka(partitions: 4)
-        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
-        let deadLetters = try await RedisServer.start()
-        let count = 5000
-        let keys = (0..<count).map { "user:\($0)" }
-        try await seed(keys, in: cluster)
-        try scenario.write("rules.yaml", Self.rules)
-        let seeds = cluster.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
-        let pool = "{ mode: cluster, nodes: [\(seeds)], connect_timeout: 300ms, command_timeout: 500ms }"
-        let configPath = try scenario.write("invalidator.yaml", Self.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
-        let worker = try InvalidatorProcess(run: configPath)
-        #expect(try await worker.waitUntilReady())
-
+        let running = try await ClusterScenario.start()
+        let (kafka, cluster, deadLetters, keys, configPath, worker) = (
+            running.kafka, running.cluster, running.deadLetters, running.keys, running.configPath, running.worker)
+        let count = keys.count
         let producer = try SteadyProducer(kafka: kafka)
         try await Task.sleep(for: .milliseconds(500))
         let primary = try cluster.server(owning: "user:1")
@@ -204,9 +184,39 @@ import Testing
         }
         report("cluster manual failover", "\(sent) events, \(written) dead letters, \(replayed) replayed")
     }
+}
+
+
+/// A worker on a Kafka topic and a 3-primary cluster with a replica each, whose
+/// keys `user:0` ... `user:4999` are seeded on their primaries and replicated.
+struct ClusterScenario {
+    let scenario: Scenario
+    let kafka: FaultKafka
+    let cluster: RedisCluster
+    let deadLetters: RedisServer
+    let keys: [String]
+    let configPath: String
+    let worker: InvalidatorProcess
+
+    static func start() async throws -> ClusterScenario {
+        let scenario = try Scenario()
+        let kafka = try FaultKafka(partitions: 4)
+        let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
+        let deadLetters = try await RedisServer.start()
+        let keys = (0..<5000).map { "user:\($0)" }
+        try await seed(keys, in: cluster)
+        try scenario.write("rules.yaml", RedisNodeFaultTests.rules)
+        let seeds = cluster.endpoints.map { "\"\($0)\"" }.joined(separator: ", ")
+        let pool = "{ mode: cluster, nodes: [\(seeds)], connect_timeout: 300ms, command_timeout: 500ms }"
+        let configPath = try scenario.write("invalidator.yaml", RedisNodeFaultTests.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
+        let worker = try InvalidatorProcess(run: configPath)
+        #expect(try await worker.waitUntilReady())
+        return ClusterScenario(
+            scenario: scenario, kafka: kafka, cluster: cluster, deadLetters: deadLetters, keys: keys, configPath: configPath, worker: worker)
+    }
 
     /// Writes each key on its slot's primary and waits until the replicas have them.
-    func seed(_ keys: [String], in cluster: RedisCluster) async throws {
+    static func seed(_ keys: [String], in cluster: RedisCluster) async throws {
         let primaries = try cluster.primaries()
         var byOwner: [Int: [String]] = [:]
         for key in keys {

@@ -102,18 +102,8 @@ final class WorkerHarness: Sendable {
 
     /// The group's committed offset (next to read) per partition; negative when none.
     func committedOffsets() async throws -> [Int32: Int64] {
-        let consumer = try KafkaConsumer(
-            // No topics: it reads the group's offsets without joining (no rebalance of the workers).
-            configuration: KafkaConsumerConfiguration(brokers: kafka.bootstrapServers, group: group, topics: [], properties: [:]),
-            logger: Logger(label: "probe"))
-        let offsets: [TopicPartition: Int64]
-        do {
-            offsets = try await consumer.committed((0..<partitions).map { TopicPartition(topic, $0) })
-        } catch {
-            await consumer.close()
-            throw error
-        }
-        await consumer.close()
+        let offsets = try await KafkaConsumer.committed(
+            by: group, brokers: kafka.bootstrapServers, partitions: (0..<partitions).map { TopicPartition(topic, $0) }, logger: Logger(label: "probe"))
         return Dictionary(uniqueKeysWithValues: offsets.map { ($0.key.partition, $0.value) })
     }
 

@@ -95,16 +95,6 @@ import Testing
             commitInterval: .milliseconds(20), logger: Logger(label: "test"))
     }
 
-    /// Polls `condition` until it holds or 10 s pass.
-    func eventually(_ condition: () -> Bool) async -> Bool {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(10))
-        }
-        return condition()
-    }
-
     @Test func onlyTheFinishedPrefixIsCommitted() async throws {
         let store = ControlledDeadLetterStore()
         // Offset 0 waits for its delayed redelete; 1 to 9 finish at once.

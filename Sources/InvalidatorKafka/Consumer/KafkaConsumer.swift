@@ -128,6 +128,23 @@ package final class KafkaConsumer: Sendable {
         }
     }
 
+    /// `group`'s committed offsets for `partitions`, read by a consumer that never
+    /// joins the group (it subscribes to nothing), so its members are not rebalanced.
+    package static func committed(
+        by group: String, brokers: String, partitions: [TopicPartition], logger: Logger
+    ) async throws -> [TopicPartition: Int64] {
+        let consumer = try KafkaConsumer(
+            configuration: KafkaConsumerConfiguration(brokers: brokers, group: group, topics: []), logger: logger)
+        do {
+            let offsets = try await consumer.committed(partitions)
+            await consumer.close()
+            return offsets
+        } catch {
+            await consumer.close()
+            throw error
+        }
+    }
+
     /// Stops delivering messages of `partitions` until `resume`. Takes effect at once:
     /// their messages already buffered are held back, not delivered. Only assigned
     /// partitions can be paused, and a revoke forgets the pause.

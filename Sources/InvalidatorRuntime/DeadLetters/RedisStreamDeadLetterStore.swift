@@ -70,13 +70,19 @@ package struct RedisStreamDeadLetterStore: DeadLetterStore {
           local count = redis.call('XLEN', KEYS[1])
           if count >= cap then return count end
         end
+        \(appendRecordsLua)
+        return -1
+        """
+
+    /// Lua appending the records of ARGV from ARGV[2] on (per record: its field count,
+    /// then its fields) to the stream KEYS[1]; shared with replay's replace script.
+    static let appendRecordsLua = """
         local i = 2
         while i <= #ARGV do
           local n = tonumber(ARGV[i])
           redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
           i = i + n + 1
         end
-        return -1
         """
 
     /// Per record, its field count and fields, as the scripts that append records read them.

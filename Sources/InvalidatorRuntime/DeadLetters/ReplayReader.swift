@@ -118,12 +118,7 @@ package struct DeadLetterReader: Sendable {
     /// ARGV: the old id, then per new record its field count and fields.
     static let replaceScript = """
         if redis.call('XDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-        local i = 2
-        while i <= #ARGV do
-          local n = tonumber(ARGV[i])
-          redis.call('XADD', KEYS[1], '*', unpack(ARGV, i + 1, i + n))
-          i = i + n + 1
-        end
+        \(RedisStreamDeadLetterStore.appendRecordsLua)
         return 1
         """
 
