@@ -125,15 +125,11 @@ import Testing
     /// A cluster primary is killed (kill -9) and its replica promoted: the worker
     /// finds the new owner without a restart; what it dead-lettered meanwhile replays.
     @Test func aClusterPrimaryKilledAndItsReplicaPromoted() async throws {
-        let running = try await ClusterScenario.start()
-        let (kafka, cluster, deadLetters, keys, configPath, worker) = (
-            running.kafka, running.cluster, running.deadLetters, running.keys, running.configPath, running.worker)
-        let count = keys.count
-        let producer = try SteadyProducer(kafka: kafka)
-        try await Task.sleep(for: .milliseconds(500))
+        let s = try await ClusterScenario.startProducing()
+        let count = s.keys.count
         // Probe keys share the slot of {probe}: user:{probe}1, user:{probe}2 ...
-        let victim = try cluster.server(owning: "user:{probe}")
-        let replica = try #require(try cluster.replicas(of: victim).first)
+        let victim = try s.cluster.server(owning: "user:{probe}")
+        let replica = try #require(try s.cluster.replicas(of: victim).first)
         victim.kill()
         let promotion = try #require(try await timeUntil(timeout: .seconds(30)) { (try? replica.call("ROLE").hasPrefix("master")) == true })
         // A fresh key in the failed slots and its event, every 250 ms, until one is deleted.
@@ -142,45 +138,41 @@ import Testing
             if probe > 0, try replica.call("EXISTS", "user:{probe}\(probe)") == "0" { return true }
             probe += 1
             try replica.call("SET", "user:{probe}\(probe)", "v")
-            try await kafka.produce([#"{"entity":"user","id":"{probe}\#(probe)","op":"update"}"#])
+            try await s.kafka.produce([#"{"entity":"user","id":"{probe}\#(probe)","op":"update"}"#])
             try await Task.sleep(for: .milliseconds(250))
             return false
         }
-        let sent = try await producer.stop()
+        let sent = try await s.producer.stop()
         #expect(resumed != nil && resumed! <= .seconds(10), "invalidations for the promoted slots resumed after \(String(describing: resumed))")
 
-        #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent + probe) })
-        let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
-        #expect(worker.isRunning, "\(worker.log.suffix(2000))")
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
-        let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
-        for primary in try cluster.primaries() {
-            #expect(try existingKeys(primary, Array(keys[0..<min(sent, count)]) + (1...probe).map { "user:{probe}\($0)" }) == 0, "\(primary.endpoint)")
+        #expect(try await eventually(timeout: .seconds(60)) { (try s.worker.metric("invalidator_events_total") ?? 0) >= Double(sent + probe) })
+        let written = Int(try s.deadLetters.call("XLEN", "dead-letters")) ?? 0
+        #expect(s.worker.isRunning, "\(s.worker.log.suffix(2000))")
+        #expect(s.worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        let replayed = try await replayEverything(s.configPath, deadLetters: s.deadLetters)
+        for primary in try s.cluster.primaries() {
+            #expect(try existingKeys(primary, Array(s.keys[0..<min(sent, count)]) + (1...probe).map { "user:{probe}\($0)" }) == 0, "\(primary.endpoint)")
         }
         report("cluster primary killed", "replica promoted \(promotion) after the kill; invalidations resumed \(resumed.map { "\($0)" } ?? "never") after the promotion; \(written) dead letters written, \(replayed) replayed")
     }
 
     /// `CLUSTER FAILOVER` on a replica: the old primary becomes a replica and answers MOVED.
     @Test func aManualClusterFailover() async throws {
-        let running = try await ClusterScenario.start()
-        let (kafka, cluster, deadLetters, keys, configPath, worker) = (
-            running.kafka, running.cluster, running.deadLetters, running.keys, running.configPath, running.worker)
-        let count = keys.count
-        let producer = try SteadyProducer(kafka: kafka)
-        try await Task.sleep(for: .milliseconds(500))
-        let primary = try cluster.server(owning: "user:1")
-        let replica = try #require(try cluster.replicas(of: primary).first)
+        let s = try await ClusterScenario.startProducing()
+        let count = s.keys.count
+        let primary = try s.cluster.server(owning: "user:1")
+        let replica = try #require(try s.cluster.replicas(of: primary).first)
         try replica.call("CLUSTER", "FAILOVER")
         #expect(try await eventually(timeout: .seconds(30)) { (try? replica.call("ROLE").hasPrefix("master")) == true })
         try await Task.sleep(for: .seconds(1))
-        let sent = try await producer.stop()
+        let sent = try await s.producer.stop()
 
-        #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
-        let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
-        let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
-        for primary in try cluster.primaries() {
-            #expect(try existingKeys(primary, Array(keys[0..<min(sent, count)])) == 0, "\(primary.endpoint)")
+        #expect(try await eventually(timeout: .seconds(60)) { (try s.worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
+        let written = Int(try s.deadLetters.call("XLEN", "dead-letters")) ?? 0
+        #expect(s.worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        let replayed = try await replayEverything(s.configPath, deadLetters: s.deadLetters)
+        for primary in try s.cluster.primaries() {
+            #expect(try existingKeys(primary, Array(s.keys[0..<min(sent, count)])) == 0, "\(primary.endpoint)")
         }
         report("cluster manual failover", "\(sent) events, \(written) dead letters, \(replayed) replayed")
     }
@@ -188,7 +180,8 @@ import Testing
 
 
 /// A worker on a Kafka topic and a 3-primary cluster with a replica each, whose
-/// keys `user:0` ... `user:4999` are seeded on their primaries and replicated.
+/// keys `user:0` ... `user:4999` are seeded on their primaries and replicated, with
+/// user events produced at a steady pace.
 struct ClusterScenario {
     let scenario: Scenario
     let kafka: FaultKafka
@@ -197,8 +190,10 @@ struct ClusterScenario {
     let keys: [String]
     let configPath: String
     let worker: InvalidatorProcess
+    let producer: RedisNodeFaultTests.SteadyProducer
 
-    static func start() async throws -> ClusterScenario {
+    /// Starts everything, then user events at a steady pace (for half a second before returning).
+    static func startProducing() async throws -> ClusterScenario {
         let scenario = try Scenario()
         let kafka = try FaultKafka(partitions: 4)
         let cluster = try await RedisCluster.start(primaries: 3, replicasPerPrimary: 1)
@@ -211,8 +206,11 @@ struct ClusterScenario {
         let configPath = try scenario.write("invalidator.yaml", RedisNodeFaultTests.config(kafka: kafka, pool: pool, deadLetters: deadLetters))
         let worker = try InvalidatorProcess(run: configPath)
         #expect(try await worker.waitUntilReady())
+        let producer = try RedisNodeFaultTests.SteadyProducer(kafka: kafka)
+        try await Task.sleep(for: .milliseconds(500))
         return ClusterScenario(
-            scenario: scenario, kafka: kafka, cluster: cluster, deadLetters: deadLetters, keys: keys, configPath: configPath, worker: worker)
+            scenario: scenario, kafka: kafka, cluster: cluster, deadLetters: deadLetters, keys: keys, configPath: configPath,
+            worker: worker, producer: producer)
     }
 
     /// Writes each key on its slot's primary and waits until the replicas have them.
