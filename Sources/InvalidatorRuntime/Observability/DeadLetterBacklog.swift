@@ -1,24 +1,28 @@
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Watches a running worker's Redis stream of dead letters:
 /// - keeps `invalidator_dead_letters_remaining` (`XLEN`) and
-///   `invalidator_dead_letter_store_bytes` (`MEMORY USAGE`) current: at start,
-///   every 15 s, and after each write (for a Kafka topic store the count comes from
-///   `replay` runs);
+///   `invalidator_dead_letter_store_bytes` (`MEMORY USAGE`, asked only when the
+///   count changed) current: at start, every 60 s, and after each write (for a Kafka
+///   topic store the count comes from `replay` runs). An idle worker's node sees
+///   one `XLEN` a minute from here;
 /// - once, at its first successful contact, logs a warning when the node may evict
 ///   the stream or loses it on restart (``DeadLetterNodeSettings``).
 ///
 /// Watching never affects the worker: a failure is logged at debug level and the
 /// gauges keep their last values.
 final class DeadLetterBacklog: Service, Sendable {
-    static let interval: Duration = .seconds(15)
+    static let interval: Duration = .seconds(60)
     private let reader: DeadLetterReader
     private let metrics: WorkerMetrics
     private let logger: Logger
     /// Count requests; one waiting is enough, however many writes asked meanwhile.
     private let requests: AsyncStream<Void>
     private let requester: AsyncStream<Void>.Continuation
+    /// The last count seen; only `count()` touches it, from the one loop of `run()`.
+    private let lastCount = Mutex<Int?>(nil)
 
     /// nil unless `store` is a Redis stream.
     init?(store: any DeadLetterStore, metrics: WorkerMetrics, logger: Logger) {
@@ -57,8 +61,11 @@ final class DeadLetterBacklog: Service, Sendable {
 
     private func count() async {
         do {
-            DeadLetterMetrics.recordRemaining(try await reader.count(), factory: metrics.factory)
+            let count = try await reader.count()
+            DeadLetterMetrics.recordRemaining(count, factory: metrics.factory)
+            guard lastCount.withLock({ $0 }) != count else { return }
             DeadLetterMetrics.recordStoreBytes(try await reader.memoryUsage(), factory: metrics.factory)
+            lastCount.withLock { $0 = count }
         } catch {
             logger.debug("cannot count dead letters", metadata: ["stream": "\(reader.stream)", "error": "\(error)"])
         }

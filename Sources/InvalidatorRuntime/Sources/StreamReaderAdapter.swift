@@ -61,7 +61,10 @@ actor StreamReaderAdapter: SourceAdapter {
     /// The groups exist and the reading connection works.
     nonisolated var isReady: Bool { ready.load(ordering: .relaxed) }
 
-    private var claimInterval: Duration { max(configuration.claimIdle / 2, .milliseconds(100)) }
+    /// A claim round every `claim_idle`: an abandoned entry is claimed between one and
+    /// two `claim_idle` after its last delivery, and an idle worker sends two
+    /// XAUTOCLAIMs a minute per stream with the default 30 s.
+    private var claimInterval: Duration { max(configuration.claimIdle, .milliseconds(100)) }
 
     /// One step of reading: connect, then this consumer's own pending entries, then
     /// (when due) entries abandoned by dead consumers, then new entries. Each step
@@ -142,7 +145,7 @@ actor StreamReaderAdapter: SourceAdapter {
     }
 
     /// One XAUTOCLAIM page of entries idle longer than `claim_idle`; nil when it had
-    /// nothing new. A round goes through every stream, then waits `claim_idle / 2`.
+    /// nothing new. A round goes through every stream, then waits `claim_idle`.
     private func claimAbandoned() async throws(RedisError) -> SourceBatch<String>? {
         let (index, cursor) = claimRound ?? (0, "0-0")
         let stream = streams[index]
