@@ -254,7 +254,7 @@ final class RedisSourceHarness: Sendable {
     /// pub/sub polls), so while idle they keep beating; ended loops are not monitored.
     @Test func idleRedisLoopsKeepBeating() async throws {
         let harness = try await RedisSourceHarness(sources: Self.streamSources + "\n" + Self.pubSubSources)
-        let running = RunningWorker(try harness.makeWorker(observability: WorkerObservability(stallTimeout: .seconds(1))))
+        let running = RunningWorker(try harness.makeWorker(observability: WorkerObservability(stallTimeout: .seconds(3))))
         let liveness = running.worker.liveness
         #expect(try await eventually(timeout: .seconds(10)) { liveness.loops.count == 2 })
         #expect(liveness.loops.map(\.loop) == ["redis_pubsub", "redis_stream entity-changes,other-changes"])

@@ -274,7 +274,7 @@ import Testing
         try Self.firstHalf.write(to: Self.rulesFile(harness), atomically: true, encoding: .utf8)
         let running = RunningWorker(worker)
         func value(_ name: String, _ labels: [String: String]) -> Double? { PrometheusText(registry.emitToString()).value(name, labels) }
-        #expect(try await eventually(timeout: .seconds(5)) { value(MetricName.ruleReloads, ["result": "ok"]) == 1 }, "the one-rule file is loaded")
+        #expect(try await eventually(timeout: .seconds(15)) { value(MetricName.ruleReloads, ["result": "ok"]) == 1 }, "the one-rule file is loaded")
         #expect(value(MetricName.rulesInForce, [:]) == 1)
         try await running.stop()
     }
