@@ -35,7 +35,8 @@ actor StreamReaderAdapter: SourceAdapter {
     /// a stop never misses a read that is about to block.
     private let blockedRead = Mutex(BlockedRead())
     private let ready = Atomic<Bool>(false)
-    private let readNew: [String]
+    /// XREADGROUP's arguments after its BLOCK time.
+    private let readNewStreams: [String]
     private var phase = Phase.connecting
     private var connection: RedisConnection?
     private var backoff = ReconnectBackoff()
@@ -58,8 +59,7 @@ actor StreamReaderAdapter: SourceAdapter {
         self.onClaimed = onClaimed
         self.logger = logger
         loopName = "redis_stream \(streams.joined(separator: ","))"
-        readNew = ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize),
-                   "BLOCK", String(blockTime.milliseconds), "STREAMS"] + streams + streams.map { _ in ">" }
+        readNewStreams = ["STREAMS"] + streams + streams.map { _ in ">" }
     }
 
     /// The groups exist and the reading connection works.
@@ -196,7 +196,11 @@ actor StreamReaderAdapter: SourceAdapter {
         }
         guard mayRead else { return .idle }
         defer { blockedRead.withLock { $0.isReading = false } }
-        let entries = try await send(readNew)
+        // Back in time for the next claim round; BLOCK 0 would wait for ever.
+        let block = max(min(blockTime, nextClaim - ContinuousClock.now), .milliseconds(1))
+        let entries = try await send(
+            ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize), "BLOCK", String(block.milliseconds)]
+                + readNewStreams)
         return track(entries).map(SourceInput.batch) ?? .idle
     }
 
