@@ -135,12 +135,14 @@ import Testing
         ("redis://[::1]x", "has 'x' after its IPv6 host"),
         ("redis://u:p%zz@cache-0", "has a password with a bad percent-escape (write % as %25)"),
         ("redis://u%4@cache-0", "has a user name with a bad percent-escape (write % as %25)"),
-        ("user@cache-0:6379", "has the host 'user@cache-0', with a character a host name cannot have"),
+        ("user@cache-0:6379", "has a user or password but is not a redis:// or rediss:// URL"),
+        ("redis:/:\(secret)@cache-0:6379", "has a user or password but is not a redis:// or rediss:// URL"),
+        ("cache%0:6379", "has the host 'cache%0', with a character a host name cannot have"),
         ("cache-0", "must be host:port with a port from 1 to 65535 (IPv6 in brackets, such as [::1]:6379) or a redis:// or rediss:// URL"),
     ])
     func aBadNodeIsReportedAtItsPosition(_ text: String, _ reason: String) {
         let messages = diagnostics(Self.config(nodes: "[\"\(text)\"]"))
-        #expect(messages == ["invalidator.yaml:3:13: pool 'main' node '\(text.redactingURLPasswords)' \(reason)"])
+        #expect(messages == ["invalidator.yaml:3:13: pool 'main' node '\(text.redactedNodeAddress)' \(reason)"])
         #expect(!messages.joined().contains(Self.secret))
     }
 
@@ -325,6 +327,12 @@ import Testing
             #expect(description.contains("***"), "\(description)")
         }
         #expect(descriptions.dropLast().allSatisfy { $0.contains("cache-0:6379") }, "the node stays host:port")
+    }
+
+    @Test func aMistypedURLIsQuotedWithoutItsUserInfo() {
+        #expect("redis:/:pw@cache-0:6379".redactedNodeAddress == "***@cache-0:6379")
+        #expect("redis://u:pw@cache-0".redactedNodeAddress == "redis://u:***@cache-0")
+        #expect("cache-0:6379".redactedNodeAddress == "cache-0:6379")
     }
 
     @Test func redactingURLPasswordsLeavesTheRestAsWritten() {

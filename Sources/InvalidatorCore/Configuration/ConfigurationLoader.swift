@@ -119,7 +119,7 @@ public enum ConfigurationLoader {
             var listed = 0
             for (text, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
                 listed += 1
-                let quoted = text.redactingURLPasswords
+                let quoted = text.redactedNodeAddress
                 let address: RedisNodeAddress
                 switch RedisNodeAddress.parse(text) {
                 case .success(let parsed):

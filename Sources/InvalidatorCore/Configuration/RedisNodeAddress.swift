@@ -23,6 +23,10 @@ struct RedisNodeAddress: Equatable {
     /// Parses `text`, already `${VAR}`-expanded.
     static func parse(_ text: String) -> Result<RedisNodeAddress, Problem> {
         guard let separator = text.range(of: "://") else {
+            if text.contains("@") {
+                // Not quoted: what comes before the `@` may be a password.
+                return .failure(Problem(reason: "has a user or password but is not a redis:// or rediss:// URL"))
+            }
             guard let node = HostPort(text) else {
                 return .failure(Problem(reason: "must be host:port with a port from 1 to 65535 (IPv6 in brackets, such as [::1]:6379) or a redis:// or rediss:// URL"))
             }
@@ -148,6 +152,14 @@ struct RedisNodeAddress: Equatable {
 }
 
 extension String {
+    /// A `pools.NAME.nodes` entry as messages quote it: a URL without its password,
+    /// and anything else with an `@` without what precedes it (a mistyped URL).
+    package var redactedNodeAddress: String {
+        if contains("://") { return redactingURLPasswords }
+        guard let at = lastIndex(of: "@") else { return self }
+        return "***" + self[at...]
+    }
+
     /// This text with the password of every URL in it (`scheme://user:PASSWORD@host`)
     /// replaced by `***`: how a node URL is quoted in messages. A URL is taken to
     /// end at whitespace or a quote.
