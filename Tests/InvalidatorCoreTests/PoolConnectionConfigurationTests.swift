@@ -329,6 +329,26 @@ import Testing
         #expect(descriptions.dropLast().allSatisfy { $0.contains("cache-0:6379") }, "the node stays host:port")
     }
 
+    @Test func kafkaSecretPropertiesNeverAppearInADescription() throws {
+        let configuration = try load("""
+            pools: { main: { nodes: ["cache-0:6379"] } }
+            rules: r.yaml
+            sources:
+              kafka:
+                brokers: kafka-0:9092
+                topics: [t]
+                properties: { sasl.password: \(Self.secret), ssl.key.password: \(Self.secret), sasl.username: app }
+            """)
+        let kafka = try #require(configuration.sources.kafka)
+        #expect(kafka.properties["sasl.password"] == Self.secret)
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        for description in ["\(configuration)", String(reflecting: kafka), "\(kafka)", dumped] {
+            #expect(!description.contains(Self.secret), "\(description)")
+            #expect(description.contains("app"), "\(description)")
+        }
+    }
+
     @Test func aMistypedURLIsQuotedWithoutItsUserInfo() {
         #expect("redis:/:pw@cache-0:6379".redactedNodeAddress == "***@cache-0:6379")
         #expect("redis://u:pw@cache-0".redactedNodeAddress == "redis://u:***@cache-0")

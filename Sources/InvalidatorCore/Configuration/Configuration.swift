@@ -84,6 +84,34 @@ public struct KafkaSourceConfiguration: Hashable, Sendable {
     }
 }
 
+/// Descriptions that show `***` for the values of librdkafka properties that hold
+/// secrets (`sasl.password`, `ssl.key.password`, `ssl.key.pem`, OAuth client secrets).
+extension KafkaSourceConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Whether librdkafka's property `name` holds a secret, or may (its OAuth config string).
+    static func isSecretProperty(_ name: String) -> Bool {
+        let lowered = name.lowercased()
+        return ["password", "secret", ".pem", "sasl.oauthbearer.config"].contains { lowered.contains($0) }
+    }
+
+    private var redactedProperties: [String: String] {
+        Dictionary(uniqueKeysWithValues: properties.map { ($0.key, Self.isSecretProperty($0.key) ? "***" : $0.value) })
+    }
+
+    public var description: String {
+        "KafkaSourceConfiguration(brokers: \(brokers), topics: \(topics), group: \(group), "
+            + "groupInstanceID: \(groupInstanceID ?? "nil"), format: \(format), properties: \(redactedProperties))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "brokers": brokers, "topics": topics, "group": group, "groupInstanceID": groupInstanceID as Any,
+            "format": format, "properties": redactedProperties,
+        ], displayStyle: .struct)
+    }
+}
+
 public struct RedisPubSubSourceConfiguration: Hashable, Sendable {
     public var pool: String
     public var channels: [String] = []
