@@ -83,8 +83,9 @@ package final class Worker: Sendable {
         self.redisStream = configuration.sources.redisStream.map {
             RedisStreamSource(
                 configuration: $0, pool: pools.configuredPool($0.pool),
-                pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout, liveness: liveness,
-                logger: logger)
+                pipeline: pipeline, consumer: workerID, drainTimeout: configuration.shutdown.drainTimeout,
+                // The reading loop beats between reads: a read never outlasts half the stall timeout.
+                blockTime: min($0.block, liveness.stallTimeout / 2), liveness: liveness, logger: logger)
         }
         self.rulesReloader = observability.rulesReloadInterval.flatMap { interval in
             loaded.rulesFiles.isEmpty ? nil : RulesReloader(
@@ -99,7 +100,7 @@ package final class Worker: Sendable {
         ].compactMap { $0 }
         let monitor = HealthMonitor(
             pools: pools, sources: { sources.map { ($0.name, $0.source.isSubscribed) } }, liveness: liveness,
-            interval: observability.healthCheckInterval, metrics: metrics, logger: logger)
+            interval: observability.healthCheckInterval ?? configuration.http.healthCheckInterval, metrics: metrics, logger: logger)
         self.healthMonitor = monitor
         if observability.serveHTTP {
             self.httpServer = ObservabilityServer(

@@ -259,7 +259,7 @@ import Testing
             "environment:1:1: INVALIDATOR__HTTP__: names an empty key; write keys as INVALIDATOR__SECTION__KEY",
             "environment:1:1: INVALIDATOR__POOLS__MAIN__NODES__0: cannot set a key inside pools.main.nodes, which is not a mapping; set pools.main.nodes as a whole",
             "environment:1:1: INVALIDATOR__RETRY__MAX_BACKOFF: a value starting with [ must be one list such as [a, b]",
-            "environment:1:1: INVALIDATOR__HTTP__LISTN: unknown key 'listn' in http; expected one of listen",
+            "environment:1:1: INVALIDATOR__HTTP__LISTN: unknown key 'listn' in http; expected one of health_check_interval, listen",
             "environment:1:1: INVALIDATOR__SHUTDOWN__DRAIN_TIMEOUT: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got 'soon'",
             "environment:2:1: INVALIDATOR__RETRY__ATTEMPTS: did not find expected ',' or ']'",
         ], "\(problems)")

@@ -241,7 +241,8 @@ struct ClusterScenario {
         try scenario.write("rules.yaml", RedisNodeFaultTests.rules)
         let configPath = try scenario.write("invalidator.yaml", RedisNodeFaultTests.config(
             kafka: kafka, pool: "{ nodes: [\"\(cache.endpoint)\"], password: secret, connect_timeout: 300ms }", deadLetters: deadLetters))
-        let worker = try InvalidatorProcess(run: configPath)
+        // /readyz follows the node within a second, not the default 30 s.
+        let worker = try InvalidatorProcess(run: configPath, environment: ["INVALIDATOR__HTTP__HEALTH_CHECK_INTERVAL": "1s"])
         #expect(try await worker.waitUntilReady())
 
         cache.kill()

@@ -254,11 +254,12 @@ final class RedisSourceHarness: Sendable {
     /// pub/sub polls), so while idle they keep beating; ended loops are not monitored.
     @Test func idleRedisLoopsKeepBeating() async throws {
         let harness = try await RedisSourceHarness(sources: Self.streamSources + "\n" + Self.pubSubSources)
+        // The stream reader then blocks for 1.5 s at a time (half the stall timeout).
         let running = RunningWorker(try harness.makeWorker(observability: WorkerObservability(stallTimeout: .seconds(3))))
         let liveness = running.worker.liveness
         #expect(try await eventually(timeout: .seconds(10)) { liveness.loops.count == 2 })
         #expect(liveness.loops.map(\.loop) == ["redis_pubsub", "redis_stream entity-changes,other-changes"])
-        #expect(try await holds(for: .seconds(3)) { liveness.loops.count == 2 && !liveness.loops.contains(where: \.isStalled) })
+        #expect(try await holds(for: .seconds(3)) { liveness.loops.count == 2 && !liveness.loops.contains(where: \.isStalled) }, "\(liveness.loops)")
         try await running.stop()
         #expect(liveness.loops.isEmpty)
     }

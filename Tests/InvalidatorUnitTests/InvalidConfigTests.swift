@@ -42,6 +42,7 @@ import Testing
     }
 
     static let address = "host:port with a port from 1 to 65535 (IPv6 in brackets, such as [::1]:6379)"
+    static let nodeAddress = address + " or a redis:// or rediss:// URL"
 
     static let cases: [Case] = [
         // What only `run` used to refuse.
@@ -74,7 +75,7 @@ import Testing
             "$CONFIG:4:51: pool 'main' lists node '::1:6379' twice",
         ]),
         Case(name: "a node without a port", config: config(nodes: #"["redis-0"]"#), expected: [
-            "$CONFIG:4:33: pool 'main' node 'redis-0' must be \(address)",
+            "$CONFIG:4:33: pool 'main' node 'redis-0' must be \(nodeAddress)",
         ]),
         Case(name: "a cluster with database 1", config: """
             sources:
@@ -139,7 +140,7 @@ import Testing
     /// schemas/examples/invalid/config.*.yaml, which the schema refuses too.
     static let invalidExamples: [Case] = [
         ("config.bad-listen.yaml", ["$CONFIG:8:17: http.listen must be \(address), got '0.0.0.0:0'"]),
-        ("config.bad-port.yaml", ["$CONFIG:5:13: pool 'primary' node 'redis-0:70000' must be \(address)"]),
+        ("config.bad-port.yaml", ["$CONFIG:5:13: pool 'primary' node 'redis-0:70000' must be \(nodeAddress)"]),
         ("config.bad-group-instance-id.yaml", [
             "$CONFIG:5:24: sources.kafka.group_instance_id may hold only letters, digits, '.', '_' and '-' (a pod name does), got 'worker 0'",
         ]),
@@ -157,7 +158,16 @@ import Testing
             "$CONFIG:8:30: dead_letters.kafka_topic is written to the brokers of sources.kafka, which the config does not have; add sources.kafka or use { pool, stream }",
         ]),
         ("config.no-sources.yaml", ["$CONFIG:2:1: the config needs at least one source under 'sources:' (kafka, redis_pubsub or redis_stream)"]),
-        ("config.node-without-port.yaml", ["$CONFIG:6:13: pool 'primary' node 'redis-0' must be \(address)"]),
+        ("config.node-without-port.yaml", ["$CONFIG:6:13: pool 'primary' node 'redis-0' must be \(nodeAddress)"]),
+        ("config.node-url-query.yaml", [
+            "$CONFIG:6:13: pool 'primary' node 'redis://redis-0:6379/0?ssl=true' has a query string, which is not supported; set TLS and timeouts as keys of the pool",
+        ]),
+        ("config.tls-cert-without-key.yaml", [
+            "$CONFIG:7:38: pool 'primary' tls needs cert_file and key_file together (a client certificate and its key)",
+        ]),
+        ("config.redis-and-rediss.yaml", [
+            "$CONFIG:7:38: pool 'primary' node 'redis://redis-1:6379' is redis:// but node 'rediss://redis-0:6380' is rediss://; a pool's nodes all use TLS or none does",
+        ]),
         ("config.refused-kafka-property.yaml", [
             "$CONFIG:6:7: sources.kafka.properties: group.instance.id cannot be set: set sources.kafka.group_instance_id instead",
         ]),

@@ -22,6 +22,13 @@ public struct Configuration: Hashable, Sendable {
 
     public init() {}
 
+    /// What is valid but unwise, one sentence each: `validate` prints them and `run` logs them.
+    public var warnings: [String] {
+        pools.filter { $0.tls?.verify == false }.map { pool in
+            "pool '\(pool.name)' has tls.verify: false: the servers' certificates are not checked, so anyone on the network path can pose as its nodes"
+        }
+    }
+
     /// `dead_letters.max_records` when the config does not set it: at the roughly
     /// 1 KB a record takes in a stream, about 100 MB, which the cap reaches long
     /// before a cache node's `maxmemory`, while 100,000 records are more than an
@@ -77,11 +84,44 @@ public struct KafkaSourceConfiguration: Hashable, Sendable {
     }
 }
 
+/// Descriptions that show `***` for the values of librdkafka properties that hold
+/// secrets (`sasl.password`, `ssl.key.password`, `ssl.key.pem`, OAuth client secrets).
+extension KafkaSourceConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    /// Whether librdkafka's property `name` holds a secret, or may (its OAuth config string).
+    static func isSecretProperty(_ name: String) -> Bool {
+        let lowered = name.lowercased()
+        return ["password", "secret", ".pem", "sasl.oauthbearer.config"].contains { lowered.contains($0) }
+    }
+
+    private var redactedProperties: [String: String] {
+        Dictionary(uniqueKeysWithValues: properties.map { ($0.key, Self.isSecretProperty($0.key) ? "***" : $0.value) })
+    }
+
+    public var description: String {
+        "KafkaSourceConfiguration(brokers: \(brokers), topics: \(topics), group: \(group), "
+            + "groupInstanceID: \(groupInstanceID ?? "nil"), format: \(format), properties: \(redactedProperties))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "brokers": brokers, "topics": topics, "group": group, "groupInstanceID": groupInstanceID as Any,
+            "format": format, "properties": redactedProperties,
+        ], displayStyle: .struct)
+    }
+}
+
 public struct RedisPubSubSourceConfiguration: Hashable, Sendable {
     public var pool: String
     public var channels: [String] = []
     public var patterns: [String] = []
     public var format: EventFormat = .auto
+    /// `keepalive`: how often an idle subscription checks that its connection still
+    /// works, so a silently dropped one is noticed and resubscribed.
+    public var keepalive = RedisPubSubSourceConfiguration.defaultKeepalive
+
+    public static let defaultKeepalive: Duration = .seconds(30)
 
     public init(pool: String) {
         self.pool = pool
@@ -95,6 +135,12 @@ public struct RedisStreamSourceConfiguration: Hashable, Sendable {
     public var format: EventFormat = .auto
     /// Pending entries idle this long belong to a dead consumer and are claimed.
     public var claimIdle: Duration = .seconds(30)
+    /// `block`: how long one XREADGROUP waits for new entries. Entries arriving
+    /// meanwhile are returned at once, and shutdown interrupts the wait, so a long
+    /// one only makes an idle worker quieter.
+    public var block = RedisStreamSourceConfiguration.defaultBlock
+
+    public static let defaultBlock: Duration = .seconds(30)
 
     public init(pool: String, streams: [String]) {
         self.pool = pool
@@ -123,20 +169,66 @@ public struct PoolConfiguration: Hashable, Sendable {
 
     public var name: String
     public var mode: Mode = .single
-    /// Each node (seed nodes for a cluster): at least one, none twice, exactly one when `single`.
+    /// Each node (seed nodes for a cluster): at least one, none twice, exactly one when
+    /// `single`. Always `host:port`, also when written as a URL: the node's name everywhere.
     public var nodes: [HostPort]
+    /// From `username`, or the nodes' URLs.
     public var username: String?
+    /// From `password`, or the nodes' URLs. A secret: the descriptions of this type
+    /// show `***` in its place.
     public var password: String?
     /// 0 in a cluster.
     public var database = 0
     public var tagPrefix = "tag:"
     public var connectTimeout = PoolConfiguration.defaultConnectTimeout
     public var commandTimeout = PoolConfiguration.defaultCommandTimeout
+    /// nil: plain TCP. Set by `tls.enabled: true` or `rediss://` nodes.
+    public var tls: TLSConfiguration?
 
     public init(name: String, nodes: [HostPort]) {
         self.name = name
         self.nodes = nodes
     }
+}
+
+/// Descriptions that never show the password, however the pool is printed:
+/// interpolated, `String(reflecting:)`, `dump`, or inside another value.
+extension PoolConfiguration: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    public var description: String {
+        "PoolConfiguration(name: \(name), mode: \(mode), nodes: \(nodes), username: \(username ?? "nil"), "
+            + "password: \(redactedPassword), database: \(database), tagPrefix: \(tagPrefix), "
+            + "connectTimeout: \(connectTimeout), commandTimeout: \(commandTimeout), tls: \(tls.map { "\($0)" } ?? "nil"))"
+    }
+
+    public var debugDescription: String { description }
+
+    private var redactedPassword: String { password == nil ? "nil" : "***" }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "name": name, "mode": mode, "nodes": nodes, "username": username as Any,
+            "password": redactedPassword, "database": database, "tagPrefix": tagPrefix,
+            "connectTimeout": connectTimeout, "commandTimeout": commandTimeout, "tls": tls as Any,
+        ], displayStyle: .struct)
+    }
+}
+
+
+
+/// A pool's `tls:` section, when TLS is on. File paths are as written (after `${...}`
+/// expansion); relative ones are relative to the working directory, as `${file:PATH}` is.
+public struct TLSConfiguration: Hashable, Sendable {
+    /// CA certificates (PEM) to verify the server with; nil: the system's.
+    public var caFile: String?
+    /// Client certificate and its key (PEM), for servers that ask for one: both or neither.
+    public var certFile: String?
+    public var keyFile: String?
+    /// The name to send (SNI) and to verify the certificate against; nil: each node's host.
+    public var serverName: String?
+    /// false skips verifying the server's certificate (`validate` warns).
+    public var verify = true
+
+    public init() {}
 }
 
 public enum DeadLetterDestination: Hashable, Sendable {
@@ -149,6 +241,12 @@ public enum DeadLetterDestination: Hashable, Sendable {
 
 public struct HTTPConfiguration: Hashable, Sendable {
     public var listen = HostPort(host: "0.0.0.0", port: 9090)
+    /// `health_check_interval`: how often every node of every pool is PINGed for
+    /// `/readyz` and `invalidator_node_up`.
+    public var healthCheckInterval = HTTPConfiguration.defaultHealthCheckInterval
+
+    public static let defaultHealthCheckInterval: Duration = .seconds(30)
+
     public init() {}
 }
 

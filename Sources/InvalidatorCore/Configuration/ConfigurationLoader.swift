@@ -62,9 +62,16 @@ public enum ConfigurationLoader {
         } else if let first = poolNames.first {
             configuration.deadLetters = .redisStream(pool: first, stream: defaultDeadLetterStream)
         }
-        if let http = fields["http"], let httpFields = reader.mapping(http, context: "http", allowed: ["listen"]),
-           let listen = httpFields["listen"] {
-            configuration.http.listen = address(listen, context: "http.listen", reader: &reader) ?? configuration.http.listen
+        if let http = fields["http"],
+           let httpFields = reader.mapping(http, context: "http", allowed: ["listen", "health_check_interval"]) {
+            if let listen = httpFields["listen"] {
+                configuration.http.listen = address(listen, context: "http.listen", reader: &reader) ?? configuration.http.listen
+            }
+            if let interval = httpFields["health_check_interval"] {
+                configuration.http.healthCheckInterval = reader.duration(
+                    interval, context: "http.health_check_interval", minimum: .seconds(1), maximum: .seconds(300))
+                    ?? configuration.http.healthCheckInterval
+            }
         }
         if let allowEmpty = fields["allow_empty_rules"] {
             configuration.allowEmptyRules = reader.boolean(allowEmpty, context: "allow_empty_rules") ?? false
@@ -84,7 +91,7 @@ public enum ConfigurationLoader {
             return []
         }
         let allowed: Set<String> = [
-            "mode", "nodes", "username", "password", "database", "tag_prefix", "connect_timeout", "command_timeout",
+            "mode", "nodes", "username", "password", "database", "tag_prefix", "connect_timeout", "command_timeout", "tls",
         ]
         var pools: [PoolConfiguration] = []
         for (key, value) in mapping {
@@ -101,20 +108,6 @@ public enum ConfigurationLoader {
                 continue
             }
             var pool = PoolConfiguration(name: name, nodes: [])
-            var listed = 0
-            for (text, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
-                listed += 1
-                guard let address = HostPort(text) else {
-                    reader.report("\(context) node '\(text)' must be \(Self.addressForm)", at: addressNode)
-                    continue
-                }
-                // Compared as addresses: `[::1]:6379` and `::1:6379` are one node.
-                if pool.nodes.contains(address) {
-                    reader.report("\(context) lists node '\(text)' twice", at: addressNode)
-                } else {
-                    pool.nodes.append(address)
-                }
-            }
             if let modeNode = fields["mode"], let modeName = reader.string(modeNode, context: "\(context) mode") {
                 if let mode = PoolConfiguration.Mode(rawValue: modeName) {
                     pool.mode = mode
@@ -122,19 +115,62 @@ public enum ConfigurationLoader {
                     reader.report("\(context) mode '\(modeName)' is not one of single, replicated, sharded, cluster", at: modeNode)
                 }
             }
+            var fromURLs = NodeURLSettings()
+            var listed = 0
+            for (text, addressNode) in reader.stringNodes(nodesNode, context: "\(context) nodes") {
+                listed += 1
+                let quoted = text.redactedNodeAddress
+                let address: RedisNodeAddress
+                switch RedisNodeAddress.parse(text) {
+                case .success(let parsed):
+                    address = parsed
+                case .failure(let problem):
+                    reader.report("\(context) node '\(quoted)' \(problem.reason)", at: addressNode)
+                    continue
+                }
+                // Compared as addresses: `[::1]:6379`, `::1:6379` and `redis://[::1]` are one node.
+                if pool.nodes.contains(address.node) {
+                    reader.report("\(context) lists node '\(quoted)' twice", at: addressNode)
+                } else {
+                    pool.nodes.append(address.node)
+                }
+                fromURLs.add(address, quoted: quoted, at: addressNode, context: context, reader: &reader)
+            }
             if listed == 0 {
                 reader.report("\(context) needs at least one node", at: nodesNode)
             } else if pool.mode == .single, listed > 1 {
                 reader.report("\(context) is single but lists \(listed) nodes; use replicated, sharded or cluster", at: nodesNode)
             }
-            pool.username = fields["username"].flatMap { reader.string($0, context: "\(context) username") }
-            pool.password = fields["password"].flatMap { reader.string($0, context: "\(context) password") }
+            pool.username = fromURLs.username?.value
+            if let node = fields["username"], let username = reader.string(node, context: "\(context) username") {
+                if let other = fromURLs.username {
+                    reader.report("\(context) sets username and its node '\(other.node)' has a user too; set it in one place", at: node)
+                }
+                pool.username = username
+            }
+            pool.password = fromURLs.password?.value
+            if let node = fields["password"], let password = reader.string(node, context: "\(context) password") {
+                if let other = fromURLs.password {
+                    reader.report("\(context) sets password and its node '\(other.node)' has a password too; set it in one place", at: node)
+                }
+                pool.password = password
+            }
+            if let database = fromURLs.database {
+                pool.database = database.value
+                if pool.mode == .cluster, database.value != 0 {
+                    reader.report("\(context) is a cluster, but node '\(database.node)' selects database \(database.value); Redis Cluster has only database 0", at: database.at)
+                }
+            }
             if let database = fields["database"] {
-                pool.database = reader.integer(database, context: "\(context) database", range: 0...65535) ?? 0
+                if let other = fromURLs.database {
+                    reader.report("\(context) sets database and its node '\(other.node)' selects one too; set it in one place", at: database)
+                }
+                pool.database = reader.integer(database, context: "\(context) database", range: 0...RedisNodeAddress.largestDatabase) ?? 0
                 if pool.mode == .cluster, pool.database != 0 {
                     reader.report("\(context) is a cluster; Redis Cluster has only database 0", at: database)
                 }
             }
+            pool.tls = parseTLS(fields["tls"], fromURLs: fromURLs.scheme, context: context, reader: &reader)
             if let prefix = fields["tag_prefix"] {
                 pool.tagPrefix = reader.string(prefix, context: "\(context) tag_prefix") ?? pool.tagPrefix
             }
@@ -148,6 +184,90 @@ public enum ConfigurationLoader {
         }
         return pools
     }
+
+    /// What a pool's node URLs say about the pool, each with the first node that said it
+    /// (quoted without its password), so that a node saying otherwise is reported.
+    private struct NodeURLSettings {
+        var username: (value: String, node: String)?
+        var password: (value: String, node: String)?
+        var database: (value: Int, node: String, at: Node)?
+        var scheme: (usesTLS: Bool, node: String)?
+
+        mutating func add(_ address: RedisNodeAddress, quoted: String, at node: Node, context: String, reader: inout YAMLReader) {
+            if let usesTLS = address.usesTLS {
+                if let first = scheme, first.usesTLS != usesTLS {
+                    reader.report("\(context) node '\(quoted)' is \(usesTLS ? "rediss://" : "redis://") but node '\(first.node)' is \(first.usesTLS ? "rediss://" : "redis://"); a pool's nodes all use TLS or none does", at: node)
+                } else if scheme == nil {
+                    scheme = (usesTLS, quoted)
+                }
+            }
+            if let value = address.username {
+                if let first = username, first.value != value {
+                    reader.report("\(context) node '\(quoted)' has the user '\(value)' but node '\(first.node)' has '\(first.value)'; a pool has one user", at: node)
+                } else if username == nil {
+                    username = (value, quoted)
+                }
+            }
+            if let value = address.password {
+                if let first = password, first.value != value {
+                    reader.report("\(context) node '\(quoted)' has another password than node '\(first.node)'; a pool has one password", at: node)
+                } else if password == nil {
+                    password = (value, quoted)
+                }
+            }
+            if let value = address.database {
+                if let first = database, first.value != value {
+                    reader.report("\(context) node '\(quoted)' selects database \(value) but node '\(first.node)' database \(first.value); a pool has one database", at: node)
+                } else if database == nil {
+                    database = (value, quoted, node)
+                }
+            }
+        }
+    }
+
+    /// A pool's `tls:` section, on when `enabled: true` or the nodes are `rediss://`;
+    /// nil when TLS is off.
+    private static func parseTLS(
+        _ node: Node?, fromURLs scheme: (usesTLS: Bool, node: String)?, context: String, reader: inout YAMLReader
+    ) -> TLSConfiguration? {
+        let keys: Set<String> = ["enabled", "ca_file", "cert_file", "key_file", "server_name", "verify"]
+        let fields = node.flatMap { reader.mapping($0, context: "\(context) tls", allowed: keys) } ?? [:]
+        var tls = TLSConfiguration()
+        func path(_ key: String) -> String? {
+            guard let node = fields[key], let value = reader.string(node, context: "\(context) tls.\(key)") else { return nil }
+            if value.isEmpty { reader.report("\(context) tls.\(key) is empty", at: node) }
+            return value
+        }
+        tls.caFile = path("ca_file")
+        tls.certFile = path("cert_file")
+        tls.keyFile = path("key_file")
+        tls.serverName = path("server_name")
+        if let verify = fields["verify"] {
+            tls.verify = reader.boolean(verify, context: "\(context) tls.verify") ?? tls.verify
+        }
+        if (tls.certFile == nil) != (tls.keyFile == nil), let given = fields["cert_file"] ?? fields["key_file"] {
+            reader.report("\(context) tls needs cert_file and key_file together (a client certificate and its key)", at: given)
+        }
+        let enabledNode = fields["enabled"]
+        let enabled = enabledNode.flatMap { reader.boolean($0, context: "\(context) tls.enabled") }
+        if let scheme, let enabled, let enabledNode, enabled != scheme.usesTLS {
+            reader.report(
+                enabled
+                    ? "\(context) tls.enabled is true but node '\(scheme.node)' is redis://; write rediss:// for TLS"
+                    : "\(context) tls.enabled is false but node '\(scheme.node)' is rediss://, which is TLS",
+                at: enabledNode)
+        }
+        let isOn = scheme?.usesTLS ?? enabled ?? false
+        if !isOn, enabled == nil, let node, let setting = fields.keys.sorted().first {
+            // Settings without TLS would be ignored: a plain connection the operator did not mean.
+            reader.report("\(context) tls sets \(setting) but TLS is off; add tls.enabled: true or use rediss:// nodes", at: node)
+        }
+        return isOn ? tls : nil
+    }
+
+    /// The longest `sources.redis_stream.block`: the reading loop beats for `/healthz`
+    /// between reads, and a loop is stalled after at least 60 s without a beat.
+    public static let longestStreamBlock: Duration = .seconds(30)
 
     /// How every address is written; no port is implied.
     static let addressForm = "host:port with a port from 1 to 65535 (IPv6 in brackets, such as [::1]:6379)"
@@ -170,19 +290,23 @@ public enum ConfigurationLoader {
             sources.kafka = parseKafka(kafka, reader: &reader)
         }
         if let pubsub = fields["redis_pubsub"],
-           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format"]),
+           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format", "keepalive"]),
            let pool = requiredPool(values["pool"], in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader) {
             var source = RedisPubSubSourceConfiguration(pool: pool)
             source.channels = values["channels"].flatMap { reader.strings($0, context: "sources.redis_pubsub.channels") } ?? []
             source.patterns = values["patterns"].flatMap { reader.strings($0, context: "sources.redis_pubsub.patterns") } ?? []
             source.format = format(values["format"], context: "sources.redis_pubsub.format", reader: &reader)
+            if let keepalive = values["keepalive"] {
+                source.keepalive = reader.duration(
+                    keepalive, context: "sources.redis_pubsub.keepalive", minimum: .seconds(1), maximum: .seconds(3600)) ?? source.keepalive
+            }
             if source.channels.isEmpty, source.patterns.isEmpty {
                 reader.report("sources.redis_pubsub needs channels or patterns", at: pubsub)
             }
             sources.redisPubSub = source
         }
         if let stream = fields["redis_stream"],
-           let values = reader.mapping(stream, context: "sources.redis_stream", allowed: ["pool", "streams", "group", "format", "claim_idle"]),
+           let values = reader.mapping(stream, context: "sources.redis_stream", allowed: ["pool", "streams", "group", "format", "claim_idle", "block"]),
            let pool = requiredPool(values["pool"], in: stream, context: "sources.redis_stream", poolNames: poolNames, reader: &reader) {
             let streams = values["streams"].flatMap { reader.strings($0, context: "sources.redis_stream.streams") } ?? []
             if streams.isEmpty {
@@ -193,6 +317,10 @@ public enum ConfigurationLoader {
             source.format = format(values["format"], context: "sources.redis_stream.format", reader: &reader)
             if let idle = values["claim_idle"] {
                 source.claimIdle = reader.duration(idle, context: "sources.redis_stream.claim_idle", maximum: .seconds(86_400)) ?? source.claimIdle
+            }
+            if let block = values["block"] {
+                source.block = reader.duration(
+                    block, context: "sources.redis_stream.block", minimum: .milliseconds(100), maximum: longestStreamBlock) ?? source.block
             }
             sources.redisStream = source
         }

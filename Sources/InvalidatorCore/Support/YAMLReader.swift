@@ -95,7 +95,8 @@ struct YAMLReader {
     }
 
     mutating func report(_ message: String, line: Int, column: Int, setBy variable: String? = nil) {
-        var message = message
+        // A node URL's password never reaches a message, whichever check quotes it.
+        var message = message.redactingURLPasswords
         for secret in secrets where !secret.isEmpty {
             message = message.replacing(secret, with: "<secret>")
         }
@@ -190,9 +191,10 @@ struct YAMLReader {
         return value
     }
 
-    /// A positive duration of at most `maximum`: every duration setting has a
-    /// ceiling past which it can only be a mistake (and arithmetic on it could overflow).
-    mutating func duration(_ node: Node, context: String, maximum: Duration) -> Duration? {
+    /// A positive duration from `minimum` to `maximum`: every duration setting has a
+    /// ceiling past which it can only be a mistake (and arithmetic on it could overflow),
+    /// and some a floor below which the worker would busy itself for nothing.
+    mutating func duration(_ node: Node, context: String, minimum: Duration? = nil, maximum: Duration) -> Duration? {
         guard let text = string(node, context: context) else { return nil }
         guard let duration = DurationParser.parse(text), duration > .zero else {
             report("\(context) must be a positive duration such as 500ms, 5s, 2m or 1h, got '\(text)'", at: node)
@@ -200,6 +202,10 @@ struct YAMLReader {
         }
         guard duration <= maximum else {
             report("\(context) must be at most \(DurationParser.format(maximum)), got '\(text)'", at: node)
+            return nil
+        }
+        if let minimum, duration < minimum {
+            report("\(context) must be at least \(DurationParser.format(minimum)), got '\(text)'", at: node)
             return nil
         }
         return duration

@@ -14,8 +14,9 @@ package struct WorkerObservability: Sendable {
     package var listen: HostPort?
     /// Renders the metrics for `/metrics` (the Prometheus registry's text).
     package var renderMetrics: (@Sendable () -> String)?
-    /// Period of the PINGs behind `invalidator_node_up` and `/readyz`.
-    package var healthCheckInterval: Duration
+    /// Overrides `http.health_check_interval`, the period of the PINGs behind
+    /// `invalidator_node_up` and `/readyz`.
+    package var healthCheckInterval: Duration?
     /// Period of the rules files' change check; nil turns hot reload off.
     package var rulesReloadInterval: Duration?
     /// How long a processing loop may go without a heartbeat before `/healthz`
@@ -25,7 +26,7 @@ package struct WorkerObservability: Sendable {
 
     package init(
         metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: HostPort? = nil,
-        renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration = .seconds(5),
+        renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration? = nil,
         rulesReloadInterval: Duration? = .seconds(1), stallTimeout: Duration? = nil
     ) {
         self.metrics = metrics

@@ -32,8 +32,11 @@ import Synchronization
 /// its start the first time.
 ///
 /// **Reading.** One dedicated connection per node blocks in XREADGROUP for new entries
-/// (per hash slot in a cluster, where one XREADGROUP cannot span slots); pool
-/// connections, with the pool's retries, carry XGROUP CREATE, XAUTOCLAIM and XACK.
+/// (per hash slot in a cluster, where one XREADGROUP cannot span slots), up to
+/// `block` (30 s by default) at a time, so an idle worker sends one command per
+/// `block`; an entry that arrives ends the wait at once, and shutdown ends it with
+/// CLIENT UNBLOCK. Pool connections, with the pool's retries, carry XGROUP CREATE,
+/// XAUTOCLAIM, XACK and CLIENT UNBLOCK.
 /// When a node is down, its reader logs it and retries with backoff; nothing is lost.
 package final class RedisStreamSource: Service, Sendable {
     /// The field whose value is the event, when an entry has several fields.
@@ -54,10 +57,12 @@ package final class RedisStreamSource: Service, Sendable {
     /// One driver per reader, once running.
     private let drivers = Mutex<[AtLeastOnceDriver<StreamReaderAdapter>]>([])
 
+    /// - Parameter blockTime: how long one XREADGROUP waits for new entries: the
+    ///   configuration's `block`, unless the liveness stall timeout needs less.
     package init(
         configuration: RedisStreamSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, consumer: String,
         drainTimeout: Duration, acknowledgeInterval: Duration = .milliseconds(100),
-        blockTime: Duration = .milliseconds(100), batchSize: Int = 1000, liveness: LivenessMonitor = LivenessMonitor(),
+        blockTime: Duration, batchSize: Int = 1000, liveness: LivenessMonitor = LivenessMonitor(),
         logger: Logger
     ) {
         self.liveness = liveness

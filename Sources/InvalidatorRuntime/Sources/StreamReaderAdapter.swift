@@ -8,7 +8,8 @@ import Synchronization
 /// acknowledges (XACK) the entries below it.
 ///
 /// One dedicated connection blocks in XREADGROUP for new entries; pool
-/// connections, with the pool's retries, carry XGROUP CREATE, XAUTOCLAIM and XACK.
+/// connections, with the pool's retries, carry XGROUP CREATE, XAUTOCLAIM, XACK,
+/// and the CLIENT UNBLOCK that ends a blocked read at shutdown.
 /// An actor: the driver's loop calls `next` one at a time, and the reading state
 /// stays with it across awaits.
 actor StreamReaderAdapter: SourceAdapter {
@@ -30,8 +31,12 @@ actor StreamReaderAdapter: SourceAdapter {
     private let onClaimed: @Sendable (Int) -> Void
     private let logger: Logger
     private let interruption = StopSignal()
+    /// The reading connection's blocked read, as shutdown must see it: one lock, so
+    /// a stop never misses a read that is about to block.
+    private let blockedRead = Mutex(BlockedRead())
     private let ready = Atomic<Bool>(false)
-    private let readNew: [String]
+    /// XREADGROUP's arguments after its BLOCK time.
+    private let readNewStreams: [String]
     private var phase = Phase.connecting
     private var connection: RedisConnection?
     private var backoff = ReconnectBackoff()
@@ -54,8 +59,7 @@ actor StreamReaderAdapter: SourceAdapter {
         self.onClaimed = onClaimed
         self.logger = logger
         loopName = "redis_stream \(streams.joined(separator: ","))"
-        readNew = ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize),
-                   "BLOCK", String(blockTime.milliseconds), "STREAMS"] + streams + streams.map { _ in ">" }
+        readNewStreams = ["STREAMS"] + streams + streams.map { _ in ">" }
     }
 
     /// The groups exist and the reading connection works.
@@ -109,8 +113,22 @@ actor StreamReaderAdapter: SourceAdapter {
                 [["XGROUP", "CREATE", stream, configuration.group, "0", "MKSTREAM"]], routingKey: stream)[0]
             if let error = reply.error, !error.message.hasPrefix("BUSYGROUP") { throw error }
         }
-        connection = try await pool.dedicatedConnection(
+        let reading = try await pool.dedicatedConnection(
             routingKey: streams[0], commandTimeout: pool.configuration.commandTimeout + blockTime)
+        connection = reading
+        try await identifyReadingConnection(reading)
+    }
+
+    /// The reading connection's id, for CLIENT UNBLOCK at shutdown.
+    private func identifyReadingConnection(_ connection: RedisConnection) async throws(RedisError) {
+        let reply = try await connection.send(["CLIENT", "ID"])
+        blockedRead.withLock { $0.clientID = reply.integer }
+        if reply.integer == nil, backoff.failures == 0 {
+            logger.warning("CLIENT ID refused; at shutdown a blocked XREADGROUP is waited for (up to its BLOCK time)", metadata: [
+                "streams": "\(streams)", "reply": "\(reply.error.map { "\($0)" } ?? "not an integer")",
+                "block": "\(blockTime)",
+            ])
+        }
     }
 
     private func becameReady() {
@@ -174,7 +192,18 @@ actor StreamReaderAdapter: SourceAdapter {
     }
 
     private func readNewEntries() async throws(RedisError) -> SourceInput<String> {
-        let entries = try await send(readNew)
+        let mayRead = blockedRead.withLock { state in
+            guard !state.isStopping else { return false }
+            state.isReading = true
+            return true
+        }
+        guard mayRead else { return .idle }
+        defer { blockedRead.withLock { $0.isReading = false } }
+        // Back in time for the next claim round; BLOCK 0 would wait for ever.
+        let block = max(min(blockTime, nextClaim - ContinuousClock.now), .milliseconds(1))
+        let entries = try await send(
+            ["XREADGROUP", "GROUP", configuration.group, consumer, "COUNT", String(batchSize), "BLOCK", String(block.milliseconds)]
+                + readNewStreams)
         return track(entries).map(SourceInput.batch) ?? .idle
     }
 
@@ -225,6 +254,34 @@ actor StreamReaderAdapter: SourceAdapter {
 
     nonisolated func interrupt() {
         interruption.set()
+        let blocked = blockedRead.withLock { state in
+            state.isStopping = true
+            return state.isReading ? state.clientID : nil
+        }
+        if let blocked {
+            Task { await unblockRead(clientID: blocked) }
+        }
+    }
+
+    /// Sends CLIENT UNBLOCK for the reading connection until its XREADGROUP has
+    /// returned: one that reaches the node just before the read blocks has no effect.
+    private nonisolated func unblockRead(clientID: Int64) async {
+        while blockedRead.withLock({ $0.isReading }) {
+            do {
+                let reply = try await pool.pipeline([["CLIENT", "UNBLOCK", String(clientID)]], routingKey: streams[0])[0]
+                if let error = reply.error {
+                    logger.warning("CLIENT UNBLOCK refused; stopping once the blocked XREADGROUP returns", metadata: [
+                        "streams": "\(streams)", "error": "\(error)", "block": "\(blockTime)",
+                    ])
+                    return
+                }
+            } catch {
+                // The node is unreachable: the blocked read fails on its own.
+                return
+            }
+            // Timer: lets the unblocked read return before asking again.
+            try? await Task.sleep(for: .milliseconds(20))
+        }
     }
 
     /// XACKs, per stream, every entry below its position.
@@ -254,6 +311,14 @@ actor StreamReaderAdapter: SourceAdapter {
         await connection?.close()
         connection = nil
     }
+}
+
+/// Whether the reading connection is in XREADGROUP, and whether shutdown has begun.
+private struct BlockedRead {
+    var isReading = false
+    var isStopping = false
+    /// The reading connection's CLIENT ID; nil when refused (a restricted ACL user).
+    var clientID: Int64?
 }
 
 /// The entries of one stream read and not yet acknowledged, numbered in read order.

@@ -48,6 +48,9 @@ struct RunCommand: AsyncParsableCommand {
         logger.info("invalidator starting", metadata: [
             "config": "\(config)", "rules": "\(loaded.rules.rules.count)", "pools": "\(loaded.configuration.pools.count)",
         ])
+        for warning in loaded.configuration.warnings {
+            logger.warning("\(warning)", metadata: ["config": "\(config)"])
+        }
         try await worker.run()
         logger.info("invalidator stopped")
     }

@@ -11,7 +11,7 @@ struct ValidateCommand: AsyncParsableCommand {
         discussion: """
             Exit 0 when valid, 1 when not. Every problem is printed as file:line:column: message.
             An empty rules set is valid but warned about on stderr: `run` refuses it unless the \
-            config sets allow_empty_rules: true.
+            config sets allow_empty_rules: true. So is a pool with tls.verify: false.
 
             Examples:
               invalidator validate --config invalidator.yaml
@@ -52,6 +52,9 @@ struct ValidateCommand: AsyncParsableCommand {
                 let loaded = try ConfigurationFiles.load(configPath: config)
                 let pools = loaded.configuration.pools.count
                 print("\(config): valid: \(loaded.rules.rules.count) rules, \(pools) pool\(pools == 1 ? "" : "s")")
+                for warning in loaded.configuration.warnings {
+                    FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
+                }
                 if loaded.rules.rules.isEmpty {
                     warnEmptyRules(loaded.configuration.allowEmptyRules
                         ? "allow_empty_rules is true, so `run` starts anyway"
