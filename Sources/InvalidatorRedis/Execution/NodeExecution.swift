@@ -31,32 +31,36 @@ struct NodeExecution {
 
     // MARK: Keys
 
-    /// Deletes become multi-key UNLINKs; everything else is one command per
-    /// operation. Operations are unique (the pool drops duplicates).
+    /// One command per operation, pipelined; a delete is a single-key UNLINK, so its
+    /// reply says whether that very key existed (a multi-key UNLINK's one count could
+    /// not be traced back to the rules that asked for its keys). Operations are
+    /// unique (the pool drops duplicates).
     private mutating func applyKeyOperations(_ operations: [CacheOperation]) async {
         guard !operations.isEmpty else { return }
-        var deletedKeys: [String] = []
-        var commands: [(arguments: [String], operations: [CacheOperation])] = []
+        var commands: [[String]] = []
+        commands.reserveCapacity(operations.count)
         for operation in operations {
             switch operation {
             case .delete(let key):
-                deletedKeys.append(key)
+                commands.append(["UNLINK", key])
             case .expire(let key, let milliseconds):
-                commands.append((Commands.shortenTTL(key: key, milliseconds: milliseconds), [operation]))
+                commands.append(Commands.shortenTTL(key: key, milliseconds: milliseconds))
             case .bump(let key):
-                commands.append((Commands.increment(key: key), [operation]))
+                commands.append(Commands.increment(key: key))
             case .precompute(let job):
-                commands.append((Commands.enqueue(job), [operation]))
+                commands.append(Commands.enqueue(job))
             case .deletePattern, .purgeTag:
                 preconditionFailure("apply(_:) handles patterns and tags")
             }
         }
-        let unlinks = Commands.unlink(deletedKeys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        commands = unlinks.map { unlink in (unlink, unlink.dropFirst().map { CacheOperation.delete(key: $0) }) } + commands
-
-        let outcomes = await runner.run(commands.map(\.arguments), on: node)
-        for (command, outcome) in zip(commands, outcomes) {
-            report.record(command.operations, on: outcome.node, error: outcome.error, attempts: outcome.attempts)
+        let outcomes = await runner.run(commands, on: node)
+        for (operation, outcome) in zip(operations, outcomes) {
+            switch (operation, outcome.result) {
+            case (.delete, .success(let reply)):
+                report.recordSuccess(operation, on: outcome.node, removed: Int(clamping: max(reply.integer ?? 0, 0)))
+            default:
+                record(operation, outcome)
+            }
         }
     }
 
@@ -89,7 +93,9 @@ struct NodeExecution {
                         scans[index].isFinished = true
                         break
                     }
-                    if let failed = await unlink(step.keys, on: node).first {
+                    let unlinked = await unlink(step.keys, on: node)
+                    report.addRemoved(unlinked.removed, by: scans[index].operation, on: node)
+                    if let failed = unlinked.failure {
                         record(scans[index].operation, failed)
                         scans[index].isFinished = true
                         break
@@ -140,13 +146,20 @@ struct NodeExecution {
         }
     }
 
-    /// UNLINKs `keys` on `node`; returns the failed commands' outcomes.
-    private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
-        guard !keys.isEmpty else { return [] }
+    /// UNLINKs `keys` on `node`; returns how many existed (the replies' sum) and the
+    /// first failed command's outcome.
+    private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> (removed: Int, failure: CommandRunner.Outcome?) {
+        guard !keys.isEmpty else { return (0, nil) }
         let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        let failed = await runner.run(commands, on: node).filter { $0.error != nil }
+        let outcomes = await runner.run(commands, on: node)
         ExecutionProgress.stepDone()
-        return failed
+        var removed = 0
+        for outcome in outcomes {
+            if case .success(let reply) = outcome.result, let count = reply.integer, count > 0 {
+                removed += Int(clamping: count)
+            }
+        }
+        return (removed, outcomes.first { $0.error != nil })
     }
 
     // MARK: Tags
@@ -187,7 +200,10 @@ struct NodeExecution {
                 break scanning
             }
             for (owner, members) in membersByOwner(step.keys, holder: holder) {
-                if let failed = await unlink(members, on: owner).first {
+                let unlinked = await unlink(members, on: owner)
+                // Counted against the holder, where the tag's outcome is recorded.
+                report.addRemoved(unlinked.removed, by: operation, on: holder)
+                if let failed = unlinked.failure {
                     firstFailure = firstFailure ?? failed
                 }
             }

@@ -69,6 +69,7 @@ package struct BatchExecutor: Sendable {
         guard !work.isEmpty else { return [:] }
         let reports = await pools.execute(work)
         metrics.record(reports)
+        metrics.record(removalsByRule: Self.removalsByRule(reports, plans: plans, owners: owners, workIndexByPool: workIndexByPool))
         var failures: [Int: [NodeFailure]] = [:]
         for report in reports where !report.isSuccess {
             guard let index = workIndexByPool[report.pool] else { continue }
@@ -89,5 +90,37 @@ package struct BatchExecutor: Sendable {
             }
         }
         return failures
+    }
+
+    /// Each removing operation's outcome, per node, counted for the rule of the event that owns it
+    /// (an operation several events ask for runs once, for its first asker).
+    private static func removalsByRule(
+        _ reports: [ExecutionReport], plans: [[PoolPlan]],
+        owners: [[CacheOperation: (event: Int, poolPlan: Int, operation: Int)]], workIndexByPool: [String: Int]
+    ) -> [String: WorkerMetrics.RuleRemovals] {
+        var byRule: [String: WorkerMetrics.RuleRemovals] = [:]
+        for report in reports {
+            guard let index = workIndexByPool[report.pool] else { continue }
+            func add(_ operation: CacheOperation, removedKeys: Int, failed: Bool) {
+                guard operation.removesKeys, let owner = owners[index][operation] else { return }
+                let rule = plans[owner.event][owner.poolPlan].operations[owner.operation].rule
+                byRule[rule, default: .init()].add(removedKeys: removedKeys, failed: failed)
+            }
+            for node in report.nodes {
+                for (operation, removed) in node.removals { add(operation, removedKeys: removed, failed: false) }
+                for failure in node.failed { add(failure.operation, removedKeys: failure.removedKeys, failed: true) }
+            }
+        }
+        return byRule
+    }
+}
+
+extension CacheOperation {
+    /// Deletes, patterns and tags: the operations whose removed keys are counted per rule.
+    fileprivate var removesKeys: Bool {
+        switch self {
+        case .delete, .deletePattern, .purgeTag: true
+        case .expire, .bump, .precompute: false
+        }
     }
 }
