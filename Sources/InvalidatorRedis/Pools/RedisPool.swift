@@ -13,7 +13,7 @@ package final class RedisPool: Sendable {
     private let nodes: NodeRegistry
     private let routing: Routing
     private let deduplicator: PrecomputeDeduplicator
-    private let runner: CommandRunner
+    let runner: CommandRunner
 
     package init(configuration: RedisPoolConfiguration, logger: Logger) {
         var logger = logger
@@ -296,7 +296,7 @@ package final class RedisPool: Sendable {
         case cluster(ClusterDirectory)
     }
 
-    private func placement() async throws(RedisError) -> Placement {
+    func placement() async throws(RedisError) -> Placement {
         switch routing {
         case .fixed(let placement): placement
         case .cluster(let directory): .cluster(try await directory.topology())
