@@ -7,16 +7,17 @@ import Testing
 /// say what the deletes, patterns and tags of each rule really removed from Redis.
 @Suite(.timeLimit(.minutes(2))) struct RuleEffectivenessMetricsTests {
     /// Every rule on `primary` only: a rule without `pools` runs on the dead-letter pool too.
+    /// `misprefixed` comes first, so its absent keys share a batch with `user`'s existing ones.
     static let rules = """
         rules:
-          - name: user
-            match: { entity: user }
-            pools: [primary]
-            delete: ["user:{id}"]
           - name: misprefixed
             match: { entity: user }
             pools: [primary]
             delete: ["cache:user:{id}"]
+          - name: user
+            match: { entity: user }
+            pools: [primary]
+            delete: ["user:{id}"]
           - name: sessions
             match: { entity: session }
             pools: [primary]

@@ -1,5 +1,9 @@
 import InvalidatorCore
 
+/// Which operations may share an UNLINK: deletes of different groups never do, so the
+/// keys removed are known per group (the worker groups by rule). Called once per delete.
+package typealias RemovalGroup = @Sendable (CacheOperation) -> Int
+
 /// What happened to a batch of operations, node by node.
 package struct ExecutionReport: Sendable {
     /// The outcome on one node. An operation that runs on several nodes
@@ -8,8 +12,11 @@ package struct ExecutionReport: Sendable {
         package var node: RedisEndpoint
         package var succeeded: [CacheOperation]
         /// Keys each succeeded operation removed on this node, at the same index as in
-        /// `succeeded`: UNLINK's reply for a delete, the keys its SCAN rounds unlinked for a
-        /// pattern, the members unlinked for a tag; 0 for expires, bumps and precompute jobs.
+        /// `succeeded`: the keys its SCAN rounds unlinked for a pattern, the members
+        /// unlinked for a tag, 0 for expires, bumps and precompute jobs. Deletes share
+        /// multi-key UNLINKs, whose reply counts the keys that existed but not which: a
+        /// delete's 1 or 0 is exact in sum over its ``RemovalGroup`` (each delete its own
+        /// group makes it exact per key), not per key.
         package var removedKeys: [Int]
         package var failed: [OperationFailure]
 
@@ -76,8 +83,11 @@ struct ReportBuilder {
         var operation: CacheOperation
     }
 
-    /// Records the outcome of one command that carried `operations` on `node`.
-    mutating func record(_ operations: some Collection<CacheOperation>, on node: RedisEndpoint, error: RedisError?, attempts: Int) {
+    /// Records the outcome of one command that carried `operations` on `node`; on
+    /// success, `removed` holds the keys each of them removed (none when nil).
+    mutating func record(
+        _ operations: some Collection<CacheOperation>, on node: RedisEndpoint, error: RedisError?, attempts: Int, removed: [Int]? = nil
+    ) {
         if operations.contains(where: \.isMultiStep) {
             for operation in operations {
                 if let error {
@@ -94,7 +104,11 @@ struct ReportBuilder {
             }
         } else {
             singleStep[node, default: Outcomes()].succeeded += operations
-            singleStep[node, default: Outcomes()].removedKeys += repeatElement(0, count: operations.count)
+            if let removed, removed.count == operations.count {
+                singleStep[node, default: Outcomes()].removedKeys += removed
+            } else {
+                singleStep[node, default: Outcomes()].removedKeys += repeatElement(0, count: operations.count)
+            }
         }
     }
 

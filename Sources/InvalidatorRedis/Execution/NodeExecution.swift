@@ -7,6 +7,8 @@ struct NodeExecution {
     let runner: CommandRunner
     let placement: Placement
     let tuning: ExecutionTuning
+    /// Keys of different groups never share an UNLINK (see ``RemovalGroup``).
+    let removalGroup: RemovalGroup?
     var report = ReportBuilder()
 
     /// Key operations first (one pipeline), then patterns, then tags; precompute
@@ -31,36 +33,60 @@ struct NodeExecution {
 
     // MARK: Keys
 
-    /// One command per operation, pipelined; a delete is a single-key UNLINK, so its
-    /// reply says whether that very key existed (a multi-key UNLINK's one count could
-    /// not be traced back to the rules that asked for its keys). Operations are
-    /// unique (the pool drops duplicates).
+    /// Deletes become multi-key UNLINKs, by removal group; everything else is one
+    /// command per operation. Operations are unique (the pool drops duplicates).
     private mutating func applyKeyOperations(_ operations: [CacheOperation]) async {
         guard !operations.isEmpty else { return }
-        var commands: [[String]] = []
-        commands.reserveCapacity(operations.count)
+        var deletes = GroupedKeys()
+        var commands: [(arguments: [String], operations: [CacheOperation])] = []
         for operation in operations {
             switch operation {
             case .delete(let key):
-                commands.append(["UNLINK", key])
+                deletes.append(key, group: removalGroup?(operation) ?? 0)
             case .expire(let key, let milliseconds):
-                commands.append(Commands.shortenTTL(key: key, milliseconds: milliseconds))
+                commands.append((Commands.shortenTTL(key: key, milliseconds: milliseconds), [operation]))
             case .bump(let key):
-                commands.append(Commands.increment(key: key))
+                commands.append((Commands.increment(key: key), [operation]))
             case .precompute(let job):
-                commands.append(Commands.enqueue(job))
+                commands.append((Commands.enqueue(job), [operation]))
             case .deletePattern, .purgeTag:
                 preconditionFailure("apply(_:) handles patterns and tags")
             }
         }
-        let outcomes = await runner.run(commands, on: node)
-        for (operation, outcome) in zip(operations, outcomes) {
-            switch (operation, outcome.result) {
-            case (.delete, .success(let reply)):
-                report.recordSuccess(operation, on: outcome.node, removed: Int(clamping: max(reply.integer ?? 0, 0)))
-            default:
-                record(operation, outcome)
+        let batches = deletes.keysByGroup.flatMap {
+            Commands.keyBatches($0, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
+        }
+        commands = batches.map { keys in (["UNLINK"] + keys, keys.map { CacheOperation.delete(key: $0) }) } + commands
+
+        let outcomes = await runner.run(commands.map(\.arguments), on: node)
+        for (index, (command, outcome)) in zip(commands, outcomes).enumerated() {
+            guard index < batches.count, case .success(let reply) = outcome.result else {
+                report.record(command.operations, on: outcome.node, error: outcome.error, attempts: outcome.attempts)
+                continue
             }
+            // UNLINK counts the keys that existed, not which: within one removal group only the
+            // count matters, so it goes to the first operations of the batch.
+            let removed = Int(clamping: max(reply.integer ?? 0, 0))
+            report.record(command.operations, on: outcome.node, error: nil, attempts: outcome.attempts,
+                          removed: command.operations.indices.map { $0 < removed ? 1 : 0 })
+        }
+    }
+
+    /// Deleted keys by removal group, groups in first-seen order.
+    private struct GroupedKeys {
+        var keysByGroup: [[String]] = []
+        private var indexOfGroup: [Int: Int] = [:]
+        private var last: (group: Int, index: Int)?
+
+        mutating func append(_ key: String, group: Int) {
+            // Consecutive deletes mostly share a group: skip the hash when it repeats.
+            let index = last.flatMap { $0.group == group ? $0.index : nil } ?? indexOfGroup[group] ?? {
+                keysByGroup.append([])
+                indexOfGroup[group] = keysByGroup.count - 1
+                return keysByGroup.count - 1
+            }()
+            last = (group, index)
+            keysByGroup[index].append(key)
         }
     }
 

@@ -92,7 +92,9 @@ struct PurgeCommand: AsyncParsableCommand {
             case .json: print(PurgeOutput.json(estimate).prettySerialized())
             }
         } else {
-            let report = await redisPool.execute(operations)
+            // Each key its own removal group: the report then says which keys existed.
+            let positions = Dictionary(operations.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+            let report = await redisPool.execute(operations, removalGroup: { positions[$0] ?? 0 })
             await pools.close()
             isSuccess = report.isSuccess
             switch format {
