@@ -111,13 +111,17 @@ private struct RemovalCounter {
         for member in members {
             byOwner[placement.owner(ofMember: member, foundOn: node) ?? node, default: []].append(member)
         }
-        for (owner, keys) in byOwner.sorted(by: { $0.key < $1.key }) where tally.error == nil {
-            let outcomes = await runner.run(keys.map { [[UInt8]("EXISTS".utf8), $0] }, on: owner)
-            for (key, outcome) in zip(keys, outcomes) {
-                switch outcome.result {
-                case .success(let reply) where reply.integer == 1: tally.add(key, sampleSize: sampleSize)
-                case .success: continue
-                case .failure(let error): tally.error = tally.error ?? error
+        for (owner, keys) in byOwner.sorted(by: { $0.key < $1.key }) {
+            // Pipelines of a bounded size: a tag may have millions of members.
+            for start in stride(from: 0, to: keys.count, by: scanCount) where tally.error == nil {
+                let chunk = keys[start..<min(start + scanCount, keys.count)]
+                let outcomes = await runner.run(chunk.map { [[UInt8]("EXISTS".utf8), $0] }, on: owner)
+                for (key, outcome) in zip(chunk, outcomes) {
+                    switch outcome.result {
+                    case .success(let reply) where reply.integer == 1: tally.add(key, sampleSize: sampleSize)
+                    case .success: continue
+                    case .failure(let error): tally.error = tally.error ?? error
+                    }
                 }
             }
         }
