@@ -38,9 +38,9 @@ import Testing
                 return
             }
             let prefix = "session:\(tenant):\(id):"
-            #expect(RedisGlob.matches(pattern, prefix + other), "\(pattern) must match its own keys")
+            #expect(Glob.matches(pattern, prefix + other), "\(pattern) must match its own keys")
             for candidate in ["session:\(other):\(id):x", "session:\(tenant):\(other):x", "session:\(tenant):\(id)\(other)", other] {
-                if RedisGlob.matches(pattern, candidate) {
+                if Glob.matches(pattern, candidate) {
                     #expect(candidate.hasPrefix(prefix), "\(pattern) widened to \(candidate)")
                 }
             }
@@ -84,11 +84,11 @@ import Testing
                 prefixes(id: id, tenant: tenant, value: other),
             ]
             for pattern in patterns {
-                guard let prefix = expected.first(where: { RedisGlob.matches(pattern, $0 + other) }) else {
+                guard let prefix = expected.first(where: { Glob.matches(pattern, $0 + other) }) else {
                     Issue.record("\(pattern) matches none of its own keys")
                     continue
                 }
-                for candidate in candidates.flatMap({ $0 }) + [other] where RedisGlob.matches(pattern, candidate + "x") {
+                for candidate in candidates.flatMap({ $0 }) + [other] where Glob.matches(pattern, candidate + "x") {
                     #expect((candidate + "x").hasPrefix(prefix), "\(pattern) widened to \(candidate)x")
                 }
             }
@@ -102,69 +102,5 @@ import Testing
             let key = plan.pools.first?.operations.first?.operation
             #expect(key == .delete(key: "user:\(tenant):\(id)"))
         }
-    }
-}
-
-/// Redis's own glob semantics (util.c stringmatchlen), to check patterns as SCAN MATCH reads them.
-enum RedisGlob {
-    static func matches(_ pattern: String, _ string: String) -> Bool {
-        matches(Array(pattern.utf8)[...], Array(string.utf8)[...])
-    }
-
-    private static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
-        var pattern = pattern
-        var string = string
-        while let token = pattern.first {
-            switch token {
-            case UInt8(ascii: "*"):
-                let rest = pattern.dropFirst()
-                if rest.isEmpty { return true }
-                var tail = string
-                while true {
-                    if matches(rest, tail) { return true }
-                    if tail.isEmpty { return false }
-                    tail = tail.dropFirst()
-                }
-            case UInt8(ascii: "?"):
-                guard !string.isEmpty else { return false }
-                string = string.dropFirst()
-                pattern = pattern.dropFirst()
-            case UInt8(ascii: "["):
-                guard let byte = string.first else { return false }
-                pattern = pattern.dropFirst()
-                let negate = pattern.first == UInt8(ascii: "^")
-                if negate { pattern = pattern.dropFirst() }
-                var matched = false
-                while let current = pattern.first, current != UInt8(ascii: "]") {
-                    if current == UInt8(ascii: "\\"), pattern.count >= 2 {
-                        pattern = pattern.dropFirst()
-                        if pattern.first == byte { matched = true }
-                        pattern = pattern.dropFirst()
-                    } else if pattern.count >= 3, pattern[pattern.startIndex + 1] == UInt8(ascii: "-") {
-                        let low = min(current, pattern[pattern.startIndex + 2])
-                        let high = max(current, pattern[pattern.startIndex + 2])
-                        if (low...high).contains(byte) { matched = true }
-                        pattern = pattern.dropFirst(3)
-                    } else {
-                        if current == byte { matched = true }
-                        pattern = pattern.dropFirst()
-                    }
-                }
-                pattern = pattern.dropFirst()
-                if negate { matched.toggle() }
-                guard matched else { return false }
-                string = string.dropFirst()
-            case UInt8(ascii: "\\") where pattern.count >= 2:
-                pattern = pattern.dropFirst()
-                guard string.first == pattern.first else { return false }
-                string = string.dropFirst()
-                pattern = pattern.dropFirst()
-            default:
-                guard string.first == token else { return false }
-                string = string.dropFirst()
-                pattern = pattern.dropFirst()
-            }
-        }
-        return string.isEmpty
     }
 }

@@ -2,9 +2,14 @@ import InvalidatorCore
 
 /// The Redis commands that carry out cache operations.
 enum Commands {
-    /// UNLINK commands for `keys`, at most `batchSize` keys each. In a cluster a
-    /// multi-key command must stay within one slot, so keys are grouped by slot.
+    /// UNLINK commands for `keys`, at most `batchSize` keys each, grouped by slot in a cluster.
     static func unlink<Key: RedisArgument>(_ keys: [Key], batchSize: Int, groupBySlot: Bool) -> [[Key]] {
+        keyBatches(keys, batchSize: batchSize, groupBySlot: groupBySlot).map { [Key(text: "UNLINK")] + $0 }
+    }
+
+    /// `keys` in batches of at most `batchSize`. In a cluster a multi-key command must
+    /// stay within one slot, so keys are grouped by slot.
+    static func keyBatches<Key: RedisArgument>(_ keys: [Key], batchSize: Int, groupBySlot: Bool) -> [ArraySlice<Key>] {
         let groups: [[Key]]
         if groupBySlot {
             var slotOrder: [Int] = []
@@ -20,7 +25,7 @@ enum Commands {
         }
         return groups.flatMap { group in
             stride(from: 0, to: group.count, by: batchSize).map { start in
-                [Key(text: "UNLINK")] + group[start..<min(start + batchSize, group.count)]
+                group[start..<min(start + batchSize, group.count)]
             }
         }
     }

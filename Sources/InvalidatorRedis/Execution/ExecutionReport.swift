@@ -1,5 +1,9 @@
 import InvalidatorCore
 
+/// Which operations may share an UNLINK: deletes of different groups never do, so the
+/// keys removed are known per group (the worker groups by rule). Called once per delete.
+package typealias RemovalGroup = @Sendable (CacheOperation) -> Int
+
 /// What happened to a batch of operations, node by node.
 package struct ExecutionReport: Sendable {
     /// The outcome on one node. An operation that runs on several nodes
@@ -7,7 +11,17 @@ package struct ExecutionReport: Sendable {
     package struct NodeResult: Sendable {
         package var node: RedisEndpoint
         package var succeeded: [CacheOperation]
+        /// Keys each succeeded operation removed on this node, at the same index as in
+        /// `succeeded`: the keys its SCAN rounds unlinked for a pattern, the members
+        /// unlinked for a tag, 0 for expires, bumps and precompute jobs. Deletes share
+        /// multi-key UNLINKs, whose reply counts the keys that existed but not which: a
+        /// delete's 1 or 0 is exact in sum over its ``RemovalGroup`` (each delete its own
+        /// group makes it exact per key), not per key.
+        package var removedKeys: [Int]
         package var failed: [OperationFailure]
+
+        /// Each succeeded operation with the keys it removed here.
+        package var removals: Zip2Sequence<[CacheOperation], [Int]> { zip(succeeded, removedKeys) }
     }
 
     /// An operation that could not be applied on one node.
@@ -18,6 +32,8 @@ package struct ExecutionReport: Sendable {
         package var error: RedisError
         /// Attempts made on this node (0 when the circuit was already open).
         package var attempts: Int
+        /// Keys a pattern or tag removed here before it failed.
+        package var removedKeys = 0
     }
 
     package var pool: String
@@ -48,10 +64,18 @@ struct ReportBuilder {
     private var multiStepOrder: [NodeOperation] = []
     private var multiStepSeen: Set<NodeOperation> = []
     private var multiStepFailures: [NodeOperation: ExecutionReport.OperationFailure] = [:]
+    private var multiStepRemoved: [NodeOperation: Int] = [:]
 
     private struct Outcomes {
         var succeeded: [CacheOperation] = []
+        /// Parallel to `succeeded`.
+        var removedKeys: [Int] = []
         var failed: [ExecutionReport.OperationFailure] = []
+
+        mutating func append(_ operation: CacheOperation, removed: Int) {
+            succeeded.append(operation)
+            removedKeys.append(removed)
+        }
     }
 
     private struct NodeOperation: Hashable {
@@ -59,8 +83,11 @@ struct ReportBuilder {
         var operation: CacheOperation
     }
 
-    /// Records the outcome of one command that carried `operations` on `node`.
-    mutating func record(_ operations: some Collection<CacheOperation>, on node: RedisEndpoint, error: RedisError?, attempts: Int) {
+    /// Records the outcome of one command that carried `operations` on `node`; on
+    /// success, `removed` holds the keys each of them removed (none when nil).
+    mutating func record(
+        _ operations: some Collection<CacheOperation>, on node: RedisEndpoint, error: RedisError?, attempts: Int, removed: [Int]? = nil
+    ) {
         if operations.contains(where: \.isMultiStep) {
             for operation in operations {
                 if let error {
@@ -77,18 +104,32 @@ struct ReportBuilder {
             }
         } else {
             singleStep[node, default: Outcomes()].succeeded += operations
+            if let removed, removed.count == operations.count {
+                singleStep[node, default: Outcomes()].removedKeys += removed
+            } else {
+                singleStep[node, default: Outcomes()].removedKeys += repeatElement(0, count: operations.count)
+            }
         }
     }
 
-    mutating func recordSuccess(_ operation: CacheOperation, on node: RedisEndpoint) {
+    /// Records that `operation` (or, for a pattern or tag, one of its steps) succeeded on
+    /// `node` and removed `removed` keys there; a multi-step operation's steps add up.
+    mutating func recordSuccess(_ operation: CacheOperation, on node: RedisEndpoint, removed: Int = 0) {
         guard operation.isMultiStep else {
-            singleStep[node, default: Outcomes()].succeeded.append(operation)
+            singleStep[node, default: Outcomes()].append(operation, removed: removed)
             return
         }
         let key = NodeOperation(node: node, operation: operation)
         if multiStepSeen.insert(key).inserted {
             multiStepOrder.append(key)
         }
+        if removed > 0 { multiStepRemoved[key, default: 0] += removed }
+    }
+
+    /// Adds keys removed by a step of a pattern or tag on `node`, whatever the operation's outcome.
+    mutating func addRemoved(_ removed: Int, by operation: CacheOperation, on node: RedisEndpoint) {
+        guard removed > 0 else { return }
+        multiStepRemoved[NodeOperation(node: node, operation: operation), default: 0] += removed
     }
 
     mutating func recordFailure(_ operation: CacheOperation, on node: RedisEndpoint, error: RedisError, attempts: Int) {
@@ -127,23 +168,28 @@ struct ReportBuilder {
     mutating func merge(_ other: ReportBuilder) {
         for (node, outcomes) in other.singleStep {
             singleStep[node, default: Outcomes()].succeeded += outcomes.succeeded
+            singleStep[node, default: Outcomes()].removedKeys += outcomes.removedKeys
             singleStep[node, default: Outcomes()].failed += outcomes.failed
         }
         multiStepOrder += other.multiStepOrder
         multiStepSeen.formUnion(other.multiStepSeen)
         multiStepFailures.merge(other.multiStepFailures) { first, _ in first }
+        multiStepRemoved.merge(other.multiStepRemoved, uniquingKeysWith: +)
     }
 
     func build(pool: String, deduplicated: [CacheOperation]) -> ExecutionReport {
         var byNode = singleStep
         for key in multiStepOrder {
-            if let failure = multiStepFailures[key] {
+            if var failure = multiStepFailures[key] {
+                failure.removedKeys = multiStepRemoved[key] ?? 0
                 byNode[key.node, default: Outcomes()].failed.append(failure)
             } else {
-                byNode[key.node, default: Outcomes()].succeeded.append(key.operation)
+                byNode[key.node, default: Outcomes()].append(key.operation, removed: multiStepRemoved[key] ?? 0)
             }
         }
-        let results = byNode.map { ExecutionReport.NodeResult(node: $0.key, succeeded: $0.value.succeeded, failed: $0.value.failed) }
+        let results = byNode.map {
+            ExecutionReport.NodeResult(node: $0.key, succeeded: $0.value.succeeded, removedKeys: $0.value.removedKeys, failed: $0.value.failed)
+        }
         return ExecutionReport(pool: pool, nodes: results.sorted { $0.node < $1.node }, deduplicated: deduplicated)
     }
 }

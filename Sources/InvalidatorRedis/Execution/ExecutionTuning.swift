@@ -1,6 +1,6 @@
 /// Batch sizes and fairness limits for executing operations.
 package struct ExecutionTuning: Sendable, Hashable {
-    /// Keys per UNLINK command.
+    /// Keys per UNLINK command of the keys a pattern or tag purge finds (a delete is its own UNLINK).
     package var unlinkBatchSize: Int
     /// The COUNT hint of each SCAN / SSCAN call.
     package var scanCount: Int

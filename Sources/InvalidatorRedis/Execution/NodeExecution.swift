@@ -7,6 +7,8 @@ struct NodeExecution {
     let runner: CommandRunner
     let placement: Placement
     let tuning: ExecutionTuning
+    /// Keys of different groups never share an UNLINK (see ``RemovalGroup``).
+    let removalGroup: RemovalGroup?
     var report = ReportBuilder()
 
     /// Key operations first (one pipeline), then patterns, then tags; precompute
@@ -31,16 +33,16 @@ struct NodeExecution {
 
     // MARK: Keys
 
-    /// Deletes become multi-key UNLINKs; everything else is one command per
-    /// operation. Operations are unique (the pool drops duplicates).
+    /// Deletes become multi-key UNLINKs, by removal group; everything else is one
+    /// command per operation. Operations are unique (the pool drops duplicates).
     private mutating func applyKeyOperations(_ operations: [CacheOperation]) async {
         guard !operations.isEmpty else { return }
-        var deletedKeys: [String] = []
+        var deletes = GroupedKeys()
         var commands: [(arguments: [String], operations: [CacheOperation])] = []
         for operation in operations {
             switch operation {
             case .delete(let key):
-                deletedKeys.append(key)
+                deletes.append(key, group: removalGroup?(operation) ?? 0)
             case .expire(let key, let milliseconds):
                 commands.append((Commands.shortenTTL(key: key, milliseconds: milliseconds), [operation]))
             case .bump(let key):
@@ -51,12 +53,40 @@ struct NodeExecution {
                 preconditionFailure("apply(_:) handles patterns and tags")
             }
         }
-        let unlinks = Commands.unlink(deletedKeys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        commands = unlinks.map { unlink in (unlink, unlink.dropFirst().map { CacheOperation.delete(key: $0) }) } + commands
+        let batches = deletes.keysByGroup.flatMap {
+            Commands.keyBatches($0, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
+        }
+        commands = batches.map { keys in (["UNLINK"] + keys, keys.map { CacheOperation.delete(key: $0) }) } + commands
 
         let outcomes = await runner.run(commands.map(\.arguments), on: node)
-        for (command, outcome) in zip(commands, outcomes) {
-            report.record(command.operations, on: outcome.node, error: outcome.error, attempts: outcome.attempts)
+        for (index, (command, outcome)) in zip(commands, outcomes).enumerated() {
+            guard index < batches.count, case .success(let reply) = outcome.result else {
+                report.record(command.operations, on: outcome.node, error: outcome.error, attempts: outcome.attempts)
+                continue
+            }
+            // UNLINK counts the keys that existed, not which: within one removal group only the
+            // count matters, so it goes to the first operations of the batch.
+            let removed = Int(clamping: max(reply.integer ?? 0, 0))
+            report.record(command.operations, on: outcome.node, error: nil, attempts: outcome.attempts,
+                          removed: command.operations.indices.map { $0 < removed ? 1 : 0 })
+        }
+    }
+
+    /// Deleted keys by removal group, groups in first-seen order.
+    private struct GroupedKeys {
+        var keysByGroup: [[String]] = []
+        private var indexOfGroup: [Int: Int] = [:]
+        private var last: (group: Int, index: Int)?
+
+        mutating func append(_ key: String, group: Int) {
+            // Consecutive deletes mostly share a group: skip the hash when it repeats.
+            let index = last.flatMap { $0.group == group ? $0.index : nil } ?? indexOfGroup[group] ?? {
+                keysByGroup.append([])
+                indexOfGroup[group] = keysByGroup.count - 1
+                return keysByGroup.count - 1
+            }()
+            last = (group, index)
+            keysByGroup[index].append(key)
         }
     }
 
@@ -89,7 +119,9 @@ struct NodeExecution {
                         scans[index].isFinished = true
                         break
                     }
-                    if let failed = await unlink(step.keys, on: node).first {
+                    let unlinked = await unlink(step.keys, on: node)
+                    report.addRemoved(unlinked.removed, by: scans[index].operation, on: node)
+                    if let failed = unlinked.failure {
                         record(scans[index].operation, failed)
                         scans[index].isFinished = true
                         break
@@ -140,13 +172,20 @@ struct NodeExecution {
         }
     }
 
-    /// UNLINKs `keys` on `node`; returns the failed commands' outcomes.
-    private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> [CommandRunner.Outcome] {
-        guard !keys.isEmpty else { return [] }
+    /// UNLINKs `keys` on `node`; returns how many existed (the replies' sum) and the
+    /// first failed command's outcome.
+    private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> (removed: Int, failure: CommandRunner.Outcome?) {
+        guard !keys.isEmpty else { return (0, nil) }
         let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-        let failed = await runner.run(commands, on: node).filter { $0.error != nil }
+        let outcomes = await runner.run(commands, on: node)
         ExecutionProgress.stepDone()
-        return failed
+        var removed = 0
+        for outcome in outcomes {
+            if case .success(let reply) = outcome.result, let count = reply.integer, count > 0 {
+                removed += Int(clamping: count)
+            }
+        }
+        return (removed, outcomes.first { $0.error != nil })
     }
 
     // MARK: Tags
@@ -187,7 +226,10 @@ struct NodeExecution {
                 break scanning
             }
             for (owner, members) in membersByOwner(step.keys, holder: holder) {
-                if let failed = await unlink(members, on: owner).first {
+                let unlinked = await unlink(members, on: owner)
+                // Counted against the holder, where the tag's outcome is recorded.
+                report.addRemoved(unlinked.removed, by: operation, on: holder)
+                if let failed = unlinked.failure {
                     firstFailure = firstFailure ?? failed
                 }
             }

@@ -13,7 +13,7 @@ package final class RedisPool: Sendable {
     private let nodes: NodeRegistry
     private let routing: Routing
     private let deduplicator: PrecomputeDeduplicator
-    private let runner: CommandRunner
+    let runner: CommandRunner
 
     package init(configuration: RedisPoolConfiguration, logger: Logger) {
         var logger = logger
@@ -62,8 +62,10 @@ package final class RedisPool: Sendable {
     ///     purged there are still deleted on the nodes that own them.
     ///   - distinct: the caller has already coalesced `operations`, so the duplicate
     ///     check (a hash of every operation, a measurable share of a large batch) is skipped.
+    ///   - removalGroup: keeps the deletes of different groups out of one UNLINK, so the
+    ///     report's removed-key counts are exact per group (see ``RemovalGroup``).
     package func execute(
-        _ operations: [CacheOperation], on node: RedisEndpoint? = nil, distinct: Bool = false
+        _ operations: [CacheOperation], on node: RedisEndpoint? = nil, distinct: Bool = false, removalGroup: RemovalGroup? = nil
     ) async -> ExecutionReport {
         var unique = operations
         if !distinct {
@@ -78,7 +80,7 @@ package final class RedisPool: Sendable {
 
         var builder = ReportBuilder()
         for stage in [invalidations, admittedJobs.map(CacheOperation.precompute)] where !stage.isEmpty {
-            builder.merge(await run(stage, on: node))
+            builder.merge(await run(stage, on: node, removalGroup: removalGroup))
         }
         let report = builder.build(pool: configuration.name, deduplicated: duplicateJobs.map(CacheOperation.precompute))
         for node in report.nodes where !node.failed.isEmpty {
@@ -176,7 +178,7 @@ package final class RedisPool: Sendable {
 
     // MARK: Stages
 
-    private func run(_ operations: [CacheOperation], on node: RedisEndpoint?) async -> ReportBuilder {
+    private func run(_ operations: [CacheOperation], on node: RedisEndpoint?, removalGroup: RemovalGroup?) async -> ReportBuilder {
         var report = ReportBuilder()
         let placement: Placement
         do {
@@ -197,9 +199,9 @@ package final class RedisPool: Sendable {
         } else {
             route(operations, placement: placement, assignment: &assignment, report: &report)
         }
-        report.merge(await apply(assignment, placement: placement))
+        report.merge(await apply(assignment, placement: placement, removalGroup: removalGroup))
         if node == nil, case .cluster(let topology) = placement, case .cluster(let directory) = routing {
-            await reroute(&report, from: topology, directory: directory)
+            await reroute(&report, from: topology, directory: directory, removalGroup: removalGroup)
         }
         return report
     }
@@ -215,10 +217,11 @@ package final class RedisPool: Sendable {
         }
     }
 
-    private func apply(_ assignment: Assignment, placement: Placement) async -> ReportBuilder {
+    private func apply(_ assignment: Assignment, placement: Placement, removalGroup: RemovalGroup?) async -> ReportBuilder {
         await withTaskGroup(of: ReportBuilder.self) { group in
             for (node, operations) in assignment.operationsByNode {
-                let execution = NodeExecution(node: node, runner: runner, placement: placement, tuning: configuration.tuning)
+                let execution = NodeExecution(
+                    node: node, runner: runner, placement: placement, tuning: configuration.tuning, removalGroup: removalGroup)
                 group.addTask {
                     var execution = execution
                     await execution.apply(operations)
@@ -236,7 +239,9 @@ package final class RedisPool: Sendable {
     /// promoted, a former primary answering READONLY or CLUSTERDOWN. A dead
     /// primary never answers MOVED, so only a reloaded slot map shows where its
     /// slots went. Operations whose owner did not change keep their failure.
-    private func reroute(_ report: inout ReportBuilder, from before: ClusterTopology, directory: ClusterDirectory) async {
+    private func reroute(
+        _ report: inout ReportBuilder, from before: ClusterTopology, directory: ClusterDirectory, removalGroup: RemovalGroup?
+    ) async {
         var topology = before
         for _ in 0..<2 {
             let stranded = report.failures.filter { $0.error.mayBeCuredByTopologyRefresh }
@@ -254,7 +259,7 @@ package final class RedisPool: Sendable {
                 "operations": "\(moved.count)", "from": "\(Set(moved.map(\.node)).sorted())",
             ])
             report.removeFailures(moved)
-            report.merge(await apply(assignment, placement: .cluster(refreshed)))
+            report.merge(await apply(assignment, placement: .cluster(refreshed), removalGroup: removalGroup))
             topology = refreshed
         }
     }
@@ -296,7 +301,7 @@ package final class RedisPool: Sendable {
         case cluster(ClusterDirectory)
     }
 
-    private func placement() async throws(RedisError) -> Placement {
+    func placement() async throws(RedisError) -> Placement {
         switch routing {
         case .fixed(let placement): placement
         case .cluster(let directory): .cluster(try await directory.topology())

@@ -26,6 +26,11 @@ package enum MetricName {
     package static let ruleReloads = "invalidator_rule_reloads_total"
     /// Gauge: rules in force, set at start and on every accepted reload.
     package static let rulesInForce = "invalidator_rules"
+    /// Counter {rule}: keys that the rule's deletes, patterns and tags removed (summed over nodes).
+    package static let keysRemoved = "invalidator_keys_removed_total"
+    /// Counter {rule, result}: the rule's deletes, patterns and tags per node; `result` is
+    /// `removed` (at least one key removed), `absent` (succeeded, nothing to remove) or `failed`.
+    package static let ruleOperations = "invalidator_rule_operations_total"
     /// Counter: times the Redis pub/sub subscription was lost and set up again.
     package static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
 }
@@ -88,6 +93,43 @@ package final class WorkerMetrics: Sendable {
                     operations(pool: report.pool, node: name, kind: kind, ok: false, count: failed[kind.ordinal])
                 }
                 retries(pool: report.pool, node: name, count: retried)
+            }
+        }
+    }
+
+    /// What one rule's removing operations (deletes, patterns, tags) did in a batch.
+    package struct RuleRemovals: Equatable, Sendable {
+        package var keysRemoved = 0
+        /// Operations (per node) that removed at least one key.
+        package var removed = 0
+        /// Operations (per node) that succeeded and removed nothing.
+        package var absent = 0
+        package var failed = 0
+
+        package init() {}
+
+        /// Adds the outcome of one operation on one node.
+        package mutating func add(removedKeys: Int, failed: Bool) {
+            keysRemoved += removedKeys
+            if failed {
+                self.failed += 1
+            } else if removedKeys > 0 {
+                removed += 1
+            } else {
+                absent += 1
+            }
+        }
+    }
+
+    /// Counts, per rule, the keys removed and the outcome of each removing operation.
+    func record(removalsByRule: [String: RuleRemovals]) {
+        for (rule, removals) in removalsByRule {
+            if removals.keysRemoved > 0 {
+                Counter(label: MetricName.keysRemoved, dimensions: [("rule", rule)], factory: factory).increment(by: removals.keysRemoved)
+            }
+            for (result, count) in [("removed", removals.removed), ("absent", removals.absent), ("failed", removals.failed)] where count > 0 {
+                Counter(label: MetricName.ruleOperations, dimensions: [("rule", rule), ("result", result)], factory: factory)
+                    .increment(by: count)
             }
         }
     }

@@ -36,8 +36,12 @@ package struct BatchExecutor: Sendable {
     /// - Returns: per event index, the node failures that event must dead-letter.
     package func execute(_ plans: [[PoolPlan]]) async -> [Int: [NodeFailure]] {
         var work: [(pool: String, operations: [CacheOperation])] = []
-        // Where the owner of an operation asked for it; plain indexes, so no copy of the operation is retained.
-        var owners: [[CacheOperation: (event: Int, poolPlan: Int, operation: Int)]] = []
+        // Where the owner of an operation asked for it, and its rule's number; plain indexes, so
+        // no copy of the operation is retained.
+        var owners: [[CacheOperation: Owner]] = []
+        // Rules numbered for the removal groups: each rule's deletes get UNLINKs of their own.
+        var ruleNumbers: [String: Int] = [:]
+        var lastRule: (name: String, number: Int)?
         var workIndexByPool: [String: Int] = [:]
         // Indexes rather than elements throughout: a plan copied out of its array costs retains.
         var lastPool: (name: String, index: Int)?
@@ -58,7 +62,15 @@ package struct BatchExecutor: Sendable {
                     // The first event that asks for an operation owns it; later duplicates ride
                     // along. One hash for the common, new operation; a duplicate puts the owner back.
                     let operation = plans[eventIndex][poolPlanIndex].operations[operationIndex].operation
-                    if let first = owners[index].updateValue((eventIndex, poolPlanIndex, operationIndex), forKey: operation) {
+                    let rule = plans[eventIndex][poolPlanIndex].operations[operationIndex].rule
+                    // Consecutive operations mostly come from one rule: skip the hash when it repeats.
+                    let ruleNumber = lastRule.flatMap { $0.name == rule ? $0.number : nil } ?? ruleNumbers[rule] ?? {
+                        ruleNumbers[rule] = ruleNumbers.count
+                        return ruleNumbers.count - 1
+                    }()
+                    lastRule = (rule, ruleNumber)
+                    let owner = Owner(event: eventIndex, poolPlan: poolPlanIndex, operation: operationIndex, rule: ruleNumber)
+                    if let first = owners[index].updateValue(owner, forKey: operation) {
                         owners[index][operation] = first
                     } else {
                         work[index].operations.append(operation)
@@ -67,8 +79,12 @@ package struct BatchExecutor: Sendable {
             }
         }
         guard !work.isEmpty else { return [:] }
-        let reports = await pools.execute(work)
+        let reports = await pools.execute(work.indices.map { index in
+            let poolOwners = owners[index]
+            return (work[index].pool, work[index].operations, { operation in poolOwners[operation]?.rule ?? -1 })
+        })
         metrics.record(reports)
+        metrics.record(removalsByRule: Self.removalsByRule(reports, plans: plans, owners: owners, workIndexByPool: workIndexByPool))
         var failures: [Int: [NodeFailure]] = [:]
         for report in reports where !report.isSuccess {
             guard let index = workIndexByPool[report.pool] else { continue }
@@ -89,5 +105,46 @@ package struct BatchExecutor: Sendable {
             }
         }
         return failures
+    }
+
+    /// The event, pool plan and operation indexes where an operation was first asked for,
+    /// and the number of its rule.
+    private struct Owner: Sendable {
+        var event: Int
+        var poolPlan: Int
+        var operation: Int
+        var rule: Int
+    }
+
+    /// Each removing operation's outcome, per node, counted for the rule of the event that owns it
+    /// (an operation several events ask for runs once, for its first asker).
+    private static func removalsByRule(
+        _ reports: [ExecutionReport], plans: [[PoolPlan]],
+        owners: [[CacheOperation: Owner]], workIndexByPool: [String: Int]
+    ) -> [String: WorkerMetrics.RuleRemovals] {
+        var byRule: [String: WorkerMetrics.RuleRemovals] = [:]
+        for report in reports {
+            guard let index = workIndexByPool[report.pool] else { continue }
+            func add(_ operation: CacheOperation, removedKeys: Int, failed: Bool) {
+                guard operation.removesKeys, let owner = owners[index][operation] else { return }
+                let rule = plans[owner.event][owner.poolPlan].operations[owner.operation].rule
+                byRule[rule, default: .init()].add(removedKeys: removedKeys, failed: failed)
+            }
+            for node in report.nodes {
+                for (operation, removed) in node.removals { add(operation, removedKeys: removed, failed: false) }
+                for failure in node.failed { add(failure.operation, removedKeys: failure.removedKeys, failed: true) }
+            }
+        }
+        return byRule
+    }
+}
+
+extension CacheOperation {
+    /// Deletes, patterns and tags: the operations whose removed keys are counted per rule.
+    fileprivate var removesKeys: Bool {
+        switch self {
+        case .delete, .deletePattern, .purgeTag: true
+        case .expire, .bump, .precompute: false
+        }
     }
 }

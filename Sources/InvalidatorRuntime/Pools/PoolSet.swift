@@ -33,11 +33,13 @@ package final class PoolSet: Sendable {
 
     /// Runs each pool's operations, pools concurrently; reports in the order given.
     /// The operations of one pool must be distinct (`BatchExecutor` coalesces them).
-    package func execute(_ work: [(pool: String, operations: [CacheOperation])]) async -> [ExecutionReport] {
+    package func execute(
+        _ work: [(pool: String, operations: [CacheOperation], removalGroup: RemovalGroup?)]
+    ) async -> [ExecutionReport] {
         await withTaskGroup(of: (Int, ExecutionReport).self) { group in
             for (index, item) in work.enumerated() {
                 guard let pool = poolsByName[item.pool] else { continue }
-                group.addTask { (index, await pool.execute(item.operations, distinct: true)) }
+                group.addTask { (index, await pool.execute(item.operations, distinct: true, removalGroup: item.removalGroup)) }
             }
             var reports: [(Int, ExecutionReport)] = []
             for await report in group { reports.append(report) }

@@ -1,0 +1,112 @@
+/// Redis's own glob semantics (util.c stringmatchlen): whether a key matches a pattern as SCAN MATCH reads it.
+extension Glob {
+    package static func matches(_ pattern: String, _ string: String) -> Bool {
+        matches(Array(pattern.utf8)[...], Array(string.utf8)[...])
+    }
+
+    /// `matches(_:_:)` for keys as Redis returned them (not necessarily UTF-8).
+    package static func matches(_ pattern: String, bytes: [UInt8]) -> Bool {
+        matches(Array(pattern.utf8)[...], bytes[...])
+    }
+
+    private static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
+        var pattern = pattern
+        var string = string
+        while let token = pattern.first {
+            switch token {
+            case UInt8(ascii: "*"):
+                let rest = pattern.dropFirst()
+                if rest.isEmpty { return true }
+                var tail = string
+                while true {
+                    if matches(rest, tail) { return true }
+                    if tail.isEmpty { return false }
+                    tail = tail.dropFirst()
+                }
+            case UInt8(ascii: "?"):
+                guard !string.isEmpty else { return false }
+                string = string.dropFirst()
+                pattern = pattern.dropFirst()
+            case UInt8(ascii: "["):
+                guard let byte = string.first else { return false }
+                pattern = pattern.dropFirst()
+                let negate = pattern.first == UInt8(ascii: "^")
+                if negate { pattern = pattern.dropFirst() }
+                var matched = false
+                while let current = pattern.first, current != UInt8(ascii: "]") {
+                    if current == UInt8(ascii: "\\"), pattern.count >= 2 {
+                        pattern = pattern.dropFirst()
+                        if pattern.first == byte { matched = true }
+                        pattern = pattern.dropFirst()
+                    } else if pattern.count >= 3, pattern[pattern.startIndex + 1] == UInt8(ascii: "-") {
+                        let low = min(current, pattern[pattern.startIndex + 2])
+                        let high = max(current, pattern[pattern.startIndex + 2])
+                        if (low...high).contains(byte) { matched = true }
+                        pattern = pattern.dropFirst(3)
+                    } else {
+                        if current == byte { matched = true }
+                        pattern = pattern.dropFirst()
+                    }
+                }
+                pattern = pattern.dropFirst()
+                if negate { matched.toggle() }
+                guard matched else { return false }
+                string = string.dropFirst()
+            case UInt8(ascii: "\\") where pattern.count >= 2:
+                pattern = pattern.dropFirst()
+                guard string.first == pattern.first else { return false }
+                string = string.dropFirst()
+                pattern = pattern.dropFirst()
+            default:
+                guard string.first == token else { return false }
+                string = string.dropFirst()
+                pattern = pattern.dropFirst()
+            }
+        }
+        return string.isEmpty
+    }
+}
+
+extension Glob {
+    /// The literal text a pattern starts with, up to its first unescaped wildcard
+    /// (escapes resolved); the whole text when it has no wildcard.
+    package static func literalPrefix(of pattern: String) -> String {
+        String(decoding: scanLiteralPrefix(pattern).prefix, as: UTF8.self)
+    }
+
+    /// Whether `pattern` has an unescaped wildcard, so it can match more than one key.
+    package static func hasWildcard(_ pattern: String) -> Bool {
+        scanLiteralPrefix(pattern).reachedWildcard
+    }
+
+    private static func scanLiteralPrefix(_ pattern: String) -> (prefix: [UInt8], reachedWildcard: Bool) {
+        var prefix: [UInt8] = []
+        var escaped = false
+        for byte in pattern.utf8 {
+            if escaped {
+                escaped = false
+                prefix.append(byte)
+            } else if byte == UInt8(ascii: "\\") {
+                escaped = true
+            } else if byte == UInt8(ascii: "*") || byte == UInt8(ascii: "?") || byte == UInt8(ascii: "[") {
+                return (prefix, true)
+            } else {
+                prefix.append(byte)
+            }
+        }
+        return (prefix, false)
+    }
+}
+
+extension Template {
+    /// The glob every key this template renders matches: each placeholder a `*`, literal
+    /// text escaped (a pattern's own wildcards stay wildcards).
+    package func shape(isPattern: Bool) -> String {
+        segments.map { segment in
+            switch segment {
+            case .placeholder: "*"
+            case .literal(let text): isPattern ? text : Glob.escape(text)
+            }
+        }.joined()
+    }
+}
