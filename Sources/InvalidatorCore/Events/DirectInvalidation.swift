@@ -86,7 +86,8 @@ public struct AllowEntry: Hashable, Sendable, CustomStringConvertible {
         guard let glob = glob(tenant: "t") else {
             throw Template.CompileError(offset: 0, message: "allow entry '\(source)' is not a glob Redis reads one way (an unclosed '[' or a trailing '\\')")
         }
-        guard glob.hasLiteralPrefix else {
+        // The template's own text must start it too: `{tenant}*` reaches every key that starts with any tenant's name.
+        guard glob.hasLiteralPrefix, template.hasLiteralPrefixBeforeWildcard else {
             throw Template.CompileError(offset: 0, message: "allow entry '\(source)' starts with a wildcard, so it would allow keys of any prefix")
         }
     }
