@@ -284,3 +284,25 @@ import Testing
         #expect(messages.contains { $0.contains(expected) }, "\(messages)")
     }
 }
+
+@Suite struct DirectMessageCostTests {
+    /// The largest message a source takes, all of it checked against a list: the
+    /// check must stay a small cost beside the deletes it guards.
+    @Test func theLargestMessageIsCheckedQuickly() throws {
+        let allow = try ["user:{tenant}:*", "api:*:{tenant}:users:*", "a:*:*:*:{tenant}:*", "b:[a-z]?:{tenant}:*", "tag:{tenant}:*"]
+            .map(AllowEntry.init(compiling:))
+        // Under the entry with the most wildcards, each different, so none is checked once for many.
+        let keys = (0..<DirectInvalidation.maximumRequests).map { index in
+            let text = "a:\(index):x:y:acme:"
+            return text + String(repeating: "x", count: Planner.maximumKeyBytes - text.utf8.count - 1) + "*"
+        }
+        let key = keys[0]
+        let message = DirectInvalidation(requests: keys.map { .pattern($0) }, tenant: "acme", policy: DirectInvalidationPolicy(allow: allow))
+        let planner = Planner(rules: RuleSet([]), pools: [PoolTarget(name: "main")])
+        let clock = ContinuousClock()
+        var plan: Plan?
+        let elapsed = clock.measure { plan = planner.plan(message) }
+        #expect(plan?.rejection == nil)
+        print("FIGURE direct-allow-check: \(keys.count) patterns of \(key.utf8.count) bytes against \(allow.count) entries planned in \(elapsed)")
+    }
+}

@@ -68,7 +68,9 @@ extension Planner {
         let event = message.summaryEvent
         let rule = DirectInvalidationPolicy.ruleName
         let targets = message.policy.pools.map { names in pools.filter { names.contains($0.name) } } ?? pools
-        for request in message.requests {
+        // A repeated request is proven once.
+        var checked = Set<DirectInvalidation.Request>()
+        for request in message.requests where checked.insert(request).inserted {
             if let refusal = message.policy.refusal(of: request, tenant: message.tenant, pools: targets) {
                 let rejection = PlanRejection(reason: .notAllowed, rule: rule, template: request.description, message: refusal)
                 return Plan(event: event, matchedRules: [], pools: [], rejection: rejection)

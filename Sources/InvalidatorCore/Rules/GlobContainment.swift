@@ -74,10 +74,9 @@ package struct GlobPattern: Hashable, Sendable {
     /// True when the glob matches `key` (a literal string).
     package func matches(_ key: String) -> Bool {
         let bytes = Array(key.utf8)
-        var memo: [Int: Bool] = [:]
+        var memo = Memo(rows: tokens.count + 1, columns: bytes.count + 1)
         func match(_ token: Int, _ position: Int) -> Bool {
-            let memoKey = token * (bytes.count + 1) + position
-            if let known = memo[memoKey] { return known }
+            if let known = memo[token, position] { return known }
             let result: Bool
             if token == tokens.count {
                 result = position == bytes.count
@@ -89,7 +88,7 @@ package struct GlobPattern: Hashable, Sendable {
                     result = position < bytes.count && set.contains(bytes[position]) && match(token + 1, position + 1)
                 }
             }
-            memo[memoKey] = result
+            memo[token, position] = result
             return result
         }
         return match(0, 0)
@@ -101,15 +100,17 @@ package struct GlobPattern: Hashable, Sendable {
     package func isContained(in other: GlobPattern) -> Bool {
         let mine = tokens
         let theirs = other.tokens
-        var memo: [Int: Bool] = [:]
+        var memo = Memo(rows: mine.count + 1, columns: theirs.count + 1)
         // contained(i, j): every string matching mine[i...] matches theirs[j...].
         func contained(_ i: Int, _ j: Int) -> Bool {
-            let memoKey = i * (theirs.count + 1) + j
-            if let known = memo[memoKey] { return known }
+            if let known = memo[i, j] { return known }
             let result: Bool
             if i == mine.count {
                 // Only the empty string remains: theirs must be able to match it.
                 result = theirs[j...].allSatisfy { $0 == .anyRun }
+            } else if j == theirs.count - 1, theirs[j] == .anyRun {
+                // A final run of theirs matches whatever is left: the usual `prefix:*` entry.
+                result = true
             } else if j == theirs.count {
                 // Theirs matches only the empty string; mine always matches more than that
                 // unless it is empty, which the case above handled.
@@ -128,7 +129,7 @@ package struct GlobPattern: Hashable, Sendable {
                     result = false
                 }
             }
-            memo[memoKey] = result
+            memo[i, j] = result
             return result
         }
         return contained(0, 0)
@@ -139,6 +140,31 @@ package struct GlobPattern: Hashable, Sendable {
     package var hasLiteralPrefix: Bool {
         guard case .byte(let first)? = tokens.first else { return false }
         return first.count == 1
+    }
+}
+
+/// Answers already found by a search over pairs of positions, so each pair is
+/// decided once and a search stays quadratic at worst.
+private struct Memo {
+    private var cells: [UInt8]
+    private let columns: Int
+
+    init(rows: Int, columns: Int) {
+        cells = Array(repeating: 0, count: rows * columns)
+        self.columns = columns
+    }
+
+    subscript(row: Int, column: Int) -> Bool? {
+        get {
+            switch cells[row * columns + column] {
+            case 1: false
+            case 2: true
+            default: nil
+            }
+        }
+        set {
+            cells[row * columns + column] = newValue.map { $0 ? 2 : 1 } ?? 0
+        }
     }
 }
 
