@@ -269,6 +269,7 @@ import Testing
         ("    format: direct\n    allow: [\"user:{id}:*\"]\n", "invalidator.yaml:12:13: sources.redis_pubsub.allow: allow entry 'user:{id}:*' uses {id}; only {tenant} may appear"),
         ("    format: direct\n    allow: [\"*\"]\n", "invalidator.yaml:12:13: sources.redis_pubsub.allow: allow entry '*' starts with a wildcard"),
         ("    format: direct\n    allow: [\"{tenant}*\"]\n", "starts with a wildcard"),
+        ("    format: direct\n    allow: [\"user:{tenant}*\"]\n", "has a wildcard right after {tenant}"),
         ("    format: direct\n    allow: [\"user:[ab\"]\n", "is not a glob Redis reads one way"),
         ("    format: direct\n    allow: [\"user:*\"]\n    pools: [nowhere]\n", "invalidator.yaml:13:13: sources.redis_pubsub.pools: 'nowhere' is not a pool defined under pools"),
         ("    allow: [\"user:*\"]\n", "allow and pools are for format: direct"),

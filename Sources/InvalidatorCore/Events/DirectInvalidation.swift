@@ -72,7 +72,8 @@ public struct AllowEntry: Hashable, Sendable, CustomStringConvertible {
     public var description: String { source }
 
     /// - Throws: when the entry has a placeholder other than `{tenant}`, does not
-    ///   parse as a glob, or could reach keys of any prefix (`*`, `{tenant}*`).
+    ///   parse as a glob, could reach keys of any prefix (`*`, `{tenant}*`), or
+    ///   puts a wildcard right after `{tenant}` (`user:{tenant}*`).
     public init(compiling source: String) throws(Template.CompileError) {
         let template = try Template(compiling: source)
         for segment in template.segments {
@@ -90,10 +91,11 @@ public struct AllowEntry: Hashable, Sendable, CustomStringConvertible {
         guard glob.hasLiteralPrefix, template.hasLiteralPrefixBeforeWildcard else {
             throw Template.CompileError(offset: 0, message: "allow entry '\(source)' starts with a wildcard, so it would allow keys of any prefix")
         }
-    }
-
-    public var usesTenant: Bool {
-        template.segments.contains { if case .placeholder = $0 { true } else { false } }
+        for (segment, next) in zip(template.segments, template.segments.dropFirst()) {
+            if case .placeholder = segment, case .literal(let text) = next, let first = text.first, Glob.wildcards.contains(first) {
+                throw Template.CompileError(offset: 0, message: "allow entry '\(source)' has a wildcard right after {tenant}, so tenant 'acme' would reach the keys of tenant 'acme2'; put a separator after it, as in 'user:{tenant}:*'")
+            }
+        }
     }
 
     /// The entry for one tenant; nil when it uses `{tenant}` and there is none.
