@@ -215,7 +215,7 @@ public struct EventDecoder: Hashable, Sendable {
         return names
     }
 
-    static func requiredString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String {
+    private static func requiredString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String {
         guard let text = try optionalString(value, named: key), !text.isEmpty else {
             throw EventDecodingError(.schemaViolation, "\(key) is required and must be a non-empty string")
         }
