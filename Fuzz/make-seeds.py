@@ -4,7 +4,8 @@
 Event inputs start with a mode byte (see EventFuzzTarget.Mode in
 Sources/InvalidatorFuzzing): bits 0-1 the format (auto, native, debezium,
 cloudevents), bits 2-3 the source (kafka, redis stream, redis pub/sub, kafka with
-ce_ headers), bit 4 an 8-byte little-endian broker timestamp after it.
+ce_ headers), bit 4 an 8-byte little-endian broker timestamp after it, bit 5 the
+mapped variant of the format (FuzzRules.mappedDecoder; with auto: direct messages).
 Run it again after changing the seeds; findings are added beside them by hand.
 """
 import json
@@ -15,6 +16,7 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 AUTO, NATIVE, DEBEZIUM, CLOUDEVENTS = 0, 1, 2, 3
 KAFKA, STREAM, PUBSUB, HEADERS = 0, 4, 8, 12
 TIMESTAMP = 16
+MAPPED, DIRECT = 32, 32 | AUTO
 
 
 def write(target, name, data):
@@ -78,6 +80,19 @@ cloud = {"specversion": "1.0", "id": "c-1", "source": "/users", "type": "user.ch
          "tenant": "acme", "data": {"entity": "user", "id": "9", "op": "update", "changed": ["email"]}}
 event("cloudevent", CLOUDEVENTS, cloud)
 event("cloudevent-string-data", AUTO, dict(cloud, data=json.dumps(cloud["data"])))
+# Mapped fields (FuzzRules.mappedDecoder) and direct messages under its allow-list.
+event("mapped-native", MAPPED | NATIVE, {"type": "user", "action": "created", "ctx": {"tenantId": "acme"}, "payload": {"after": {"user_id": 42}}})
+event("mapped-native-glob", MAPPED | NATIVE, {"type": "user", "action": "removed", "ctx": {"tenantId": glob}, "payload": {"after": {"user_id": glob}}})
+event("mapped-cloudevent", MAPPED | CLOUDEVENTS, dict(cloud, data={"type": "users", "action": "update", "ctx": {"tenantId": "acme"}, "payload": {"after": {"user_id": "9"}}}))
+event("mapped-debezium-composite", MAPPED | DEBEZIUM, {"before": None, "after": {"org_id": 7, "user_id": "u1", "tenant_id": "acme"}, "source": {"table": "users"}, "op": "u"})
+event("mapped-debezium-half-key", MAPPED | DEBEZIUM, {"before": None, "after": {"org_id": 7, "tenant_id": "acme"}, "source": {"table": "users"}, "op": "c"})
+event("direct-pattern", DIRECT | PUBSUB, {"pattern": "user:acme:*", "tenantId": "acme"})
+event("direct-other-tenant", DIRECT | PUBSUB, {"pattern": "user:globex:*", "tenantId": "acme"})
+event("direct-star", DIRECT | PUBSUB, {"pattern": "*", "tenantId": "acme"})
+event("direct-star-tenant", DIRECT | PUBSUB, {"pattern": "user:*:*", "tenantId": "*"})
+event("direct-glob-tenant", DIRECT | STREAM, b'event\x00' + json.dumps({"pattern": "user:" + glob + ":*", "tenantId": glob}).encode())
+event("direct-all-kinds", DIRECT | KAFKA, {"keys": ["user:acme:1", "static:a?"], "pattern": ["api:v1:acme:users:*", "user:acme:[0-9]*"], "tags": "acme:users", "tenantId": "acme"})
+event("direct-unclosed-class", DIRECT | KAFKA, {"pattern": "user:acme:[x", "tenantId": "acme"})
 event("cloudevent-zero-time", AUTO, dict(cloud, time="0001-01-01T00:00:00Z"))
 event("cloudevent-no-data", AUTO, {k: v for k, v in cloud.items() if k != "data"})
 headers = b"ce_specversion:1.0\nce_id:b-1\nce_source:/s\nce_type:t\nce_time:0001-01-01T00:00:00Z\nce_tenant:acme\n\n"

@@ -4,14 +4,15 @@ import InvalidatorRuntime
 
 /// Runs arbitrary bytes through the worker's whole per-event path, as a source
 /// would hand them over: decoding (native, Debezium, CloudEvents structured and
-/// binary), planning with a rules set that uses every feature, metrics, building
+/// binary, each plain or with a field mapping, and direct messages), planning with a rules set that uses every feature, metrics, building
 /// and encoding the dead-letter records, and decoding those records as `replay` does.
 ///
 /// Input layout: the first byte chooses how the rest is read (see ``Mode``); the
 /// rest is the message.
 enum EventFuzzTarget {
     /// The first input byte: bits 0–1 the source's format, bits 2–3 the source, bit 4
-    /// a broker timestamp in the next 8 bytes (little-endian milliseconds).
+    /// a broker timestamp in the next 8 bytes (little-endian milliseconds), bit 5 the
+    /// mapped variant of the format (`FuzzRules.mappedDecoder`; for auto: direct).
     struct Mode {
         enum Source {
             /// The payload is the message.
@@ -23,12 +24,13 @@ enum EventFuzzTarget {
             case redisPubSub
         }
 
-        var format: EventFormat
+        var decoder: EventDecoder
         var source: Source
         var hasTimestamp: Bool
 
         init(_ byte: UInt8) {
-            format = [.auto, .native, .debezium, .cloudevents][Int(byte & 3)]
+            let format: EventFormat = [.auto, .native, .debezium, .cloudevents][Int(byte & 3)]
+            decoder = byte & 0x20 != 0 ? FuzzRules.mappedDecoder(format) : EventDecoder(format: format)
             source = [.kafka, .redisStream, .redisPubSub, .kafkaWithHeaders][Int(byte >> 2 & 3)]
             hasTimestamp = byte & 0x10 != 0
         }
@@ -45,28 +47,28 @@ enum EventFuzzTarget {
             rest = rest.dropFirst(8)
         }
         let event = incomingEvent(Array(rest), mode: mode, timestamp: timestamp)
-        return check(event, format: mode.format)
+        return check(event)
     }
 
     private static func incomingEvent(_ message: [UInt8], mode: Mode, timestamp: Int64?) -> IncomingEvent {
         switch mode.source {
         case .kafka:
             return IncomingEvent(
-                source: .kafka(topic: "entity-changes", partition: 0, offset: 0), payload: message, format: mode.format,
+                source: .kafka(topic: "entity-changes", partition: 0, offset: 0), payload: message, decoder: mode.decoder,
                 timestampMilliseconds: timestamp)
         case .kafkaWithHeaders:
             let (headers, payload) = splitHeaders(message)
             return IncomingEvent(
-                source: .kafka(topic: "entity-changes", partition: 0, offset: 0), payload: payload, format: mode.format,
+                source: .kafka(topic: "entity-changes", partition: 0, offset: 0), payload: payload, decoder: mode.decoder,
                 headers: headers, timestampMilliseconds: timestamp)
         case .redisStream:
             let parts = message.split(separator: 0, omittingEmptySubsequences: false).map(Array.init)
             let fields = stride(from: 0, to: parts.count - 1, by: 2).map { (name: parts[$0], value: parts[$0 + 1]) }
             return IncomingEvent(
                 source: .redisStream(stream: "entity-changes", entryID: "1-0"),
-                payload: RedisStreamSource.payload(of: fields), format: mode.format, timestampMilliseconds: timestamp)
+                payload: RedisStreamSource.payload(of: fields), decoder: mode.decoder, timestampMilliseconds: timestamp)
         case .redisPubSub:
-            return IncomingEvent(source: .redisPubSub(channel: "entity-changes"), payload: message, format: mode.format)
+            return IncomingEvent(source: .redisPubSub(channel: "entity-changes"), payload: message, decoder: mode.decoder)
         }
     }
 
@@ -86,7 +88,7 @@ enum EventFuzzTarget {
 
     /// Prepares the event as the worker does, then checks what a worker and a later
     /// `replay` would make of it. Returns the invariants that did not hold.
-    static func check(_ event: IncomingEvent, format: EventFormat) -> [String] {
+    static func check(_ event: IncomingEvent) -> [String] {
         var problems: [String] = []
         let preparer = BatchPreparer(workerID: "fuzz")
         let prepared = preparer.prepare([event][...], in: [event], planner: FuzzRules.planner, now: "2026-11-30T00:00:00.000Z")
@@ -109,13 +111,13 @@ enum EventFuzzTarget {
             }
         }
         for record in records {
-            problems += checkRoundTrip(record, format: format, plannedBefore: prepared.plans.first)
+            problems += checkRoundTrip(record, decoder: event.decoder, plannedBefore: prepared.plans.first)
         }
         return problems
     }
 
     /// A record survives encoding, and its event decodes and plans as it did in the worker.
-    private static func checkRoundTrip(_ record: DeadLetter, format: EventFormat, plannedBefore: Plan?) -> [String] {
+    private static func checkRoundTrip(_ record: DeadLetter, decoder: EventDecoder, plannedBefore: Plan?) -> [String] {
         let text = record.json.serialized()
         let decoded: DeadLetter
         do {
@@ -128,9 +130,9 @@ enum EventFuzzTarget {
         if decoded.event != record.event || decoded.headers != record.headers {
             problems.append("a record's event or headers changed through JSON")
         }
-        switch Replayer.decodeEvent(decoded, format: format) {
-        case .success(let event):
-            let replanned = FuzzRules.planner.plan(event)
+        switch Replayer.decodeEvent(decoded, decoder: decoder) {
+        case .success(let message):
+            let replanned = FuzzRules.planner.plan(message)
             if let plannedBefore, replanned.pools != plannedBefore.pools {
                 problems.append("replay plans the event differently from the worker")
             }

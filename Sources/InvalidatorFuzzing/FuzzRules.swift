@@ -28,6 +28,36 @@ enum FuzzRules {
             delete: ["user-list:{tenant?}"]
         """
 
+    /// A source's mapped variant of `format`: renamed and nested fields, a composite
+    /// Debezium key, op names; for auto, a direct source with an allow-list.
+    static func mappedDecoder(_ format: EventFormat) -> EventDecoder {
+        let path = { (text: String) in FieldMapping.Location(paths: [text.split(separator: ".").map(String.init)]) }
+        switch format {
+        case .native, .cloudevents:
+            return EventDecoder(format: format, fields: FieldMapping(
+                locations: ["tenant": path("ctx.tenantId"), "id": path("payload.after.user_id"), "entity": path("type"), "op": path("action")],
+                opValues: ["created": .create, "removed": .delete]))
+        case .debezium:
+            return EventDecoder(format: format, fields: FieldMapping(locations: [
+                "id": FieldMapping.Location(paths: [["org_id"], ["user_id"]]), "tenant": path("tenant_id"),
+            ]))
+        case .auto, .direct:
+            return EventDecoder(
+                format: .direct, fields: FieldMapping(locations: ["patterns": path("pattern"), "tenant": path("tenantId")]),
+                direct: directPolicy)
+        }
+    }
+
+    static let directPolicy: DirectInvalidationPolicy = {
+        do {
+            let allow = try ["user:{tenant}:*", "api:*:{tenant}:users:*", "edge-tag:{tenant}:*", "tag:{tenant}:*", "static:[a-c]?"]
+                .map(AllowEntry.init(compiling:))
+            return DirectInvalidationPolicy(allow: allow, pools: ["primary", "edge"])
+        } catch {
+            fatalError("the fuzz allow-list does not compile: \(error)")
+        }
+    }()
+
     static let pools = [PoolTarget(name: "primary"), PoolTarget(name: "edge", tagPrefix: "edge-tag:")]
 
     static let planner: Planner = {
@@ -48,6 +78,12 @@ enum PlanInvariants {
                 switch planned.operation {
                 case .delete(let key), .expire(let key, _), .bump(let key), .purgeTag(let key):
                     problems += checkKey(key)
+                case .deletePattern(let pattern) where planned.rule == DirectInvalidationPolicy.ruleName:
+                    problems += checkKey(pattern)
+                    // A publisher's pattern runs only inside the allow-list.
+                    if !directPatternIsAllowed(pattern, tenant: plan.event.tenant) {
+                        problems.append("direct pattern \(pattern) runs outside the allow-list")
+                    }
                 case .deletePattern(let pattern):
                     problems += checkKey(pattern)
                     // Every fuzz pattern ends in its only wildcard: a value must never add one.
@@ -93,6 +129,36 @@ enum PlanInvariants {
             offset += 1
         }
         return offsets
+    }
+
+    /// Checked apart from the planner's containment proof: the pattern's literal
+    /// prefix and that of an allow entry for the message's tenant must agree (one
+    /// starts with the other), or the pattern reaches another tenant's keys.
+    private static func directPatternIsAllowed(_ pattern: String, tenant: String?) -> Bool {
+        let prefix = literalPrefix(of: pattern)
+        return FuzzRules.directPolicy.allow.contains { entry in
+            guard entry.glob(tenant: tenant) != nil else { return false }
+            let allowed = literalPrefix(of: entry.rendered(tenant: tenant))
+            return prefix.starts(with: allowed) || allowed.starts(with: prefix)
+        }
+    }
+
+    /// The bytes a glob's keys all start with: up to its first wildcard, escapes undone.
+    private static func literalPrefix(of glob: String) -> [UInt8] {
+        var prefix: [UInt8] = []
+        var bytes = Array(glob.utf8)[...]
+        while let byte = bytes.popFirst() {
+            switch byte {
+            case UInt8(ascii: "\\"):
+                guard let escaped = bytes.popFirst() else { return prefix }
+                prefix.append(escaped)
+            case UInt8(ascii: "*"), UInt8(ascii: "?"), UInt8(ascii: "["):
+                return prefix
+            default:
+                prefix.append(byte)
+            }
+        }
+        return prefix
     }
 
     private static func checkKey(_ key: String) -> [String] {

@@ -174,6 +174,12 @@ import Testing
         ("config.single-with-two-nodes.yaml", [
             "$CONFIG:5:12: pool 'primary' is single but lists 2 nodes; use replicated, sharded or cluster",
         ]),
+        ("config.direct-without-allow.yaml", [
+            "$CONFIG:4:5: sources.redis_pubsub has format: direct and needs allow: the templates its messages may drop (such as 'user:{tenant}:*')",
+        ]),
+        ("config.allow-without-direct.yaml", [
+            "$CONFIG:7:12: sources.redis_pubsub: allow and pools are for format: direct, which names keys to drop; rules decide for other formats",
+        ]),
     ].map { name, expected in
         Case(name: name, config: (try? String(contentsOf: repository.appendingPathComponent("schemas/examples/invalid/\(name)"), encoding: .utf8)) ?? "",
              expected: expected)
@@ -246,7 +252,7 @@ import Testing
     /// The configs shipped as examples, in schemas/ and k8s/: each loads and builds a worker.
     static let validConfigs = [
         "examples/invalidator.yaml", "schemas/examples/config.full.yaml", "schemas/examples/config.inline-rules.yaml",
-        "schemas/examples/config.minimal.yaml", "k8s/base/invalidator.yaml", "k8s/overlays/sidecar/invalidator.yaml",
+        "schemas/examples/config.minimal.yaml", "schemas/examples/config.publishers.yaml", "k8s/base/invalidator.yaml", "k8s/overlays/sidecar/invalidator.yaml",
     ]
 
     @Test(arguments: validConfigs)

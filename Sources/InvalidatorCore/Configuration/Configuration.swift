@@ -75,6 +75,8 @@ public struct KafkaSourceConfiguration: Hashable, Sendable {
     /// name, unique per worker; nil for a dynamic member, which leaves the group on close.
     public var groupInstanceID: String?
     public var format: EventFormat = .auto
+    /// `fields`, `op_values`, `allow`, `pools`: see `SourceReading`.
+    public var reading = SourceReading()
     /// Passed verbatim to librdkafka.
     public var properties: [String: String] = [:]
 
@@ -122,6 +124,8 @@ public struct RedisPubSubSourceConfiguration: Hashable, Sendable {
     public var keepalive = RedisPubSubSourceConfiguration.defaultKeepalive
 
     public static let defaultKeepalive: Duration = .seconds(30)
+    /// `fields`, `op_values`, `allow`, `pools`: see `SourceReading`.
+    public var reading = SourceReading()
 
     public init(pool: String) {
         self.pool = pool
@@ -133,6 +137,8 @@ public struct RedisStreamSourceConfiguration: Hashable, Sendable {
     public var streams: [String]
     public var group = "cache-invalidator"
     public var format: EventFormat = .auto
+    /// `fields`, `op_values`, `allow`, `pools`: see `SourceReading`.
+    public var reading = SourceReading()
     /// Pending entries idle this long belong to a dead consumer and are claimed.
     public var claimIdle: Duration = .seconds(30)
     /// `block`: how long one XREADGROUP waits for new entries. Entries arriving
@@ -146,6 +152,35 @@ public struct RedisStreamSourceConfiguration: Hashable, Sendable {
         self.pool = pool
         self.streams = streams
     }
+}
+
+/// How a source's messages are read beyond their format: where their fields are,
+/// and for `format: direct`, what they may drop and where.
+public struct SourceReading: Hashable, Sendable {
+    public var fields = FieldMapping()
+    /// Set exactly when the source's format is `direct`.
+    public var direct: DirectInvalidationPolicy?
+
+    public init(fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil) {
+        self.fields = fields
+        self.direct = direct
+    }
+
+    public func decoder(format: EventFormat) -> EventDecoder {
+        EventDecoder(format: format, fields: fields, direct: direct)
+    }
+}
+
+extension KafkaSourceConfiguration {
+    public var decoder: EventDecoder { reading.decoder(format: format) }
+}
+
+extension RedisPubSubSourceConfiguration {
+    public var decoder: EventDecoder { reading.decoder(format: format) }
+}
+
+extension RedisStreamSourceConfiguration {
+    public var decoder: EventDecoder { reading.decoder(format: format) }
 }
 
 public struct PoolConfiguration: Hashable, Sendable {

@@ -287,10 +287,10 @@ public enum ConfigurationLoader {
             return sources
         }
         if let kafka = fields["kafka"] {
-            sources.kafka = parseKafka(kafka, reader: &reader)
+            sources.kafka = parseKafka(kafka, poolNames: poolNames, reader: &reader)
         }
         if let pubsub = fields["redis_pubsub"],
-           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format", "keepalive"]),
+           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: Set(["pool", "channels", "patterns", "format", "keepalive"]).union(readingKeys)),
            let pool = requiredPool(values["pool"], in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader) {
             var source = RedisPubSubSourceConfiguration(pool: pool)
             source.channels = values["channels"].flatMap { reader.strings($0, context: "sources.redis_pubsub.channels") } ?? []
@@ -300,13 +300,14 @@ public enum ConfigurationLoader {
                 source.keepalive = reader.duration(
                     keepalive, context: "sources.redis_pubsub.keepalive", minimum: .seconds(1), maximum: .seconds(3600)) ?? source.keepalive
             }
+            source.reading = parseReading(values, format: source.format, in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader)
             if source.channels.isEmpty, source.patterns.isEmpty {
                 reader.report("sources.redis_pubsub needs channels or patterns", at: pubsub)
             }
             sources.redisPubSub = source
         }
         if let stream = fields["redis_stream"],
-           let values = reader.mapping(stream, context: "sources.redis_stream", allowed: ["pool", "streams", "group", "format", "claim_idle", "block"]),
+           let values = reader.mapping(stream, context: "sources.redis_stream", allowed: Set(["pool", "streams", "group", "format", "claim_idle", "block"]).union(readingKeys)),
            let pool = requiredPool(values["pool"], in: stream, context: "sources.redis_stream", poolNames: poolNames, reader: &reader) {
             let streams = values["streams"].flatMap { reader.strings($0, context: "sources.redis_stream.streams") } ?? []
             if streams.isEmpty {
@@ -315,6 +316,7 @@ public enum ConfigurationLoader {
             var source = RedisStreamSourceConfiguration(pool: pool, streams: streams)
             source.group = values["group"].flatMap { reader.string($0, context: "sources.redis_stream.group") } ?? source.group
             source.format = format(values["format"], context: "sources.redis_stream.format", reader: &reader)
+            source.reading = parseReading(values, format: source.format, in: stream, context: "sources.redis_stream", poolNames: poolNames, reader: &reader)
             if let idle = values["claim_idle"] {
                 source.claimIdle = reader.duration(idle, context: "sources.redis_stream.claim_idle", maximum: .seconds(86_400)) ?? source.claimIdle
             }
@@ -327,8 +329,8 @@ public enum ConfigurationLoader {
         return sources
     }
 
-    private static func parseKafka(_ node: Node, reader: inout YAMLReader) -> KafkaSourceConfiguration? {
-        let allowed: Set<String> = ["brokers", "topics", "group", "group_instance_id", "format", "properties"]
+    private static func parseKafka(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> KafkaSourceConfiguration? {
+        let allowed = Set(["brokers", "topics", "group", "group_instance_id", "format", "properties"]).union(readingKeys)
         guard let values = reader.mapping(node, context: "sources.kafka", allowed: allowed) else { return nil }
         guard let brokersNode = values["brokers"], let brokers = reader.string(brokersNode, context: "sources.kafka.brokers"),
               let topicsNode = values["topics"], let topics = reader.strings(topicsNode, context: "sources.kafka.topics"),
@@ -348,6 +350,7 @@ public enum ConfigurationLoader {
             }
         }
         kafka.format = format(values["format"], context: "sources.kafka.format", reader: &reader)
+        kafka.reading = parseReading(values, format: kafka.format, in: node, context: "sources.kafka", poolNames: poolNames, reader: &reader)
         if let properties = values["properties"] {
             if case .mapping(let mapping) = properties {
                 for (key, value) in mapping {
@@ -406,7 +409,7 @@ public enum ConfigurationLoader {
     private static func format(_ node: Node?, context: String, reader: inout YAMLReader) -> EventFormat {
         guard let node, let name = reader.string(node, context: context) else { return .auto }
         guard let format = EventFormat(rawValue: name) else {
-            reader.report("\(context) '\(name)' is not one of native, debezium, cloudevents, auto", at: node)
+            reader.report("\(context) '\(name)' is not one of native, debezium, cloudevents, direct, auto", at: node)
             return .auto
         }
         return format
@@ -499,5 +502,133 @@ public enum ConfigurationLoader {
         }
         let stream = values["stream"].flatMap { reader.string($0, context: "dead_letters.stream") } ?? defaultDeadLetterStream
         return (.redisStream(pool: pool, stream: stream), maxRecords)
+    }
+
+    // MARK: Source reading (fields, op_values, allow, pools)
+
+    /// The keys every source takes for how its messages are read.
+    static let readingKeys: Set<String> = ["fields", "op_values", "allow", "pools"]
+
+    /// A source's `fields`, `op_values`, and for `format: direct` its `allow` list
+    /// (required) and `pools`.
+    private static func parseReading(
+        _ values: [String: Node], format: EventFormat, in source: Node, context: String, poolNames: [String],
+        reader: inout YAMLReader
+    ) -> SourceReading {
+        var reading = SourceReading()
+        if let fields = values["fields"] {
+            reading.fields.locations = parseFieldLocations(fields, format: format, context: "\(context).fields", reader: &reader)
+        }
+        if let opValues = values["op_values"] {
+            reading.fields.opValues = parseOpValues(opValues, format: format, context: "\(context).op_values", reader: &reader)
+        }
+        let allow = values["allow"]
+        let pools = values["pools"]
+        guard format == .direct else {
+            for node in [allow, pools].compactMap({ $0 }) {
+                reader.report("\(context): allow and pools are for format: direct, which names keys to drop; rules decide for other formats", at: node)
+            }
+            return reading
+        }
+        guard let allow else {
+            reader.report("\(context) has format: direct and needs allow: the templates its messages may drop (such as 'user:{tenant}:*')", at: source)
+            return reading
+        }
+        var entries: [AllowEntry] = []
+        for (text, node) in reader.stringNodes(allow, context: "\(context).allow") {
+            do {
+                entries.append(try AllowEntry(compiling: text))
+            } catch {
+                reader.report("\(context).allow: \(error.message)", at: node)
+            }
+        }
+        if entries.isEmpty, case .sequence(let sequence) = allow, sequence.isEmpty {
+            reader.report("\(context).allow is empty, so no direct message could run", at: allow)
+        }
+        var policy = DirectInvalidationPolicy(allow: entries)
+        if let pools {
+            var names: [String] = []
+            for (name, node) in reader.stringNodes(pools, context: "\(context).pools") {
+                if poolNames.contains(name) {
+                    names.append(name)
+                } else {
+                    reader.report("\(context).pools: '\(name)' is not a pool defined under pools", at: node)
+                }
+            }
+            policy.pools = names
+        }
+        reading.direct = policy
+        return reading
+    }
+
+    /// `fields`: canonical name to a dotted path, or (for `id`) a list of paths
+    /// whose values make a composite id.
+    private static func parseFieldLocations(
+        _ node: Node, format: EventFormat, context: String, reader: inout YAMLReader
+    ) -> [String: FieldMapping.Location] {
+        let mappable = FieldMapping.mappableFields(for: format)
+        guard !mappable.isEmpty else {
+            reader.report("\(context) needs an explicit format (native, debezium, cloudevents or direct), not auto: each reads different fields", at: node)
+            return [:]
+        }
+        guard let fields = reader.mapping(node, context: context, allowed: Set(mappable)) else { return [:] }
+        var locations: [String: FieldMapping.Location] = [:]
+        for (name, value) in fields {
+            let texts: [(String, Node)]
+            if case .sequence = value {
+                guard name == "id", format != .direct else {
+                    reader.report("\(context).\(name) must be one field name or dotted path; only id may list several (a composite id)", at: value)
+                    continue
+                }
+                texts = reader.stringNodes(value, context: "\(context).\(name)")
+                if texts.isEmpty {
+                    reader.report("\(context).\(name) lists no fields", at: value)
+                    continue
+                }
+            } else {
+                guard let text = reader.string(value, context: "\(context).\(name)") else { continue }
+                texts = [(text, value)]
+            }
+            var paths: [[String]] = []
+            for (text, textNode) in texts {
+                let path = text.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+                if path.contains("") {
+                    reader.report("\(context).\(name) '\(text)' is not a field name or dotted path such as payload.after.user_id", at: textNode)
+                } else if path.count > FieldMapping.maximumPathDepth {
+                    reader.report("\(context).\(name) '\(text)' is deeper than \(FieldMapping.maximumPathDepth) fields", at: textNode)
+                } else {
+                    paths.append(path)
+                }
+            }
+            if paths.count == texts.count {
+                locations[name] = FieldMapping.Location(paths: paths)
+            }
+        }
+        return locations
+    }
+
+    /// `op_values`: the publisher's op names to create, update, delete or read.
+    private static func parseOpValues(
+        _ node: Node, format: EventFormat, context: String, reader: inout YAMLReader
+    ) -> [String: ChangeEvent.Operation] {
+        guard format == .native || format == .cloudevents else {
+            reader.report("\(context) maps op names of native and cloudevents messages; format \(format.rawValue) has none to map", at: node)
+            return [:]
+        }
+        guard case .mapping(let mapping) = node else {
+            reader.report("\(context) must be a mapping of the publisher's op names to create, update, delete or read", at: node)
+            return [:]
+        }
+        var values: [String: ChangeEvent.Operation] = [:]
+        for (key, value) in mapping {
+            guard let name = reader.string(key, context: "an op name in \(context)"),
+                  let target = reader.string(value, context: "\(context).\(name)") else { continue }
+            guard let operation = ChangeEvent.Operation(rawValue: target) else {
+                reader.report("\(context).\(name) '\(target)' is not one of create, update, delete, read", at: value)
+                continue
+            }
+            values[name] = operation
+        }
+        return values
     }
 }

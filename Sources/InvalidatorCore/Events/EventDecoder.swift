@@ -1,12 +1,53 @@
-/// Turns message bytes into a `ChangeEvent`.
-public struct EventDecoder: Sendable {
-    public var format: EventFormat
+/// A message decoded as its source's format says.
+public enum DecodedMessage: Hashable, Sendable {
+    case change(ChangeEvent)
+    case direct(DirectInvalidation)
+}
 
-    public init(format: EventFormat = .auto) {
+extension DecodedMessage {
+    /// The change, or a direct message as the `ChangeEvent` its plan records.
+    public var summary: ChangeEvent {
+        switch self {
+        case .change(let event): event
+        case .direct(let direct): direct.summaryEvent
+        }
+    }
+}
+
+/// Turns message bytes into a `ChangeEvent` (or, for `format: direct`, a
+/// `DirectInvalidation`), reading fields where the source's mapping says.
+public struct EventDecoder: Hashable, Sendable {
+    public var format: EventFormat
+    public var fields: FieldMapping
+    /// The allow-list and pools of a `format: direct` source; nil otherwise.
+    public var direct: DirectInvalidationPolicy?
+
+    public init(format: EventFormat = .auto, fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil) {
         self.format = format
+        self.fields = fields
+        self.direct = direct
+    }
+
+    /// The message as the source's format reads it; `cloudEventHeaders` are the
+    /// message's `ce_*` headers, which make it a binary-mode CloudEvent.
+    public func decodeMessage(_ bytes: [UInt8], cloudEventHeaders: [String: [UInt8]] = [:]) throws(EventDecodingError) -> DecodedMessage {
+        if format == .direct {
+            guard let direct else {
+                throw EventDecodingError(.schemaViolation, "a direct message needs its source's allow-list to be read")
+            }
+            return .direct(try Self.decodeDirect(Self.parseObject(bytes), fields: fields, policy: direct))
+        }
+        if Self.isBinaryCloudEvent(headers: cloudEventHeaders), format == .auto || format == .cloudevents {
+            return .change(try decodeCloudEventBinary(headers: cloudEventHeaders, data: bytes))
+        }
+        return .change(try decode(bytes))
     }
 
     public func decode(_ bytes: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
+        try decode(Self.parseObject(bytes))
+    }
+
+    private static func parseObject(_ bytes: [UInt8]) throws(EventDecodingError) -> JSONObject {
         let document: JSONValue
         do {
             document = try JSONParser.parse(bytes: bytes)
@@ -16,14 +57,15 @@ public struct EventDecoder: Sendable {
         guard case .object(let object) = document else {
             throw EventDecodingError(.schemaViolation, "an event must be a JSON object")
         }
-        return try decode(object)
+        return object
     }
 
     public func decode(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
         switch format == .auto ? Self.detectFormat(of: object) : format {
-        case .native, .auto: return try Self.decodeNative(object)
-        case .debezium: return try Self.decodeDebezium(object)
-        case .cloudevents: return try Self.decodeCloudEvent(object)
+        case .native, .auto: return try Self.decodeNative(fields.canonicalized(object))
+        case .debezium: return try Self.decodeDebezium(object, fields: fields)
+        case .cloudevents: return try Self.decodeCloudEvent(object, fields: fields)
+        case .direct: throw EventDecodingError(.schemaViolation, "a direct message names keys to drop, not a change")
         }
     }
 
@@ -61,7 +103,7 @@ public struct EventDecoder: Sendable {
             throw EventDecodingError(.schemaViolation, "CloudEvent data must be a JSON object")
         }
         return try Self.applyCloudEventDefaults(
-            to: Self.decodeNative(object), id: attributes["id"], time: attributes["time"], tenant: attributes["tenant"])
+            to: Self.decodeNative(fields.canonicalized(object)), id: attributes["id"], time: attributes["time"], tenant: attributes["tenant"])
     }
 
     static func detectFormat(of object: JSONObject) -> EventFormat {
@@ -184,7 +226,7 @@ public struct EventDecoder: Sendable {
         try optionalString(object[key], named: key)
     }
 
-    private static func optionalString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
+    static func optionalString(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
         switch value {
         case nil, .null?: return nil
         case .string(let text)?: return text
@@ -192,7 +234,7 @@ public struct EventDecoder: Sendable {
         }
     }
 
-    private static func optionalScalar(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
+    static func optionalScalar(_ value: JSONValue?, named key: String) throws(EventDecodingError) -> String? {
         switch value {
         case nil, .null?: return nil
         case .string(let text)?, .number(let text)?: return text
@@ -214,7 +256,7 @@ public struct EventDecoder: Sendable {
 
     // MARK: Debezium
 
-    static func decodeDebezium(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+    static func decodeDebezium(_ object: JSONObject, fields: FieldMapping) throws(EventDecodingError) -> ChangeEvent {
         let payload = try optionalObject("payload", in: object) ?? object
         let opCode = try optionalString("op", in: payload)
         let op: ChangeEvent.Operation
@@ -239,8 +281,18 @@ public struct EventDecoder: Sendable {
         guard let row = after ?? before else {
             throw EventDecodingError(.schemaViolation, "Debezium payload has neither before nor after")
         }
-        guard let id = (after?["id"] ?? before?["id"])?.scalarText, !id.isEmpty else {
-            throw EventDecodingError(.schemaViolation, "Debezium row has no id column")
+        let idLocation = fields.locations["id"] ?? FieldMapping.Location(paths: [["id"]])
+        let tenantLocation = fields.locations["tenant"] ?? FieldMapping.Location(paths: [["tenant"]])
+        // The id and tenant come from one row: the new one, else (a delete) the old one.
+        func column(_ name: String, at location: FieldMapping.Location) throws(EventDecodingError) -> String? {
+            for candidate in [after, before] {
+                guard let candidate, let value = try fields.value(of: name, at: location, in: candidate) else { continue }
+                return value.scalarText
+            }
+            return nil
+        }
+        guard let id = try column("id", at: idLocation), !id.isEmpty else {
+            throw EventDecodingError(.schemaViolation, "Debezium row has no \(idLocation) column")
         }
         let occurredAt = (payload["ts_ms"] ?? source["ts_ms"]).flatMap { value -> String? in
             guard case .number(let text) = value, let milliseconds = Int64(text) else { return nil }
@@ -248,7 +300,7 @@ public struct EventDecoder: Sendable {
         }
         return ChangeEvent(
             entity: entity, ids: [id], op: op,
-            tenant: (after?["tenant"] ?? before?["tenant"])?.scalarText,
+            tenant: try column("tenant", at: tenantLocation),
             changed: nil, attributes: row, before: before, after: after,
             version: nil, occurredAt: occurredAt, eventID: nil
         )
@@ -256,7 +308,7 @@ public struct EventDecoder: Sendable {
 
     // MARK: CloudEvents
 
-    static func decodeCloudEvent(_ object: JSONObject) throws(EventDecodingError) -> ChangeEvent {
+    static func decodeCloudEvent(_ object: JSONObject, fields: FieldMapping) throws(EventDecodingError) -> ChangeEvent {
         for required in ["specversion", "id", "source", "type"] where object[required] == nil {
             throw EventDecodingError(.schemaViolation, "CloudEvent attribute \(required) is missing")
         }
@@ -275,7 +327,7 @@ public struct EventDecoder: Sendable {
             throw EventDecodingError(.schemaViolation, "CloudEvent data must be a native change event object")
         }
         return try applyCloudEventDefaults(
-            to: decodeNative(data),
+            to: decodeNative(fields.canonicalized(data)),
             id: object["id"]?.scalarText, time: object["time"]?.stringValue, tenant: object["tenant"]?.stringValue)
     }
 

@@ -6,6 +6,9 @@ public enum EventFormat: String, Hashable, Sendable, CaseIterable {
     case debezium
     /// CloudEvents 1.0 in structured JSON mode whose `data` is a native event.
     case cloudevents
+    /// Direct invalidation messages naming keys, patterns and tags to drop
+    /// (`DirectInvalidation`), checked against the source's allow-list. Never detected.
+    case direct
     /// Detect per message from its top-level fields.
     case auto
 }

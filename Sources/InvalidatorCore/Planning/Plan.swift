@@ -65,6 +65,8 @@ public struct PlanRejection: Error, Hashable, Sendable, CustomStringConvertible 
         case unresolvedPlaceholder = "unresolved-placeholder"
         /// A value held a control character, or a rendered key exceeded the length limit.
         case invalidKey = "invalid-key"
+        /// A direct message asked for a key, pattern or tag outside its source's allow-list.
+        case notAllowed = "not-allowed"
     }
 
     public var reason: Reason
@@ -80,4 +82,10 @@ public struct PlanRejection: Error, Hashable, Sendable, CustomStringConvertible 
     }
 
     public var description: String { "\(reason.rawValue): rule '\(rule)' template '\(template)': \(message)" }
+
+    /// The message a dead letter records: the template and what went wrong, or for
+    /// a refused direct request the message alone, which names the request.
+    public var detail: String {
+        reason == .notAllowed ? message : "template '\(template)': \(message)"
+    }
 }

@@ -76,7 +76,7 @@ public enum PlanDescription {
         ]
         if let rejection = plan.rejection {
             lines.append("decision dead-letter (\(rejection.reason.rawValue))")
-            lines.append("         rule '\(rejection.rule)', template '\(rejection.template)': \(rejection.message)")
+            lines.append("         rule '\(rejection.rule)', \(rejection.detail)")
             return lines.joined(separator: "\n") + "\n"
         }
         let operationCount = plan.pools.reduce(0) { $0 + $1.operations.count + $1.redeletes.reduce(0) { $0 + $1.keys.count } }

@@ -53,6 +53,46 @@ public struct Planner: Sendable {
     }
 }
 
+extension Planner {
+    public func plan(_ message: DecodedMessage) -> Plan {
+        switch message {
+        case .change(let event): plan(event)
+        case .direct(let direct): plan(direct)
+        }
+    }
+
+    /// A direct message's operations on its source's pools, or a `not-allowed`
+    /// rejection naming the first request outside the allow-list: the message runs
+    /// whole or not at all.
+    public func plan(_ message: DirectInvalidation) -> Plan {
+        let event = message.summaryEvent
+        let rule = DirectInvalidationPolicy.ruleName
+        let targets = message.policy.pools.map { names in pools.filter { names.contains($0.name) } } ?? pools
+        // A repeated request is proven once.
+        var checked = Set<DirectInvalidation.Request>()
+        for request in message.requests where checked.insert(request).inserted {
+            if let refusal = message.policy.refusal(of: request, tenant: message.tenant, pools: targets) {
+                let rejection = PlanRejection(reason: .notAllowed, rule: rule, template: request.description, message: refusal)
+                return Plan(event: event, matchedRules: [], pools: [], rejection: rejection)
+            }
+        }
+        var rendered = RenderedRule()
+        for request in message.requests {
+            switch request {
+            case .key(let key): rendered.operations.append(.delete(key: key))
+            case .pattern(let pattern): rendered.operations.append(.deletePattern(pattern: pattern))
+            case .tag(let tag): rendered.operations.append(.purgeTag(setKey: tag))
+            }
+        }
+        let plans = targets.map { target in
+            var builder = PoolPlanBuilder(pool: target)
+            builder.add(rendered, rule: rule, redeleteAfter: nil)
+            return builder.build()
+        }
+        return Plan(event: event, matchedRules: [rule], pools: plans.filter { !$0.operations.isEmpty }, rejection: nil)
+    }
+}
+
 /// A rule's operations rendered against one event, before pool specifics (tag
 /// prefixes) are applied. One array, because most plans are small and hot.
 private struct RenderedRule {
@@ -167,7 +207,11 @@ private struct PoolPlanBuilder {
     var isEmpty: Bool { operations.isEmpty && redeletes.isEmpty }
 
     mutating func add(_ rendered: RenderedRule, rule shared: RuleSet.SharedRule) {
-        let rule = (name: shared.rule.name, redeleteAfter: shared.rule.redeleteAfter)
+        add(rendered, rule: shared.rule.name, redeleteAfter: shared.rule.redeleteAfter)
+    }
+
+    mutating func add(_ rendered: RenderedRule, rule name: String, redeleteAfter: Duration?) {
+        let rule = (name: name, redeleteAfter: redeleteAfter)
         operations.reserveCapacity(operations.count + rendered.operations.count)
         for operation in rendered.operations {
             if case .purgeTag(let tag) = operation {

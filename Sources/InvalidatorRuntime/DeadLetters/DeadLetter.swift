@@ -32,6 +32,8 @@ package struct DeadLetter: Sendable {
         case schemaViolation = "schema-violation"
         case unresolvedPlaceholder = "unresolved-placeholder"
         case invalidKey = "invalid-key"
+        /// A direct message asked for a key, pattern or tag outside its source's allow-list.
+        case notAllowed = "not-allowed"
         case operationFailed = "operation-failed"
 
         /// An event that cannot be decoded is dead-lettered with its decoding reason.
@@ -47,6 +49,7 @@ package struct DeadLetter: Sendable {
             switch reason {
             case .unresolvedPlaceholder: self = .unresolvedPlaceholder
             case .invalidKey: self = .invalidKey
+            case .notAllowed: self = .notAllowed
             }
         }
     }

@@ -274,7 +274,8 @@ package final class Replayer: Sendable {
         let decoded = decodeEvent(record)
         if !reprocess && !record.operations.isEmpty {
             var operations = record.operations
-            if case .success(let event) = decoded {
+            if case .success(let message) = decoded {
+                let event = message.summary
                 // The record's shape has no event_id or occurred_at for jobs; the event has them.
                 for index in operations.indices {
                     if case .precompute(var job) = operations[index].operation, job.eventID == nil, job.occurredAt == nil {
@@ -286,21 +287,21 @@ package final class Replayer: Sendable {
             }
             return Work(targets: [Target(pool: record.pool ?? "", node: record.node, operations: operations)])
         }
-        let event: ChangeEvent
+        let message: DecodedMessage
         switch decoded {
         case .success(let value):
-            event = value
+            message = value
         case .failure(let error):
             return Work(rejection: Rejection(
                 reason: DeadLetter.Reason(error.reason),
                 errorClass: error.reason.rawValue, message: error.message, rule: nil))
         }
-        let plan = planner.plan(event)
+        let plan = planner.plan(message)
         if let rejection = plan.rejection {
             return Work(rejection: Rejection(
                 reason: DeadLetter.Reason(rejection.reason),
                 errorClass: rejection.reason.rawValue,
-                message: "template '\(rejection.template)': \(rejection.message)", rule: rejection.rule))
+                message: rejection.detail, rule: rejection.rule))
         }
         if let pool = record.pool, let node = record.node {
             // A record of one node: the event's work there, not again everywhere.
@@ -310,24 +311,21 @@ package final class Replayer: Sendable {
         return Work(targets: plan.pools.map { Target(pool: $0.pool, node: nil, operations: $0.operations) })
     }
 
-    private func decodeEvent(_ record: DeadLetter) -> Result<ChangeEvent, EventDecodingError> {
-        let format: EventFormat = switch record.source {
-        case .kafka: configuration.sources.kafka?.format ?? .auto
-        case .redisStream: configuration.sources.redisStream?.format ?? .auto
-        case .redisPubSub: configuration.sources.redisPubSub?.format ?? .auto
-        case .manual: .auto
+    private func decodeEvent(_ record: DeadLetter) -> Result<DecodedMessage, EventDecodingError> {
+        let decoder: EventDecoder = switch record.source {
+        case .kafka: configuration.sources.kafka?.decoder ?? EventDecoder()
+        case .redisStream: configuration.sources.redisStream?.decoder ?? EventDecoder()
+        case .redisPubSub: configuration.sources.redisPubSub?.decoder ?? EventDecoder()
+        case .manual: EventDecoder()
         }
-        return Self.decodeEvent(record, format: format)
+        return Self.decodeEvent(record, decoder: decoder)
     }
 
-    /// The record's event decoded as its source's `format`, with the headers it was received with.
-    package static func decodeEvent(_ record: DeadLetter, format: EventFormat) -> Result<ChangeEvent, EventDecodingError> {
-        let decoder = EventDecoder(format: format)
+    /// The record's event decoded as its source's format and mapping say, with the
+    /// headers it was received with.
+    package static func decodeEvent(_ record: DeadLetter, decoder: EventDecoder) -> Result<DecodedMessage, EventDecodingError> {
         do {
-            if EventDecoder.isBinaryCloudEvent(headers: record.headers), format == .auto || format == .cloudevents {
-                return .success(try decoder.decodeCloudEventBinary(headers: record.headers, data: record.event))
-            }
-            return .success(try decoder.decode(record.event))
+            return .success(try decoder.decodeMessage(record.event, cloudEventHeaders: record.headers))
         } catch {
             return .failure(error)
         }

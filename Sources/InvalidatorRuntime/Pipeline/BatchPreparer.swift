@@ -22,7 +22,7 @@ package struct BatchPreparer: Sendable {
         for index in events.indices {
             guard let payload = events[index].payload else { continue }
             do {
-                let decoded = try decode(events[index], payload: payload)
+                let decoded = try events[index].decoder.decodeMessage(payload, cloudEventHeaders: events[index].cloudEventHeaders)
                 let plan = planner.plan(decoded)
                 if let rejection = plan.rejection {
                     records.append(deadLetter(events[index], rejection: rejection, at: now))
@@ -39,15 +39,6 @@ package struct BatchPreparer: Sendable {
         return EventPipeline.PreparedBatch(batch: batch, plans: plans, planEventIndexes: planEventIndexes, rejected: records)
     }
 
-    package func decode(_ event: IncomingEvent, payload: [UInt8]) throws(EventDecodingError) -> ChangeEvent {
-        let decoder = EventDecoder(format: event.format)
-        let headers = event.cloudEventHeaders
-        if EventDecoder.isBinaryCloudEvent(headers: headers), event.format == .auto || event.format == .cloudevents {
-            return try decoder.decodeCloudEventBinary(headers: headers, data: payload)
-        }
-        return try decoder.decode(payload)
-    }
-
     /// The record for one node's failed operations of one event.
     package func deadLetter(_ event: IncomingEvent, failure: NodeFailure) -> DeadLetter {
         deadLetter(
@@ -59,7 +50,7 @@ package struct BatchPreparer: Sendable {
     func deadLetter(_ event: IncomingEvent, rejection: PlanRejection, at time: String) -> DeadLetter {
         deadLetter(
             event, reason: DeadLetter.Reason(rejection.reason),
-            errorClass: rejection.reason.rawValue, errorMessage: "template '\(rejection.template)': \(rejection.message)",
+            errorClass: rejection.reason.rawValue, errorMessage: rejection.detail,
             rule: rejection.rule, at: time)
     }
 

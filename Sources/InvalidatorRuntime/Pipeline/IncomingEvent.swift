@@ -9,13 +9,13 @@ package struct IncomingEvent: Sendable {
     package var headers: [(key: String, value: [UInt8]?)]
     /// Broker timestamp in milliseconds, used for latency when the event has no `occurred_at`.
     package var timestampMilliseconds: Int64?
-    /// The format the source is configured with.
-    package var format: EventFormat
+    /// The source's format and field mapping (and allow-list, for `format: direct`).
+    package var decoder: EventDecoder
 
-    package init(source: SourceCoordinates, payload: [UInt8]?, format: EventFormat = .auto,
+    package init(source: SourceCoordinates, payload: [UInt8]?, decoder: EventDecoder = EventDecoder(),
                 headers: [(key: String, value: [UInt8]?)] = [], timestampMilliseconds: Int64? = nil) {
         self.source = source
-        self.format = format
+        self.decoder = decoder
         self.payload = payload
         self.headers = headers
         self.timestampMilliseconds = timestampMilliseconds

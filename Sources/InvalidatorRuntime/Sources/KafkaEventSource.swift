@@ -52,7 +52,7 @@ package final class KafkaEventSource: Service, Sendable {
                 groupInstanceID: configuration.groupInstanceID, topics: configuration.topics,
                 properties: configuration.properties),
             logger: logger)
-        let adapter = KafkaAdapter(consumer: consumer, format: configuration.format, metrics: metrics, logger: logger)
+        let adapter = KafkaAdapter(consumer: consumer, decoder: configuration.decoder, metrics: metrics, logger: logger)
         let driver = AtLeastOnceDriver(
             adapter: adapter, pipeline: pipeline, liveness: liveness, drainTimeout: drainTimeout,
             commitInterval: commitInterval, logger: logger)
@@ -67,7 +67,7 @@ package final class KafkaEventSource: Service, Sendable {
 /// The Kafka consumer as the driver sees it: partitions, offsets, commits, revocations.
 final class KafkaAdapter: SourceAdapter {
     let consumer: KafkaConsumer
-    let format: EventFormat
+    let decoder: EventDecoder
     let metrics: WorkerMetrics
     let logger: Logger
     private let open = Atomic<Bool>(true)
@@ -75,9 +75,9 @@ final class KafkaAdapter: SourceAdapter {
     /// `invalidator_consumer_lag`; nil while unknown (no committed offset yet).
     private let lagPositions = Mutex<[TopicPartition: Int64?]>([:])
 
-    init(consumer: KafkaConsumer, format: EventFormat, metrics: WorkerMetrics, logger: Logger) {
+    init(consumer: KafkaConsumer, decoder: EventDecoder, metrics: WorkerMetrics, logger: Logger) {
         self.consumer = consumer
-        self.format = format
+        self.decoder = decoder
         self.metrics = metrics
         self.logger = logger
     }
@@ -109,7 +109,7 @@ final class KafkaAdapter: SourceAdapter {
             events: messages.map { message in
                 IncomingEvent(
                     source: .kafka(topic: message.topic, partition: message.partition, offset: message.offset),
-                    payload: message.value, format: format,
+                    payload: message.value, decoder: decoder,
                     headers: message.headers.map { ($0.key, $0.value) }, timestampMilliseconds: message.timestamp)
             },
             offsets: messages.map(\.offset),

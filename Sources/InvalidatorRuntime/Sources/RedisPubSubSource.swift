@@ -124,7 +124,7 @@ actor PubSubAdapter: SourceAdapter {
                 if !early.isEmpty { return .batch(batch(early)) }
             }
             guard var current = subscription else { return .idle }
-            let messages = try await current.poll(limit: batchSize, format: configuration.format)
+            let messages = try await current.poll(limit: batchSize, decoder: configuration.decoder)
             subscription = current
             if messages.isEmpty {
                 // Timer: the pause between PING-delimited polls, the one poll left: replies are read only after a command is sent.
@@ -145,7 +145,7 @@ actor PubSubAdapter: SourceAdapter {
         var fresh = Subscription(connection: connection)
         subscription = fresh
         let early = try await fresh.subscribe(
-            channels: configuration.channels, patterns: configuration.patterns, format: configuration.format)
+            channels: configuration.channels, patterns: configuration.patterns, decoder: configuration.decoder)
         subscription = fresh
         subscribed.store(true, ordering: .relaxed)
         if let lostAt {
@@ -203,7 +203,7 @@ actor PubSubAdapter: SourceAdapter {
         guard let subscription else { return nil }
         self.subscription = nil
         defer { subscribed.store(false, ordering: .relaxed) }
-        let last = Task.isCancelled ? nil : try? await subscription.unsubscribe(format: configuration.format)
+        let last = Task.isCancelled ? nil : try? await subscription.unsubscribe(decoder: configuration.decoder)
         await subscription.connection.close()
         guard let last, !last.isEmpty else { return nil }
         return batch(last)
@@ -222,7 +222,7 @@ private struct Subscription {
 
     /// SUBSCRIBE then PSUBSCRIBE, waiting for every confirmation.
     /// - Returns: messages that arrived in between.
-    mutating func subscribe(channels: [String], patterns: [String], format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+    mutating func subscribe(channels: [String], patterns: [String], decoder: EventDecoder) async throws(RedisError) -> [IncomingEvent] {
         var early: [IncomingEvent] = []
         for (command, names) in [("SUBSCRIBE", channels), ("PSUBSCRIBE", patterns)] where !names.isEmpty {
             var confirmed = 0
@@ -232,7 +232,7 @@ private struct Subscription {
                 case .confirmation(let kind) where kind == command.lowercased():
                     confirmed += 1
                 case .message(let channel, let payload):
-                    early.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+                    early.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, decoder: decoder))
                 case .confirmation, .pong:
                     break
                 case .unsubscribed:
@@ -247,7 +247,7 @@ private struct Subscription {
 
     /// Messages that have arrived, up to `limit`: everything queued before the reply
     /// to a PING sent now (or still outstanding from the previous poll).
-    mutating func poll(limit: Int, format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+    mutating func poll(limit: Int, decoder: EventDecoder) async throws(RedisError) -> [IncomingEvent] {
         var events: [IncomingEvent] = []
         var reply: RedisReply
         if awaitingPong {
@@ -259,7 +259,7 @@ private struct Subscription {
         while true {
             switch try PubSubPush(reply) {
             case .message(let channel, let payload):
-                events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+                events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, decoder: decoder))
             case .pong:
                 awaitingPong = false
                 return events
@@ -275,7 +275,7 @@ private struct Subscription {
 
     /// UNSUBSCRIBE and PUNSUBSCRIBE from everything.
     /// - Returns: the messages that arrived before the last confirmation.
-    func unsubscribe(format: EventFormat) async throws(RedisError) -> [IncomingEvent] {
+    func unsubscribe(decoder: EventDecoder) async throws(RedisError) -> [IncomingEvent] {
         var events: [IncomingEvent] = []
         // `send` returns whichever reply comes next; every reply is classified below.
         var replies = [try await connection.send(["UNSUBSCRIBE"]), try await connection.send(["PUNSUBSCRIBE"])]
@@ -283,7 +283,7 @@ private struct Subscription {
             for reply in replies {
                 switch try PubSubPush(reply) {
                 case .message(let channel, let payload):
-                    events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, format: format))
+                    events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, decoder: decoder))
                 case .unsubscribed(let remaining) where remaining == 0:
                     return events
                 case .unsubscribed, .confirmation, .pong:

@@ -243,7 +243,7 @@ actor StreamReaderAdapter: SourceAdapter {
             guard let sequence = ledgers[entry.stream, default: StreamLedger()].track(entry.id) else { continue }
             events.append(IncomingEvent(
                 source: .redisStream(stream: entry.stream, entryID: entry.id),
-                payload: RedisStreamSource.payload(of: entry.fields), format: configuration.format,
+                payload: RedisStreamSource.payload(of: entry.fields), decoder: configuration.decoder,
                 timestampMilliseconds: entry.timestampMilliseconds))
             offsets.append(sequence)
             names.append(entry.stream)
