@@ -34,6 +34,8 @@ final class CircuitBreaker: Sendable {
     private let policy: CircuitBreakerPolicy
     private let probeTimeout: Duration
     private let state = Mutex(State.closed(consecutiveFailures: 0))
+    /// When the node last answered, for health checks that need not ask again.
+    private let lastAnswer = Mutex<ContinuousClock.Instant?>(nil)
 
     /// - Parameter probeTimeout: longer than one attempt can take (connect and command timeouts).
     init(policy: CircuitBreakerPolicy, probeTimeout: Duration) {
@@ -68,6 +70,13 @@ final class CircuitBreaker: Sendable {
     /// The node answered (even with an error reply).
     func recordSuccess() {
         state.withLock { $0 = .closed(consecutiveFailures: 0) }
+        lastAnswer.withLock { $0 = ContinuousClock.now }
+    }
+
+    /// Whether the circuit is closed and the node answered within `age`.
+    func answered(within age: Duration) -> Bool {
+        guard !isOpen, let last = lastAnswer.withLock({ $0 }) else { return false }
+        return ContinuousClock.now - last < age
     }
 
     /// The attempt got no usable answer. Returns true when this failure opened the circuit.

@@ -140,7 +140,11 @@ package final class RedisPool: Sendable {
     /// passed (so an idle worker's circuits close too). Only operations open a
     /// circuit: a failed PING on a closed one does not count. Nil for a node means
     /// it answered. For readiness checks.
-    package func ping() async -> [RedisEndpoint: RedisError?] {
+    ///
+    /// - Parameter freshness: a node that answered anything within this long counts
+    ///   as answering without a PING, so a busy worker adds no health traffic and an
+    ///   idle one little (hosted Redis plans count every command).
+    package func ping(unlessAnsweredWithin freshness: Duration = .zero) async -> [RedisEndpoint: RedisError?] {
         let endpoints: [RedisEndpoint]
         do {
             endpoints = try await placement().allNodes
@@ -151,6 +155,7 @@ package final class RedisPool: Sendable {
             for endpoint in endpoints {
                 group.addTask { [nodes] in
                     let client = nodes.client(for: endpoint)
+                    if client.breaker.answered(within: freshness) { return (endpoint, nil) }
                     let isProbe = client.breaker.isOpen
                     guard client.breaker.permitsAttempt() else {
                         return (endpoint, RedisError(code: .circuitOpen, message: "\(endpoint) circuit open"))

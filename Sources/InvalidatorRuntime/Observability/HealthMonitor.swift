@@ -57,7 +57,7 @@ package final class HealthMonitor: Service, Sendable {
         var down: [String: [String]] = [:]
         for pool in pools.pools {
             let name = pool.configuration.name
-            let results = await pool.ping()
+            let results = await pool.ping(unlessAnsweredWithin: interval)
             for (node, error) in results.sorted(by: { $0.key < $1.key }) {
                 metrics.nodeUp(pool: name, node: node.description, up: error == nil)
                 if error != nil { down[name, default: []].append(node.description) }
