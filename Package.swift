@@ -102,6 +102,8 @@ let package = Package(
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorRedis",
+                // For the certificates of the TLS run.
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

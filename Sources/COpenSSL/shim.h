@@ -18,3 +18,9 @@ static inline long copenssl_enable_partial_writes(SSL_CTX *context) {
 static inline int copenssl_set_minimum_tls12(SSL_CTX *context) {
     return (int)SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
 }
+
+// The peer closed the connection without a TLS close_notify: a network failure,
+// which OpenSSL 3 reports as a protocol error.
+static inline int copenssl_is_unexpected_eof(unsigned long error) {
+    return ERR_GET_LIB(error) == ERR_LIB_SSL && ERR_GET_REASON(error) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}

@@ -2,23 +2,47 @@ import Foundation
 import InvalidatorCore
 import InvalidatorRedis
 import Logging
+import TestSupport
 
 /// Plain key deletes through one pool, next to `redis-benchmark -P 64 UNLINK`
-/// (Redis's own ceiling for pipelined single-key deletes) against the same server in the same run.
+/// (Redis's own ceiling for pipelined single-key deletes) against the same server in the same run;
+/// then the same over TLS, next to `redis-benchmark --tls -P 64 UNLINK`.
 enum RedisBenchmark {
     static func run(keys: Int, batch: Int) async throws {
-        let server = try LocalRedisServer()
+        let certificates = try await TestCertificates.generate()
+        let server = try LocalRedisServer(tls: certificates)
         defer { server.stop() }
 
-        try server.cli("DEBUG", "POPULATE", String(keys), "key")
-        let ceiling = try server.redisBenchmarkUnlink(requests: keys)
+        print("redis benchmark: \(keys) keys, one local redis-server, batches of \(batch) operations")
+        for useTLS in [false, true] {
+            try server.cli("FLUSHALL")
+            try server.cli("DEBUG", "POPULATE", String(keys), "key")
+            let ceiling = try server.redisBenchmarkUnlink(requests: keys, tlsCAFile: useTLS ? certificates.caFile : nil)
 
-        try server.cli("FLUSHALL")
-        try server.cli("DEBUG", "POPULATE", String(keys), "key")
+            try server.cli("FLUSHALL")
+            try server.cli("DEBUG", "POPULATE", String(keys), "key")
+            let ours = try await deleteThroughPool(
+                keys: keys, batch: batch, port: useTLS ? server.tlsPort : server.port,
+                tls: useTLS ? RedisTLSOptions(caFile: certificates.caFile) : nil)
+            let remaining = try server.cli("DBSIZE").trimmingCharacters(in: .whitespacesAndNewlines)
+            precondition(remaining == "0", "\(remaining) keys left")
+
+            let transport = useTLS ? "TLS" : "plain TCP"
+            let reference = useTLS ? "redis-benchmark --tls -P 64 UNLINK" : "redis-benchmark -P 64 UNLINK"
+            print("  \(transport)")
+            print(String(format: "    %@ (ceiling) %10.0f keys/s", reference.padding(toLength: 36, withPad: " ", startingAt: 0), ceiling))
+            print(String(format: "    invalidator pool (single)                      %10.0f keys/s", ours))
+            print(String(format: "    ratio                                          %10.2fx", ours / ceiling))
+        }
+    }
+
+    /// Keys deleted per second through a single-node pool.
+    private static func deleteThroughPool(keys: Int, batch: Int, port: Int, tls: RedisTLSOptions?) async throws -> Double {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let pool = RedisPool(
-            configuration: RedisPoolConfiguration(name: "bench", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: server.port)]),
+            configuration: RedisPoolConfiguration(
+                name: "bench", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: port)], tls: tls),
             logger: logger)
         let operations = (0..<keys).map { CacheOperation.delete(key: "key:\($0)") }
         let start = ContinuousClock.now
@@ -28,14 +52,7 @@ enum RedisBenchmark {
         }
         let elapsed = ContinuousClock.now - start
         await pool.close()
-        let remaining = try server.cli("DBSIZE").trimmingCharacters(in: .whitespacesAndNewlines)
-        precondition(remaining == "0", "\(remaining) keys left")
-
-        let ours = Double(keys) / elapsed.seconds
-        print("redis benchmark: \(keys) keys, one local redis-server, batches of \(batch) operations")
-        print(String(format: "  redis-benchmark -P 64 UNLINK (ceiling)   %10.0f keys/s", ceiling))
-        print(String(format: "  invalidator pool (single)                 %10.0f keys/s", ours))
-        print(String(format: "  ratio                                     %10.2fx", ours / ceiling))
+        return Double(keys) / elapsed.seconds
     }
 }
 
@@ -45,21 +62,24 @@ extension Duration {
     }
 }
 
-/// A throwaway redis-server on a free port.
+/// A throwaway redis-server on a free port, serving TLS on another.
 final class LocalRedisServer {
     let port: Int
+    let tlsPort: Int
     private let process = Process()
     private let folder: URL
 
     var endpoint: String { "127.0.0.1:\(port)" }
 
-    init() throws {
+    init(tls certificates: TestCertificates) throws {
         port = try Self.freePort()
+        tlsPort = try Self.freePort()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-bench-\(port)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["redis-server", "--port", String(port), "--save", "", "--appendonly", "no",
                              "--enable-debug-command", "local", "--dir", folder.path]
+            + certificates.serverArguments(port: tlsPort, requireClientCertificates: false)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 {
@@ -82,11 +102,12 @@ final class LocalRedisServer {
         try Self.output(of: ["redis-cli", "-p", String(port)] + arguments)
     }
 
-    /// Requests per second `redis-benchmark` reports for pipelined single-key UNLINKs.
-    func redisBenchmarkUnlink(requests: Int) throws -> Double {
-        let output = try Self.output(of: [
-            "redis-benchmark", "-p", String(port), "-P", "64", "-n", String(requests), "-r", String(requests),
-            "-q", "UNLINK", "key:__rand_int__",
+    /// Requests per second `redis-benchmark` reports for pipelined single-key UNLINKs,
+    /// over TLS when given the CA to verify the server with.
+    func redisBenchmarkUnlink(requests: Int, tlsCAFile: String?) throws -> Double {
+        let connection = tlsCAFile.map { ["-p", String(tlsPort), "--tls", "--cacert", $0] } ?? ["-p", String(port)]
+        let output = try Self.output(of: ["redis-benchmark"] + connection + [
+            "-P", "64", "-n", String(requests), "-r", String(requests), "-q", "UNLINK", "key:__rand_int__",
         ])
         // "UNLINK key:__rand_int__: 2500000.00 requests per second, p50=..."
         guard let line = output.split(whereSeparator: \.isNewline).last(where: { $0.contains("requests per second") }),

@@ -82,6 +82,8 @@ public struct RedisPubSubSourceConfiguration: Hashable, Sendable {
     public var channels: [String] = []
     public var patterns: [String] = []
     public var format: EventFormat = .auto
+    /// After this long without any message, a PING checks the subscription is alive.
+    public var keepalive: Duration = .seconds(30)
 
     public init(pool: String) {
         self.pool = pool

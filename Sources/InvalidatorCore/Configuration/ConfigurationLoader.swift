@@ -170,12 +170,16 @@ public enum ConfigurationLoader {
             sources.kafka = parseKafka(kafka, reader: &reader)
         }
         if let pubsub = fields["redis_pubsub"],
-           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format"]),
+           let values = reader.mapping(pubsub, context: "sources.redis_pubsub", allowed: ["pool", "channels", "patterns", "format", "keepalive"]),
            let pool = requiredPool(values["pool"], in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader) {
             var source = RedisPubSubSourceConfiguration(pool: pool)
             source.channels = values["channels"].flatMap { reader.strings($0, context: "sources.redis_pubsub.channels") } ?? []
             source.patterns = values["patterns"].flatMap { reader.strings($0, context: "sources.redis_pubsub.patterns") } ?? []
             source.format = format(values["format"], context: "sources.redis_pubsub.format", reader: &reader)
+            if let keepalive = values["keepalive"] {
+                source.keepalive = reader.duration(keepalive, context: "sources.redis_pubsub.keepalive", maximum: .seconds(86_400))
+                    ?? source.keepalive
+            }
             if source.channels.isEmpty, source.patterns.isEmpty {
                 reader.report("sources.redis_pubsub needs channels or patterns", at: pubsub)
             }

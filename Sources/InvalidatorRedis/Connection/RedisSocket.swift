@@ -120,7 +120,10 @@ final class RedisSocket {
             if lastErrno == 0 { throw closedByServer() }
             throw RedisError(code: .connection, message: "\(endpoint): \(operation) failed: \(String(cString: strerror(lastErrno)))")
         default:
-            throw RedisError(code: .connection, message: "\(endpoint): TLS \(operation) failed: \(Self.openSSLErrorReason())")
+            let failure = Self.openSSLFailure()
+            if failure.peerClosed { throw closedByServer() }
+            // A protocol failure or an alert from the server (such as a client certificate it requires).
+            throw RedisError(code: .tls, message: "\(endpoint): TLS \(operation) failed: \(failure.reason)")
         }
     }
 
@@ -286,7 +289,10 @@ final class RedisSocket {
             return tlsFailure("TLS handshake failed: certificate verify failed: \(reason)")
         }
         if failure == SSL_ERROR_SSL {
-            let reason = Self.openSSLErrorReason()
+            let (reason, peerClosed) = Self.openSSLFailure()
+            if peerClosed {
+                return RedisError(code: .connection, message: "\(endpoint): TLS handshake failed: connection closed by the server")
+            }
             let hint = reason.contains("wrong version number") || reason.contains("packet length too long")
                 ? " (is the server speaking TLS on this port?)" : ""
             return tlsFailure("TLS handshake failed: \(reason)\(hint)")
@@ -349,6 +355,13 @@ final class RedisSocket {
             SSL_CTX_free(context)
             throw error
         }
+    }
+
+    /// OpenSSL's reason for the first error queued on this thread, and whether it
+    /// only means the peer closed the connection.
+    private static func openSSLFailure() -> (reason: String, peerClosed: Bool) {
+        let code = ERR_peek_error()
+        return (openSSLErrorReason(), code != 0 && copenssl_is_unexpected_eof(code) != 0)
     }
 
     /// OpenSSL's reason for the first error queued on this thread.
