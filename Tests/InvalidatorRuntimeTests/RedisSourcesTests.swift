@@ -328,4 +328,56 @@ final class RedisSourceHarness: Sendable {
         #expect(source.processedEvents == 11)
         #expect(try harness.deadLetterReasons().isEmpty)
     }
+
+    // MARK: Pub/sub keepalive
+
+    /// PING calls the server has counted since its last `CONFIG RESETSTAT`.
+    func pingCalls(_ server: RedisServer) throws -> Int {
+        let stats = try server.call("INFO", "commandstats")
+        guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_ping:") }) else { return 0 }
+        return Int(line.split(separator: "=").dropFirst().first?.split(separator: ",").first ?? "") ?? -1
+    }
+
+    @Test func anIdleSubscriptionSendsNothingAndStillDelivers() async throws {
+        let harness = try await RedisSourceHarness(sources: Self.pubSubSources)
+        try await seedKeys(harness.redis, userKeys(0..<10))
+        let running = RunningWorker(try harness.makeWorker())
+        let source = try #require(running.worker.redisPubSub)
+        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        try harness.redis.call("CONFIG", "RESETSTAT")
+
+        try await Task.sleep(for: .seconds(3))
+        #expect(try pingCalls(harness.redis) == 0)
+        let idleCommands = try harness.redis.call("INFO", "stats").split(whereSeparator: \.isNewline)
+            .first { $0.hasPrefix("total_commands_processed:") }
+        report(idle: "pub/sub subscribed 3 s with the default 30 s keepalive", String(idleCommands ?? "?"))
+
+        try await harness.publish(userEvents(0..<10))
+        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<10)) == 0 })
+        try await running.stop()
+        #expect(source.reconnections == 0)
+    }
+
+    @Test func aQuietSubscriptionIsCheckedByAKeepalivePing() async throws {
+        let harness = try await RedisSourceHarness(sources: Self.pubSubSources + "\n    keepalive: 300ms")
+        let running = RunningWorker(try harness.makeWorker())
+        let source = try #require(running.worker.redisPubSub)
+        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        try harness.redis.call("CONFIG", "RESETSTAT")
+        #expect(try await eventually(timeout: .seconds(5)) { try pingCalls(harness.redis) >= 2 })
+        #expect(source.reconnections == 0)
+
+        // A keepalive PING left unanswered past the command timeout (500 ms): the
+        // connection counts as dead and the subscription is set up again.
+        try harness.redis.call("CLIENT", "PAUSE", "2000", "ALL")
+        #expect(try await eventually(timeout: .seconds(10)) { source.reconnections == 1 && source.isSubscribed })
+        try await seedKeys(harness.redis, userKeys(0..<5))
+        try await harness.publish(userEvents(0..<5))
+        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<5)) == 0 })
+        try await running.stop()
+    }
+
+    private func report(idle scenario: String, _ figure: String) {
+        print("FIGURE \(scenario): \(figure)")
+    }
 }
