@@ -63,6 +63,14 @@ import Testing
         #expect(try await unverified.send(["PING"]) == .status("PONG"))
     }
 
+    @Test func anExpiredCertificateIsRefused() async throws {
+        let certificates = try await TestCertificates.generate(serverCertificateExpired: true)
+        let server = try await RedisServer.start(tls: certificates)
+        let error = try await connectionError(server, RedisTLSOptions(caFile: certificates.caFile))
+        #expect(error.code == .tls)
+        #expect(error.message.contains("certificate verify failed: certificate has expired"), "\(error)")
+    }
+
     @Test func aPlainServerBehindATLSConfigurationIsRefusedClearly() async throws {
         let certificates = try await TestCertificates.generate()
         let server = try await RedisServer.start()

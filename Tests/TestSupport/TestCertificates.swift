@@ -13,17 +13,21 @@ public final class TestCertificates: Sendable {
     /// A CA that signed none of these certificates.
     public var otherCAFile: String { path("other-ca.crt") }
 
-    public static func generate() async throws -> TestCertificates {
-        try await runBlocking { try TestCertificates() }
+    /// - Parameter serverCertificateExpired: the server certificate expired a day
+    ///   before it was issued, for the "certificate has expired" refusal.
+    public static func generate(serverCertificateExpired: Bool = false) async throws -> TestCertificates {
+        try await runBlocking { try TestCertificates(serverCertificateExpired: serverCertificateExpired) }
     }
 
-    private init() throws {
+    private init(serverCertificateExpired: Bool) throws {
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("test-certificates-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         try makeCA("ca", name: "invalidator test CA")
         try makeCA("other-ca", name: "unrelated test CA")
-        try makeSigned("server", name: "localhost", extensions: "subjectAltName=DNS:localhost,IP:127.0.0.1")
-        try makeSigned("client", name: "invalidator test client", extensions: "extendedKeyUsage=clientAuth")
+        try makeSigned(
+            "server", name: "localhost", extensions: "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            days: serverCertificateExpired ? -1 : 2)
+        try makeSigned("client", name: "invalidator test client", extensions: "extendedKeyUsage=clientAuth", days: 2)
     }
 
     deinit {
@@ -51,13 +55,14 @@ public final class TestCertificates: Sendable {
         ], producing: path("\(base).crt"))
     }
 
-    private func makeSigned(_ base: String, name: String, extensions: String) throws {
+    /// Valid from now for `days`; a negative count ends before it starts.
+    private func makeSigned(_ base: String, name: String, extensions: String, days: Int) throws {
         try openssl(["req"] + Self.keyOptions + ["-keyout", path("\(base).key"), "-out", path("\(base).csr"), "-subj", "/CN=\(name)"],
                     producing: path("\(base).csr"))
         try extensions.write(toFile: path("\(base).ext"), atomically: true, encoding: .utf8)
         try openssl([
             "x509", "-req", "-in", path("\(base).csr"), "-CA", caFile, "-CAkey", path("ca.key"), "-CAcreateserial",
-            "-out", path("\(base).crt"), "-days", "2", "-extfile", path("\(base).ext"),
+            "-out", path("\(base).crt"), "-days", String(days), "-extfile", path("\(base).ext"),
         ], producing: path("\(base).crt"))
     }
 

@@ -84,7 +84,7 @@ package actor RedisConnection {
     /// wait; when it passes, this throws `.timeout` and the connection (and its
     /// subscriptions) must be set up again.
     package func receive() async throws(RedisError) -> RedisReply {
-        let session = try openSession()
+        let session = try currentSession()
         do throws(RedisError) {
             return try commandReply(from: session)
         } catch {
@@ -98,7 +98,7 @@ package actor RedisConnection {
     /// for the next call), so a subscription survives quiet periods. A broken
     /// connection throws and closes it.
     package func receive(waitingAtMost wait: Duration) async throws(RedisError) -> RedisReply? {
-        let session = try openSession()
+        let session = try currentSession()
         do throws(RedisError) {
             return try nextReply(from: session, waitingAtMost: wait)
         } catch {
@@ -113,7 +113,7 @@ package actor RedisConnection {
     }
 
     /// The open session, for reading what a command already sent will bring.
-    private func openSession() throws(RedisError) -> Session {
+    private func currentSession() throws(RedisError) -> Session {
         guard let session else {
             throw RedisError(code: .connection, message: "\(endpoint): not connected")
         }
