@@ -174,6 +174,7 @@ let package = Package(
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorKafka",
+                "InvalidatorRedis",
                 "InvalidatorRuntime",
                 "TestDoubles",
                 "TestSupport",
