@@ -10,6 +10,10 @@ final class RedisSocket {
     private let endpoint: RedisEndpoint
     /// The TLS session (`SSL *`); nil for plain TCP.
     private var tls: OpaquePointer?
+    /// TLS without a client certificate, and nothing read yet: a server that requires
+    /// one (`tls-auth-clients yes`) accepts the TLS 1.3 handshake, then sends an alert
+    /// and closes, and the alert may be lost to a connection reset.
+    private var mayBeRefusedForNoClientCertificate = false
     /// Where reads land; a slice of it is handed out until the next read.
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
 
@@ -39,6 +43,35 @@ final class RedisSocket {
 
     /// Writes all of `bytes`; each wait for the socket to accept more is bounded by `timeout`.
     func write(_ bytes: UnsafeRawBufferPointer, timeout: Duration) throws(RedisError) {
+        do throws(RedisError) {
+            try writeAll(bytes, timeout: timeout)
+        } catch {
+            throw explained(error)
+        }
+    }
+
+    /// The bytes that arrived, waiting for some until `deadline`; nil when none came
+    /// by then. The bytes are valid until the next read.
+    func read(until deadline: ContinuousClock.Instant) throws(RedisError) -> UnsafeRawBufferPointer? {
+        do throws(RedisError) {
+            let bytes = try readSome(until: deadline)
+            if bytes != nil { mayBeRefusedForNoClientCertificate = false }
+            return bytes
+        } catch {
+            throw explained(error)
+        }
+    }
+
+    /// A connection lost before the first reply of a TLS session without a client
+    /// certificate says what the likely cause is.
+    private func explained(_ error: RedisError) -> RedisError {
+        guard error.code == .connection, mayBeRefusedForNoClientCertificate else { return error }
+        var explained = error
+        explained.message += " (right after the TLS handshake: does the server require a client certificate?)"
+        return explained
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer, timeout: Duration) throws(RedisError) {
         var offset = 0
         while offset < bytes.count {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
@@ -53,9 +86,7 @@ final class RedisSocket {
         }
     }
 
-    /// The bytes that arrived, waiting for some until `deadline`; nil when none came
-    /// by then. The bytes are valid until the next read.
-    func read(until deadline: ContinuousClock.Instant) throws(RedisError) -> UnsafeRawBufferPointer? {
+    private func readSome(until deadline: ContinuousClock.Instant) throws(RedisError) -> UnsafeRawBufferPointer? {
         while true {
             switch try attemptRead() {
             case .transferred(let count) where count > 0:
@@ -262,7 +293,10 @@ final class RedisSocket {
         while true {
             ERR_clear_error()
             let result = SSL_connect(session)
-            if result == 1 { return }
+            if result == 1 {
+                mayBeRefusedForNoClientCertificate = options.certFile == nil
+                return
+            }
             let lastErrno = errno
             let events: Int16
             switch SSL_get_error(session, result) {

@@ -33,7 +33,7 @@ package final class RedisPubSubSource: Service, Sendable {
 
     package init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
-        batchSize: Int = 1000, stopCheckInterval: Duration = .milliseconds(250), metrics: WorkerMetrics = .disabled,
+        batchSize: Int = 1000, stopCheckInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled,
         liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
     ) {
         self.configuration = configuration
