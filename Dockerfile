@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 #
 # invalidator image: a statically linked Swift binary on Debian bookworm-slim
-# with the two C libraries it loads at run time (librdkafka, hiredis).
+# with the C libraries it loads at run time (librdkafka, hiredis, OpenSSL).
 #
 #   docker build -t registry.example.com/platform/invalidator:0.1.0 .
 #   docker build --build-arg SWIFT_VERSION=6.1 ...   # another Swift 6.x toolchain
@@ -20,6 +20,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get install -y -q --no-install-recommends \
         librdkafka-dev \
         libhiredis-dev \
+        libssl-dev \
         pkg-config \
     && rm -rf /var/lib/apt/lists/*
 
@@ -31,8 +32,8 @@ RUN swift package resolve
 
 COPY Sources ./Sources
 COPY Tests ./Tests
-# The Swift runtime and Foundation are linked in; librdkafka and hiredis stay
-# shared and come from the runtime stage's Debian packages.
+# The Swift runtime and Foundation are linked in; librdkafka, hiredis and OpenSSL
+# stay shared and come from the runtime stage's Debian packages.
 RUN swift build -c release --product invalidator --static-swift-stdlib \
     && mkdir -p /staging \
     && cp "$(swift build -c release --show-bin-path)/invalidator" /staging/invalidator
@@ -45,6 +46,7 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get install -y -q --no-install-recommends \
         librdkafka1 \
         libhiredis0.14 \
+        libssl3 \
         ca-certificates \
         tzdata \
     && rm -rf /var/lib/apt/lists/*

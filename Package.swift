@@ -32,6 +32,11 @@ let package = Package(
             pkgConfig: "rdkafka",
             providers: [.apt(["librdkafka-dev"])]
         ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "openssl",
+            providers: [.apt(["libssl-dev"])]
+        ),
         // glibc's malloc.h, for the worker's allocator settings.
         .systemLibrary(name: "CMalloc"),
 
@@ -41,11 +46,12 @@ let package = Package(
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
 
-        // The only code that calls hiredis.
+        // The only code that calls hiredis and OpenSSL.
         .target(
             name: "InvalidatorRedis",
             dependencies: [
                 "CHiredis",
+                "COpenSSL",
                 "InvalidatorCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -96,6 +102,8 @@ let package = Package(
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorRedis",
+                // For the certificates of the TLS run.
+                "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -166,6 +174,7 @@ let package = Package(
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorKafka",
+                "InvalidatorRedis",
                 "InvalidatorRuntime",
                 "TestDoubles",
                 "TestSupport",

@@ -2,50 +2,62 @@ import Foundation
 import InvalidatorCore
 import InvalidatorRedis
 import Logging
+import TestSupport
 
 /// Plain key deletes through one pool, next to `redis-benchmark -P 64 UNLINK`
-/// (Redis's own ceiling for pipelined single-key deletes) against the same server in the same run.
+/// (Redis's own ceiling for pipelined single-key deletes) against the same server in the same run;
+/// then the same over TLS, next to `redis-benchmark --tls -P 64 UNLINK`.
 enum RedisBenchmark {
     static func run(keys: Int, batch: Int) async throws {
-        let server = try LocalRedisServer()
+        let certificates = try await TestCertificates.generate()
+        let server = try LocalRedisServer(tls: certificates)
         defer { server.stop() }
 
-        try server.cli("DEBUG", "POPULATE", String(keys), "key")
-        let ceiling = try server.redisBenchmarkUnlink(requests: keys)
+        print("redis benchmark: \(keys) keys, one local redis-server, batches of \(batch) operations")
+        for useTLS in [false, true] {
+            try server.cli("FLUSHALL")
+            try server.cli("DEBUG", "POPULATE", String(keys), "key")
+            let ceiling = try server.redisBenchmarkUnlink(requests: keys, tlsCAFile: useTLS ? certificates.caFile : nil)
+            let reference = useTLS ? "redis-benchmark --tls -P 64 UNLINK" : "redis-benchmark -P 64 UNLINK"
+            print("  \(useTLS ? "TLS" : "plain TCP")")
+            print(String(format: "    %@ (ceiling) %10.0f keys/s", reference.padding(toLength: 36, withPad: " ", startingAt: 0), ceiling))
+            // Plain TCP also runs the worker's way: each batch's deletes from 10 rules,
+            // UNLINKed per rule, each delete's rule looked up in a table of the batch.
+            for rules in useTLS ? [1] : [1, 10] {
+                try server.cli("FLUSHALL")
+                try server.cli("DEBUG", "POPULATE", String(keys), "key")
+                let ours = try await deleteThroughPool(
+                    keys: keys, batch: batch, rules: rules, port: useTLS ? server.tlsPort : server.port,
+                    tls: useTLS ? RedisTLSOptions(caFile: certificates.caFile) : nil)
+                let remaining = try server.cli("DBSIZE").trimmingCharacters(in: .whitespacesAndNewlines)
+                precondition(remaining == "0", "\(remaining) keys left")
+                let label = "invalidator pool (single\(rules > 1 ? ", \(rules) rules" : ""))".padding(toLength: 47, withPad: " ", startingAt: 0)
+                print("    " + label + String(format: "%10.0f keys/s  %5.2fx", ours, ours / ceiling))
+            }
+        }
+    }
 
+    /// Keys deleted per second through a single-node pool, the deletes of each batch
+    /// spread over `rules` removal groups.
+    private static func deleteThroughPool(keys: Int, batch: Int, rules: Int, port: Int, tls: RedisTLSOptions?) async throws -> Double {
         var logger = Logger(label: "bench")
         logger.logLevel = .error
         let pool = RedisPool(
-            configuration: RedisPoolConfiguration(name: "bench", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: server.port)]),
+            configuration: RedisPoolConfiguration(
+                name: "bench", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: port)], tls: tls),
             logger: logger)
         let operations = (0..<keys).map { CacheOperation.delete(key: "key:\($0)") }
         let chunks = stride(from: 0, to: keys, by: batch).map { Array(operations[$0..<min($0 + batch, keys)]) }
-        // As the worker runs a batch: deletes of 10 rules, UNLINKed per rule, each delete's
-        // rule looked up in a table of the batch (the worker's table of owners).
-        let rulesByChunk = chunks.map { chunk in Dictionary(uniqueKeysWithValues: chunk.enumerated().map { ($1, $0 % 10) }) }
-        var figures: [(label: String, keysPerSecond: Double)] = []
-        for label in ["single", "single, 10 rules"] {
-            try server.cli("FLUSHALL")
-            try server.cli("DEBUG", "POPULATE", String(keys), "key")
-            let start = ContinuousClock.now
-            for (chunk, rules) in zip(chunks, rulesByChunk) {
-                let removalGroup: RemovalGroup? = label == "single" ? nil : { @Sendable in rules[$0] ?? 0 }
-                let report = await pool.execute(chunk, removalGroup: removalGroup)
-                precondition(report.isSuccess, "benchmark deletes failed: \(report.failures.first.map { "\($0.error)" } ?? "")")
-            }
-            let elapsed = ContinuousClock.now - start
-            let remaining = try server.cli("DBSIZE").trimmingCharacters(in: .whitespacesAndNewlines)
-            precondition(remaining == "0", "\(remaining) keys left")
-            figures.append((label, Double(keys) / elapsed.seconds))
+        let rulesByChunk = chunks.map { chunk in Dictionary(uniqueKeysWithValues: chunk.enumerated().map { ($1, $0 % rules) }) }
+        let start = ContinuousClock.now
+        for (chunk, owners) in zip(chunks, rulesByChunk) {
+            let removalGroup: RemovalGroup? = rules == 1 ? nil : { @Sendable in owners[$0] ?? 0 }
+            let report = await pool.execute(chunk, removalGroup: removalGroup)
+            precondition(report.isSuccess, "benchmark deletes failed: \(report.failures.first.map { "\($0.error)" } ?? "")")
         }
+        let elapsed = ContinuousClock.now - start
         await pool.close()
-
-        print("redis benchmark: \(keys) keys, one local redis-server, batches of \(batch) operations")
-        print(String(format: "  redis-benchmark -P 64 UNLINK (ceiling)   %10.0f keys/s", ceiling))
-        for figure in figures {
-            let label = "invalidator pool (\(figure.label))".padding(toLength: 41, withPad: " ", startingAt: 0)
-            print("  " + label + String(format: " %10.0f keys/s  %5.2fx", figure.keysPerSecond, figure.keysPerSecond / ceiling))
-        }
+        return Double(keys) / elapsed.seconds
     }
 }
 
@@ -55,21 +67,24 @@ extension Duration {
     }
 }
 
-/// A throwaway redis-server on a free port.
+/// A throwaway redis-server on a free port, serving TLS on another.
 final class LocalRedisServer {
     let port: Int
+    let tlsPort: Int
     private let process = Process()
     private let folder: URL
 
     var endpoint: String { "127.0.0.1:\(port)" }
 
-    init() throws {
+    init(tls certificates: TestCertificates) throws {
         port = try Self.freePort()
+        tlsPort = try Self.freePort()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-bench-\(port)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["redis-server", "--port", String(port), "--save", "", "--appendonly", "no",
                              "--enable-debug-command", "local", "--dir", folder.path]
+            + certificates.serverArguments(port: tlsPort, requireClientCertificates: false)
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         for _ in 0..<100 {
@@ -92,11 +107,12 @@ final class LocalRedisServer {
         try Self.output(of: ["redis-cli", "-p", String(port)] + arguments)
     }
 
-    /// Requests per second `redis-benchmark` reports for pipelined single-key UNLINKs.
-    func redisBenchmarkUnlink(requests: Int) throws -> Double {
-        let output = try Self.output(of: [
-            "redis-benchmark", "-p", String(port), "-P", "64", "-n", String(requests), "-r", String(requests),
-            "-q", "UNLINK", "key:__rand_int__",
+    /// Requests per second `redis-benchmark` reports for pipelined single-key UNLINKs,
+    /// over TLS when given the CA to verify the server with.
+    func redisBenchmarkUnlink(requests: Int, tlsCAFile: String?) throws -> Double {
+        let connection = tlsCAFile.map { ["-p", String(tlsPort), "--tls", "--cacert", $0] } ?? ["-p", String(port)]
+        let output = try Self.output(of: ["redis-benchmark"] + connection + [
+            "-P", "64", "-n", String(requests), "-r", String(requests), "-q", "UNLINK", "key:__rand_int__",
         ])
         // "UNLINK key:__rand_int__: 2500000.00 requests per second, p50=..."
         guard let line = output.split(whereSeparator: \.isNewline).last(where: { $0.contains("requests per second") }),

@@ -168,6 +168,7 @@ import Testing
         ("pools:\n  other: { nodes: [\"127.0.0.1:6380\"], connect_timeout: 6m }", "pool 'other' connect_timeout"),
         ("pools:\n  other: { nodes: [\"127.0.0.1:6380\"], command_timeout: 301s }", "pool 'other' command_timeout"),
         ("sources:\n  redis_stream: { pool: main, streams: [s], claim_idle: 25h }", "sources.redis_stream.claim_idle"),
+        ("sources:\n  redis_pubsub: { pool: main, channels: [c], keepalive: 25h }", "sources.redis_pubsub.keepalive"),
     ])
     func otherDurationSettingsHaveCeilingsToo(_ setting: String, _ context: String) {
         // `pools:` twice would be a YAML error; the extra pool goes into the one mapping.
@@ -183,6 +184,13 @@ import Testing
         let problems = diagnostics(yaml)
         #expect(problems.count == 1, "\(problems)")
         #expect(problems.first?.contains("\(context) must be at most") == true, "\(problems)")
+    }
+
+    @Test func thePubSubKeepaliveDefaultsToThirtySeconds() throws {
+        let base = "pools:\n  main: { nodes: [\"127.0.0.1:6379\"] }\nrules: r.yaml\n"
+        #expect(try load(base + "sources: { redis_pubsub: { pool: main, channels: [c] } }\n").sources.redisPubSub?.keepalive == .seconds(30))
+        let configured = try load(base + "sources: { redis_pubsub: { pool: main, channels: [c], keepalive: 2m } }\n")
+        #expect(configured.sources.redisPubSub?.keepalive == .seconds(120))
     }
 
     /// A duration too long for any arithmetic used to trap in the parser; now it is

@@ -19,7 +19,8 @@ func makePool(
     retry: RetryPolicy = fastRetry,
     circuitBreaker: CircuitBreakerPolicy = .init(),
     tuning: ExecutionTuning = .init(),
-    commandTimeout: Duration = .seconds(5)
+    commandTimeout: Duration = .seconds(5),
+    tls: RedisTLSOptions? = nil
 ) throws -> RedisPool {
     let configuration = RedisPoolConfiguration(
         name: "test",
@@ -34,7 +35,8 @@ func makePool(
         commandTimeout: commandTimeout,
         retry: retry,
         circuitBreaker: circuitBreaker,
-        tuning: tuning
+        tuning: tuning,
+        tls: tls
     )
     return RedisPool(configuration: configuration, logger: quietLogger)
 }

@@ -1,6 +1,9 @@
 import Foundation
+import InvalidatorCore
+import InvalidatorRedis
 import InvalidatorRuntime
 import Logging
+import ServiceLifecycle
 import TestSupport
 import Testing
 
@@ -12,8 +15,13 @@ final class RedisSourceHarness: Sendable {
     let folder: URL
     let group = "invalidator"
 
-    init(sources: String) async throws {
-        redis = try await RedisServer.start()
+    /// - Parameter certificates: the event server also serves TLS with them.
+    init(sources: String, tls certificates: TestCertificates? = nil) async throws {
+        if let certificates {
+            redis = try await RedisServer.start(tls: certificates)
+        } else {
+            redis = try await RedisServer.start()
+        }
         deadLetterRedis = try await RedisServer.start()
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
@@ -328,5 +336,94 @@ final class RedisSourceHarness: Sendable {
         #expect(source.reconnections == 1)
         #expect(source.processedEvents == 11)
         #expect(try harness.deadLetterReasons().isEmpty)
+    }
+
+    // MARK: Pub/sub keepalive
+
+    /// PING calls the server has counted since its last `CONFIG RESETSTAT`.
+    func pingCalls(_ server: RedisServer) throws -> Int {
+        let stats = try server.call("INFO", "commandstats")
+        guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_ping:") }) else { return 0 }
+        return Int(line.split(separator: "=").dropFirst().first?.split(separator: ",").first ?? "") ?? -1
+    }
+
+    @Test func anIdleSubscriptionSendsNothingAndStillDelivers() async throws {
+        let harness = try await RedisSourceHarness(sources: Self.pubSubSources)
+        try await seedKeys(harness.redis, userKeys(0..<10))
+        let running = RunningWorker(try harness.makeWorker())
+        let source = try #require(running.worker.redisPubSub)
+        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        try harness.redis.call("CONFIG", "RESETSTAT")
+
+        try await Task.sleep(for: .seconds(3))
+        #expect(try pingCalls(harness.redis) == 0)
+        let idleCommands = try harness.redis.call("INFO", "stats").split(whereSeparator: \.isNewline)
+            .first { $0.hasPrefix("total_commands_processed:") }
+        report(
+            idle: "pub/sub subscribed 3 s with the default 30 s keepalive (the test's own two INFO calls included)",
+            String(idleCommands ?? "?"))
+
+        try await harness.publish(userEvents(0..<10))
+        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<10)) == 0 })
+        try await running.stop()
+        #expect(source.reconnections == 0)
+    }
+
+    @Test func aQuietSubscriptionIsCheckedByAKeepalivePing() async throws {
+        let harness = try await RedisSourceHarness(sources: Self.pubSubSources + "\n    keepalive: 300ms")
+        let running = RunningWorker(try harness.makeWorker())
+        let source = try #require(running.worker.redisPubSub)
+        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        try harness.redis.call("CONFIG", "RESETSTAT")
+        #expect(try await eventually(timeout: .seconds(5)) { try pingCalls(harness.redis) >= 2 })
+        #expect(source.reconnections == 0)
+
+        // A keepalive PING left unanswered past the command timeout (500 ms): the
+        // connection counts as dead and the subscription is set up again.
+        try harness.redis.call("CLIENT", "PAUSE", "2000", "ALL")
+        #expect(try await eventually(timeout: .seconds(10)) { source.reconnections == 1 && source.isSubscribed })
+        try await seedKeys(harness.redis, userKeys(0..<5))
+        try await harness.publish(userEvents(0..<5))
+        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<5)) == 0 })
+        try await running.stop()
+    }
+
+    /// The worker's own pools have no TLS settings yet, so the subscription runs in a
+    /// source of its own over a TLS pool, feeding the worker's pipeline.
+    @Test func aSubscriptionOverTLSDeliversAndSendsNothingWhileIdle() async throws {
+        let certificates = try await TestCertificates.generate()
+        let harness = try await RedisSourceHarness(sources: Self.pubSubSources, tls: certificates)
+        try await seedKeys(harness.redis, userKeys(0..<20))
+        let worker = try harness.makeWorker()
+        let logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        let tlsPool = RedisPool(
+            configuration: RedisPoolConfiguration(
+                name: "primary", mode: .single, nodes: [RedisEndpoint(host: "127.0.0.1", port: harness.redis.tlsPort ?? 0)],
+                tls: RedisTLSOptions(caFile: certificates.caFile)),
+            logger: logger)
+        var configuration = RedisPubSubSourceConfiguration(pool: "primary")
+        configuration.channels = ["entity-changes"]
+        let source = RedisPubSubSource(
+            configuration: configuration, pool: tlsPool, pipeline: worker.pipeline, drainTimeout: .seconds(5), logger: logger)
+        let group = ServiceGroup(services: [source], logger: logger)
+        let running = Task { try await group.run() }
+
+        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try harness.redis.call("CLIENT", "LIST").contains("laddr=127.0.0.1:\(harness.redis.tlsPort ?? 0)"))
+        try harness.redis.call("CONFIG", "RESETSTAT")
+        try await Task.sleep(for: .seconds(2))
+        #expect(try pingCalls(harness.redis) == 0)
+
+        try await harness.publish(userEvents(0..<20))
+        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<20)) == 0 })
+        await group.triggerGracefulShutdown()
+        try await running.value
+        #expect(source.processedEvents == 20)
+        #expect(source.reconnections == 0)
+        await tlsPool.close()
+    }
+
+    private func report(idle scenario: String, _ figure: String) {
+        print("FIGURE \(scenario): \(figure)")
     }
 }

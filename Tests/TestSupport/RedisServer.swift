@@ -8,6 +8,9 @@ import Synchronization
 public final class RedisServer: @unchecked Sendable {
     // @unchecked Sendable: `process` and `client` are only used while holding `lock`.
     public let port: Int
+    /// The TLS port, for servers started with certificates; the plain `port` stays
+    /// open for the tests' own checks.
+    public let tlsPort: Int?
     public let directory: URL
     private let extraArguments: [String]
     private let lock = NSLock()
@@ -17,9 +20,21 @@ public final class RedisServer: @unchecked Sendable {
     /// `127.0.0.1:port`, as used in pool configurations.
     public var endpoint: String { "127.0.0.1:\(port)" }
 
+    /// `127.0.0.1:tlsPort`; the plain endpoint for a server without TLS.
+    public var tlsEndpoint: String { "127.0.0.1:\(tlsPort ?? port)" }
+
     /// Starts a server, retrying on another port if the chosen one was taken in between.
     public static func start(_ extraArguments: [String] = []) async throws -> RedisServer {
         try await runBlocking { try startBlocking(extraArguments) }
+    }
+
+    /// Starts a server that also serves TLS with `certificates`, on ``tlsPort``.
+    public static func start(
+        _ extraArguments: [String] = [], tls certificates: TestCertificates, requireClientCertificates: Bool = false
+    ) async throws -> RedisServer {
+        try await runBlocking {
+            try startBlocking(extraArguments, tls: certificates, requireClientCertificates: requireClientCertificates)
+        }
     }
 
     /// Starts `count` independent servers.
@@ -31,10 +46,16 @@ public final class RedisServer: @unchecked Sendable {
         return servers
     }
 
-    fileprivate static func startBlocking(_ extraArguments: [String]) throws -> RedisServer {
+    fileprivate static func startBlocking(
+        _ extraArguments: [String], tls certificates: TestCertificates? = nil, requireClientCertificates: Bool = false
+    ) throws -> RedisServer {
         var lastError: Error = TestSupportError("no attempt made")
         for _ in 0..<5 {
-            let server = try RedisServer(port: try freePort(), extraArguments: extraArguments)
+            let tlsPort = try certificates.map { _ in try freePort() }
+            let tlsArguments = certificates.map { certificates in
+                certificates.serverArguments(port: tlsPort ?? 0, requireClientCertificates: requireClientCertificates)
+            } ?? []
+            let server = try RedisServer(port: try freePort(), tlsPort: tlsPort, extraArguments: extraArguments + tlsArguments)
             do {
                 try server.launch()
                 return server
@@ -45,8 +66,9 @@ public final class RedisServer: @unchecked Sendable {
         throw lastError
     }
 
-    private init(port: Int, extraArguments: [String]) throws {
+    private init(port: Int, tlsPort: Int?, extraArguments: [String]) throws {
         self.port = port
+        self.tlsPort = tlsPort
         self.extraArguments = extraArguments
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-test-\(port)-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -55,7 +77,10 @@ public final class RedisServer: @unchecked Sendable {
     deinit {
         kill()
         try? FileManager.default.removeItem(at: directory)
-        _ = Self.reservedPorts.withLock { $0.remove(port) }
+        Self.reservedPorts.withLock { reserved in
+            reserved.remove(port)
+            if let tlsPort { reserved.remove(tlsPort) }
+        }
     }
 
     /// Shuts the server down cleanly (SIGTERM) and waits for it.
@@ -285,13 +310,22 @@ public final class RedisCluster: Sendable {
     /// and waits for `cluster_state:ok` on every node. A node is declared failed
     /// after 2 s without an answer (`cluster-node-timeout`), so a replica is
     /// promoted a few seconds after its primary dies.
-    public static func start(primaries: Int = 3, replicasPerPrimary: Int = 0) async throws -> RedisCluster {
-        try await runBlocking { try startBlocking(primaries: primaries, replicasPerPrimary: replicasPerPrimary) }
+    ///
+    /// With `tls`, the nodes also serve TLS and talk TLS on the cluster bus
+    /// (`tls-cluster yes`), so `CLUSTER SLOTS` reports their TLS ports.
+    public static func start(
+        primaries: Int = 3, replicasPerPrimary: Int = 0, tls certificates: TestCertificates? = nil
+    ) async throws -> RedisCluster {
+        try await runBlocking {
+            try startBlocking(primaries: primaries, replicasPerPrimary: replicasPerPrimary, tls: certificates)
+        }
     }
 
-    private static func startBlocking(primaries: Int, replicasPerPrimary: Int) throws -> RedisCluster {
+    private static func startBlocking(primaries: Int, replicasPerPrimary: Int, tls certificates: TestCertificates?) throws -> RedisCluster {
+        let clusterArguments = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"]
+            + (certificates == nil ? [] : ["--tls-cluster", "yes", "--tls-replication", "yes"])
         let servers = try (0..<primaries * (1 + replicasPerPrimary)).map { _ in
-            try RedisServer.startBlocking(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+            try RedisServer.startBlocking(clusterArguments, tls: certificates)
         }
         let cluster = RedisCluster(servers: servers)
         let output = try RedisServer.run(

@@ -2,7 +2,7 @@ import Foundation
 
 /// A serial executor that runs every job on one dedicated OS thread.
 ///
-/// hiredis calls block and its contexts are not thread-safe, so a connection's
+/// Socket and TLS calls block and a TLS session is not thread-safe, so a connection's
 /// work must never run on Swift's cooperative pool (it would stall other tasks)
 /// nor hop between threads. Jobs run in FIFO order.
 final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
@@ -58,7 +58,7 @@ final class DedicatedThreadExecutor: SerialExecutor, @unchecked Sendable {
         }
     }
 
-    /// hiredis writes with write(2); on a peer-closed socket that raises SIGPIPE,
+    /// OpenSSL writes with write(2); on a peer-closed socket that raises SIGPIPE,
     /// which would kill the process. Blocking it on this thread only turns it into
     /// an EPIPE error without changing the process-wide signal disposition.
     private func blockBrokenPipeSignal() {

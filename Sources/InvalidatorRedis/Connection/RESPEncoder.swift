@@ -1,8 +1,8 @@
 /// Writes commands in the Redis protocol (RESP arrays of bulk strings).
 ///
-/// A pipeline is encoded into one buffer and handed to hiredis in one call:
-/// hiredis's own argv formatting costs two copies and an allocation per
-/// argument, which adds up on a batch of thousands of keys.
+/// A pipeline is encoded into one buffer and written to the socket at once:
+/// formatting argument by argument (as hiredis's argv API does) costs copies and
+/// an allocation per argument, which adds up on a batch of thousands of keys.
 enum RESPEncoder {
     static func encode<Argument: RedisArgument>(_ commands: [[Argument]]) -> [UInt8] {
         var buffer: [UInt8] = []

@@ -1,22 +1,28 @@
-import CHiredis
 import Foundation
 import InvalidatorCore
 import Logging
 
-/// One blocking hiredis connection to one node, confined to its own thread.
+/// One connection to one node, confined to its own thread.
 ///
-/// This actor's executor is a dedicated OS thread, so every hiredis call runs
-/// there and never on Swift's cooperative pool. The connection opens lazily,
-/// and when it breaks it is reopened on the next call, with exponential backoff
-/// between failed attempts.
+/// This actor's executor is a dedicated OS thread, so every blocking socket and
+/// TLS call runs there and never on Swift's cooperative pool. The connection
+/// owns its socket (plain TCP or TLS), writes the RESP ``RESPEncoder`` produces
+/// and parses replies with hiredis's reader. It opens lazily, and when it breaks
+/// it is reopened on the next call, with exponential backoff between failed attempts.
 package actor RedisConnection {
     package nonisolated let endpoint: RedisEndpoint
     private let options: RedisConnectionOptions
     private let logger: Logger
     private let executor: DedicatedThreadExecutor
-    private var context: UnsafeMutablePointer<redisContext>?
+    /// The open socket and its parser; nil when closed (after any failure).
+    private var session: Session?
     private var consecutiveConnectFailures = 0
     private var nextConnectAllowedAt: ContinuousClock.Instant?
+
+    private struct Session {
+        let socket: RedisSocket
+        let parser: ReplyParser
+    }
 
     package nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
@@ -41,13 +47,13 @@ package actor RedisConnection {
     /// by a later call, and it is unknown which of the commands were applied.
     package func pipeline<Argument: RedisArgument>(_ commands: [[Argument]]) async throws(RedisError) -> [RedisReply] {
         guard !commands.isEmpty else { return [] }
-        let context = try connectedContext()
+        let session = try connectedSession()
         do throws(RedisError) {
-            try append(commands, to: context)
+            try write(commands, to: session)
             var replies: [RedisReply] = []
             replies.reserveCapacity(commands.count)
             for _ in commands {
-                replies.append(try readReply(from: context))
+                replies.append(try commandReply(from: session))
             }
             return replies
         } catch {
@@ -61,16 +67,40 @@ package actor RedisConnection {
         try await pipeline([command])[0]
     }
 
+    /// Sends one command without reading its reply, connecting first if needed: on a
+    /// subscribed connection, replies come among pushed messages, read by ``receive(waitingAtMost:)``.
+    package func post(_ command: [String]) async throws(RedisError) {
+        let session = try connectedSession()
+        do throws(RedisError) {
+            try write([command], to: session)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
     /// Waits for the next reply the server pushes without a command being sent,
     /// such as a pub/sub message after SUBSCRIBE. The command timeout bounds the
     /// wait; when it passes, this throws `.timeout` and the connection (and its
     /// subscriptions) must be set up again.
     package func receive() async throws(RedisError) -> RedisReply {
-        guard let context else {
-            throw RedisError(code: .connection, message: "\(endpoint): not connected")
-        }
+        let session = try currentSession()
         do throws(RedisError) {
-            return try readReply(from: context)
+            return try commandReply(from: session)
+        } catch {
+            disconnect()
+            throw error
+        }
+    }
+
+    /// Waits up to `wait` for the next reply the server pushes; nil when the socket
+    /// stayed silent that long. The connection stays open then (a reply that arrived in part is kept
+    /// for the next call), so a subscription survives quiet periods. A broken
+    /// connection throws and closes it.
+    package func receive(waitingAtMost wait: Duration) async throws(RedisError) -> RedisReply? {
+        let session = try currentSession()
+        do throws(RedisError) {
+            return try nextReply(from: session, waitingAtMost: wait)
         } catch {
             disconnect()
             throw error
@@ -82,24 +112,29 @@ package actor RedisConnection {
         disconnect()
     }
 
+    /// The open session, for reading what a command already sent will bring.
+    private func currentSession() throws(RedisError) -> Session {
+        guard let session else {
+            throw RedisError(code: .connection, message: "\(endpoint): not connected")
+        }
+        return session
+    }
+
     // MARK: Connecting
 
-    private func connectedContext() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        if let context {
-            if context.pointee.err == 0 { return context }
-            disconnect()
-        }
+    private func connectedSession() throws(RedisError) -> Session {
+        if let session { return session }
         if let notBefore = nextConnectAllowedAt, ContinuousClock.now < notBefore {
             throw RedisError(code: .connection, message: "\(endpoint) unreachable; waiting before reconnecting")
         }
         do throws(RedisError) {
-            let opened = try openContext()
+            let opened = try openConnection()
             if consecutiveConnectFailures > 0 {
                 logger.info("reconnected to redis", metadata: ["node": "\(endpoint)"])
             }
             consecutiveConnectFailures = 0
             nextConnectAllowedAt = nil
-            context = opened
+            session = opened
             return opened
         } catch {
             consecutiveConnectFailures += 1
@@ -116,22 +151,13 @@ package actor RedisConnection {
             from: options.reconnectInitialBackoff, doublings: consecutiveConnectFailures - 1, cap: options.reconnectMaxBackoff)
     }
 
-    private func openContext() throws(RedisError) -> UnsafeMutablePointer<redisContext> {
-        guard let opened = redisConnectWithTimeout(endpoint.host, Int32(endpoint.port), timeval(options.connectTimeout)) else {
-            throw RedisError(code: .connection, message: "\(endpoint): cannot allocate a connection")
+    private func openConnection() throws(RedisError) -> Session {
+        let opened = Session(socket: try RedisSocket.connect(to: endpoint, options: options), parser: try ReplyParser())
+        for command in handshakeCommands() {
+            try write([command], to: opened)
+            if let error = try commandReply(from: opened).error { throw error }
         }
-        do throws(RedisError) {
-            if opened.pointee.err != 0 { throw failure(of: opened) }
-            if redisSetTimeout(opened, timeval(options.commandTimeout)) != REDIS_OK { throw failure(of: opened) }
-            for command in handshakeCommands() {
-                try append([command], to: opened)
-                if let error = try readReply(from: opened).error { throw error }
-            }
-            return opened
-        } catch {
-            redisFree(opened)
-            throw error
-        }
+        return opened
     }
 
     /// AUTH then SELECT, as configured. The password is only ever sent, never logged.
@@ -147,70 +173,34 @@ package actor RedisConnection {
     }
 
     private func disconnect() {
-        if let context {
-            redisFree(context)
-            self.context = nil
-        }
+        session = nil
     }
 
     // MARK: Protocol
 
-    /// Queues `commands` in hiredis's output buffer (which copies them); the
-    /// first read sends them.
-    private func append<Argument: RedisArgument>(_ commands: [[Argument]], to context: UnsafeMutablePointer<redisContext>) throws(RedisError) {
+    private func write<Argument: RedisArgument>(_ commands: [[Argument]], to session: Session) throws(RedisError) {
         let encoded = RESPEncoder.encode(commands)
-        let status = encoded.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { redisAppendFormattedCommand(context, $0.baseAddress, $0.count) }
+        let written = encoded.withUnsafeBytes { bytes in
+            Result { () throws(RedisError) in try session.socket.write(bytes, timeout: options.commandTimeout) }
         }
-        if status != REDIS_OK { throw failure(of: context) }
+        try written.get()
     }
 
-    private func readReply(from context: UnsafeMutablePointer<redisContext>) throws(RedisError) -> RedisReply {
-        var raw: UnsafeMutableRawPointer?
-        guard redisGetReply(context, &raw) == REDIS_OK, let raw else {
-            throw failure(of: context)
+    /// The reply to a command sent: no reply within the command timeout is an
+    /// error, and the caller closes the connection (the command's fate is unknown).
+    private func commandReply(from session: Session) throws(RedisError) -> RedisReply {
+        guard let reply = try nextReply(from: session, waitingAtMost: options.commandTimeout) else {
+            throw RedisError(code: .timeout, message: "\(endpoint): no reply within \(options.commandTimeout)")
         }
-        defer { freeReplyObject(raw) }
-        return RedisReply(raw.assumingMemoryBound(to: redisReply.self))
+        return reply
     }
 
-    private func failure(of context: UnsafeMutablePointer<redisContext>) -> RedisError {
-        let lastErrno = errno
-        let description = withUnsafeBytes(of: context.pointee.errstr) { bytes in
-            String(decoding: bytes.prefix { $0 != 0 }, as: UTF8.self)
+    /// The next reply, or nil when the socket stays silent for `wait`.
+    private func nextReply(from session: Session, waitingAtMost wait: Duration) throws(RedisError) -> RedisReply? {
+        while true {
+            if let reply = try session.parser.next() { return reply }
+            guard let bytes = try session.socket.read(until: ContinuousClock.now + wait) else { return nil }
+            try session.parser.feed(bytes)
         }
-        // A socket timeout surfaces as an I/O error with EAGAIN.
-        let timedOut = context.pointee.err == REDIS_ERR_IO && (lastErrno == EAGAIN || lastErrno == EWOULDBLOCK)
-        if context.pointee.err == REDIS_ERR_PROTOCOL {
-            return RedisError(code: .protocolViolation, message: "\(endpoint): \(description)")
-        }
-        return RedisError(code: timedOut ? .timeout : .connection, message: "\(endpoint): \(description)")
-    }
-}
-
-extension RedisReply {
-    /// Copies a hiredis reply tree into Swift values.
-    fileprivate init(_ reply: UnsafeMutablePointer<redisReply>) {
-        let value = reply.pointee
-        func bytes() -> [UInt8] {
-            guard let text = value.str else { return [] }
-            return Array(UnsafeRawBufferPointer(start: text, count: value.len))
-        }
-        switch value.type {
-        case REDIS_REPLY_STATUS: self = .status(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_ERROR: self = .error(String(decoding: bytes(), as: UTF8.self))
-        case REDIS_REPLY_INTEGER: self = .integer(Int64(value.integer))
-        case REDIS_REPLY_STRING: self = .bulk(bytes())
-        case REDIS_REPLY_ARRAY:
-            self = .array((0..<value.elements).map { RedisReply(value.element[$0]!) })
-        default: self = .null
-        }
-    }
-}
-
-extension timeval {
-    fileprivate init(_ duration: Duration) {
-        let (seconds, attoseconds) = duration.components
-        self.init(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
     }
 }

@@ -7,13 +7,17 @@ package struct RedisConnectionOptions: Sendable, Hashable {
     package var password: String?
     /// Selected after connecting when not 0. Redis Cluster only has database 0.
     package var database: Int
+    /// Bounds the TCP connection and the TLS handshake together.
     package var connectTimeout: Duration
-    /// Applies to each read and write on the socket.
+    /// Bounds each wait for the socket to be readable or writable while a command
+    /// is sent or its reply read.
     package var commandTimeout: Duration
     /// After a failed connect, the next attempt waits this long, doubling per
     /// consecutive failure up to `reconnectMaxBackoff`; calls in between fail fast.
     package var reconnectInitialBackoff: Duration
     package var reconnectMaxBackoff: Duration
+    /// Nil: plain TCP.
+    package var tls: RedisTLSOptions?
 
     package init(
         username: String? = nil,
@@ -22,7 +26,8 @@ package struct RedisConnectionOptions: Sendable, Hashable {
         connectTimeout: Duration = PoolConfiguration.defaultConnectTimeout,
         commandTimeout: Duration = PoolConfiguration.defaultCommandTimeout,
         reconnectInitialBackoff: Duration = .milliseconds(20),
-        reconnectMaxBackoff: Duration = .seconds(1)
+        reconnectMaxBackoff: Duration = .seconds(1),
+        tls: RedisTLSOptions? = nil
     ) {
         self.username = username
         self.password = password
@@ -31,5 +36,6 @@ package struct RedisConnectionOptions: Sendable, Hashable {
         self.commandTimeout = commandTimeout
         self.reconnectInitialBackoff = reconnectInitialBackoff
         self.reconnectMaxBackoff = reconnectMaxBackoff
+        self.tls = tls
     }
 }

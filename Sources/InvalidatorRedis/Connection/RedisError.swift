@@ -9,6 +9,11 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case connection
         /// No answer within the command timeout.
         case timeout
+        /// TLS refused: the server's certificate failed verification (unknown CA,
+        /// expired, another name), the server does not speak TLS on that port, or a
+        /// CA, certificate or key file cannot be loaded. A network failure during the
+        /// handshake is `.connection` or `.timeout` instead.
+        case tls
         /// The node's circuit breaker is open: recent attempts all failed to connect.
         case circuitOpen
         case noAuth = "NOAUTH"
@@ -59,7 +64,7 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case .connection, .timeout, .circuitOpen, .loading, .tryAgain, .clusterDown, .masterDown, .readOnly, .tooManyClients,
              .moved, .ask:
             true
-        case .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
+        case .tls, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
             false
         }
     }
@@ -75,7 +80,7 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         switch code {
         case .connection, .timeout, .circuitOpen, .clusterDown, .masterDown, .readOnly, .tryAgain, .moved, .ask:
             true
-        case .loading, .tooManyClients, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
+        case .tls, .loading, .tooManyClients, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
             false
         }
     }

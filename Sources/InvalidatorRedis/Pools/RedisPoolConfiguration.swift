@@ -24,6 +24,8 @@ package struct RedisPoolConfiguration: Sendable {
     package var tuning: ExecutionTuning
     /// Key hash for sharded pools; must match the other clients of the same shards.
     package var shardingKeyHash: KetamaRing.KeyHash
+    /// TLS to every node, discovered cluster nodes included; nil: plain TCP.
+    package var tls: RedisTLSOptions?
 
     /// - Parameter nodes: at least one, none twice, exactly one for `single`; database 0
     ///   for `cluster`: what `ConfigurationLoader` guarantees. Anything else is a
@@ -41,7 +43,8 @@ package struct RedisPoolConfiguration: Sendable {
         retry: RetryPolicy = .init(),
         circuitBreaker: CircuitBreakerPolicy = .init(),
         tuning: ExecutionTuning = .init(),
-        shardingKeyHash: KetamaRing.KeyHash = .fnv1a64
+        shardingKeyHash: KetamaRing.KeyHash = .fnv1a64,
+        tls: RedisTLSOptions? = nil
     ) {
         precondition(!nodes.isEmpty && Set(nodes).count == nodes.count, "pool \(name): nodes must be distinct and at least one")
         precondition(mode != .single || nodes.count == 1, "pool \(name): a single pool has exactly one node")
@@ -59,6 +62,7 @@ package struct RedisPoolConfiguration: Sendable {
         self.circuitBreaker = circuitBreaker
         self.tuning = tuning
         self.shardingKeyHash = shardingKeyHash
+        self.tls = tls
     }
 
     /// A configured pool as the Redis layer runs it.
@@ -75,7 +79,8 @@ package struct RedisPoolConfiguration: Sendable {
             password: password,
             database: database,
             connectTimeout: connectTimeout,
-            commandTimeout: commandTimeout
+            commandTimeout: commandTimeout,
+            tls: tls
         )
     }
 }

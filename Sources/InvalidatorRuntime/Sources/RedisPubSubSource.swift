@@ -14,14 +14,15 @@ import Synchronization
 ///
 /// One dedicated connection subscribes to every channel (SUBSCRIBE) and pattern
 /// (PSUBSCRIBE) on the node owning the first channel or pattern name; in a cluster,
-/// every node sees every PUBLISH. Messages are processed in batches of what has
-/// arrived, up to `batchSize`, without waiting for a batch to fill: each poll sends
-/// PING and takes the messages queued before its reply. A poll that finds nothing
-/// waits a little (doubling up to `maximumIdleWait`) before the next. (A blocking
-/// `receive()` cannot wait indefinitely: its timeout ends the connection, which would
-/// drop the subscription, and lose events, on every quiet period.)
+/// every node sees every PUBLISH. The source waits on the socket for pushed
+/// messages and processes them in batches of what has arrived, up to `batchSize`,
+/// without waiting for a batch to fill. Nothing is sent while idle, except a PING
+/// after `keepalive` of silence: its reply proves the subscription alive, and no
+/// reply within the pool's command timeout means a dead connection (resubscribe).
+/// The wait on the socket is cut into slices of `stopCheckInterval` so a stop is
+/// noticed within one slice; a slice ending sends nothing.
 ///
-/// On graceful shutdown it stops polling, unsubscribes, processes the messages that
+/// On graceful shutdown it stops waiting, unsubscribes, processes the messages that
 /// arrived before the unsubscription was confirmed, and lets delayed redeletes finish
 /// up to the drain timeout.
 package final class RedisPubSubSource: Service, Sendable {
@@ -32,7 +33,7 @@ package final class RedisPubSubSource: Service, Sendable {
 
     package init(
         configuration: RedisPubSubSourceConfiguration, pool: RedisPool, pipeline: EventPipeline, drainTimeout: Duration,
-        batchSize: Int = 1000, maximumIdleWait: Duration = .milliseconds(20), metrics: WorkerMetrics = .disabled,
+        batchSize: Int = 1000, stopCheckInterval: Duration = .milliseconds(100), metrics: WorkerMetrics = .disabled,
         liveness: LivenessMonitor = LivenessMonitor(), logger: Logger
     ) {
         self.configuration = configuration
@@ -40,7 +41,7 @@ package final class RedisPubSubSource: Service, Sendable {
         logger[metadataKey: "source"] = "redis_pubsub"
         self.logger = logger
         adapter = PubSubAdapter(
-            configuration: configuration, pool: pool, batchSize: batchSize, maximumIdleWait: maximumIdleWait,
+            configuration: configuration, pool: pool, batchSize: batchSize, stopCheckInterval: stopCheckInterval,
             metrics: metrics, logger: logger)
         // No commit timer: pub/sub keeps no positions (at most once).
         driver = AtLeastOnceDriver(
@@ -76,7 +77,7 @@ actor PubSubAdapter: SourceAdapter {
     private let configuration: RedisPubSubSourceConfiguration
     private let pool: RedisPool
     private let batchSize: Int
-    private let maximumIdleWait: Duration
+    private let stopCheckInterval: Duration
     private let metrics: WorkerMetrics
     private let logger: Logger
     private let interruption = StopSignal()
@@ -86,17 +87,16 @@ actor PubSubAdapter: SourceAdapter {
     private var backoff = ReconnectBackoff()
     private var retryAt: ContinuousClock.Instant?
     private var lostAt: ContinuousClock.Instant?
-    private var idleWait = Duration.milliseconds(1)
     private var nextPosition: Int64 = 0
 
     init(
-        configuration: RedisPubSubSourceConfiguration, pool: RedisPool, batchSize: Int, maximumIdleWait: Duration,
+        configuration: RedisPubSubSourceConfiguration, pool: RedisPool, batchSize: Int, stopCheckInterval: Duration,
         metrics: WorkerMetrics, logger: Logger
     ) {
         self.configuration = configuration
         self.pool = pool
         self.batchSize = batchSize
-        self.maximumIdleWait = maximumIdleWait
+        self.stopCheckInterval = stopCheckInterval
         self.metrics = metrics
         self.logger = logger
     }
@@ -109,9 +109,9 @@ actor PubSubAdapter: SourceAdapter {
         configuration.channels.first ?? configuration.patterns.first ?? ""
     }
 
-    /// Subscribes when needed, then takes what has arrived. An empty poll waits a
-    /// little (doubling up to `maximumIdleWait`); a lost subscription is set up
-    /// again with backoff.
+    /// Subscribes when needed, then waits on the socket (up to `timeout` or one stop
+    /// check slice) and takes what has arrived; a lost subscription is set up again
+    /// with backoff.
     func next(timeout: Duration) async throws -> SourceInput<Int> {
         if let retryAt, ContinuousClock.now < retryAt {
             // Timer: the resubscription backoff (ends early on stop).
@@ -124,16 +124,10 @@ actor PubSubAdapter: SourceAdapter {
                 if !early.isEmpty { return .batch(batch(early)) }
             }
             guard var current = subscription else { return .idle }
-            let messages = try await current.poll(limit: batchSize, decoder: configuration.decoder)
+            let messages = try await current.receive(
+                limit: batchSize, waitingAtMost: min(timeout, stopCheckInterval), decoder: configuration.decoder)
             subscription = current
-            if messages.isEmpty {
-                // Timer: the pause between PING-delimited polls, the one poll left: replies are read only after a command is sent.
-                await interruption.pause(for: min(idleWait, timeout))
-                idleWait = min(idleWait * 2, maximumIdleWait)
-                return .idle
-            }
-            idleWait = .milliseconds(1)
-            return .batch(batch(messages))
+            return messages.isEmpty ? .idle : .batch(batch(messages))
         } catch {
             await lose(error)
             return .idle
@@ -142,7 +136,8 @@ actor PubSubAdapter: SourceAdapter {
 
     private func subscribe() async throws(RedisError) -> [IncomingEvent] {
         let connection = try await pool.dedicatedConnection(routingKey: routingKey)
-        var fresh = Subscription(connection: connection)
+        var fresh = Subscription(
+            connection: connection, keepalive: configuration.keepalive, replyTimeout: pool.configuration.commandTimeout)
         subscription = fresh
         let early = try await fresh.subscribe(
             channels: configuration.channels, patterns: configuration.patterns, decoder: configuration.decoder)
@@ -210,14 +205,21 @@ actor PubSubAdapter: SourceAdapter {
     }
 }
 
-/// A connection in subscribed mode, read in PING-delimited polls.
+/// A connection in subscribed mode, waiting on its socket for pushed messages.
 private struct Subscription {
     let connection: RedisConnection
-    /// A PING was sent and its reply not read yet: messages before it are still queued.
-    var awaitingPong = false
+    /// Silence after which a PING checks the connection.
+    let keepalive: Duration
+    /// How long the keepalive PING's reply may take before the connection counts as dead.
+    let replyTimeout: Duration
+    private var lastHeard = ContinuousClock.now
+    /// When the keepalive PING still unanswered was sent.
+    private var pingSentAt: ContinuousClock.Instant?
 
-    init(connection: RedisConnection) {
+    init(connection: RedisConnection, keepalive: Duration, replyTimeout: Duration) {
         self.connection = connection
+        self.keepalive = keepalive
+        self.replyTimeout = replyTimeout
     }
 
     /// SUBSCRIBE then PSUBSCRIBE, waiting for every confirmation.
@@ -245,31 +247,41 @@ private struct Subscription {
         return early
     }
 
-    /// Messages that have arrived, up to `limit`: everything queued before the reply
-    /// to a PING sent now (or still outstanding from the previous poll).
-    mutating func poll(limit: Int, decoder: EventDecoder) async throws(RedisError) -> [IncomingEvent] {
+    /// Messages that arrive within `wait`, and those right behind them, up to `limit`.
+    mutating func receive(limit: Int, waitingAtMost wait: Duration, decoder: EventDecoder) async throws(RedisError) -> [IncomingEvent] {
+        try await keepAliveWhenQuiet()
         var events: [IncomingEvent] = []
-        var reply: RedisReply
-        if awaitingPong {
-            reply = try await connection.receive()
-        } else {
-            reply = try await connection.send(["PING"])
-            awaitingPong = true
-        }
-        while true {
+        var next = try await connection.receive(waitingAtMost: wait)
+        while let reply = next {
+            lastHeard = ContinuousClock.now
             switch try PubSubPush(reply) {
             case .message(let channel, let payload):
                 events.append(IncomingEvent(source: .redisPubSub(channel: channel), payload: payload, decoder: decoder))
             case .pong:
-                awaitingPong = false
-                return events
+                pingSentAt = nil
             case .confirmation:
                 break
             case .unsubscribed:
                 throw RedisError(code: .protocolViolation, message: "unsubscribed by the server")
             }
-            if events.count >= limit { return events }
-            reply = try await connection.receive()
+            if events.count >= limit { break }
+            next = try await connection.receive(waitingAtMost: .zero)
+        }
+        return events
+    }
+
+    /// After `keepalive` of silence, sends a PING; when its reply has not come
+    /// within `replyTimeout`, the connection is dead.
+    private mutating func keepAliveWhenQuiet() async throws(RedisError) {
+        let now = ContinuousClock.now
+        if let pingSentAt {
+            guard now - pingSentAt <= replyTimeout else {
+                throw RedisError(
+                    code: .timeout, message: "\(connection.endpoint): no reply to the keepalive PING within \(replyTimeout)")
+            }
+        } else if now - lastHeard >= keepalive {
+            try await connection.post(["PING"])
+            pingSentAt = now
         }
     }
 
