@@ -275,7 +275,7 @@ import Testing
 
     @Test(arguments: [
         (timingConfig(keepalive: "0s"), "4:57: sources.redis_pubsub.keepalive must be a positive duration such as 500ms, 5s, 2m or 1h, got '0s'"),
-        (timingConfig(keepalive: "500ms"), "4:57: sources.redis_pubsub.keepalive must be at least 1s, got '500ms'"),
+        (timingConfig(keepalive: "50ms"), "4:57: sources.redis_pubsub.keepalive must be at least 100ms, got '50ms'"),
         (timingConfig(keepalive: "2h"), "4:57: sources.redis_pubsub.keepalive must be at most 1h, got '2h'"),
         (timingConfig(block: "0ms"), "5:52: sources.redis_stream.block must be a positive duration such as 500ms, 5s, 2m or 1h, got '0ms'"),
         (timingConfig(block: "10ms"), "5:52: sources.redis_stream.block must be at least 100ms, got '10ms'"),

@@ -298,7 +298,7 @@ public enum ConfigurationLoader {
             source.format = format(values["format"], context: "sources.redis_pubsub.format", reader: &reader)
             if let keepalive = values["keepalive"] {
                 source.keepalive = reader.duration(
-                    keepalive, context: "sources.redis_pubsub.keepalive", minimum: .seconds(1), maximum: .seconds(3600)) ?? source.keepalive
+                    keepalive, context: "sources.redis_pubsub.keepalive", minimum: .milliseconds(100), maximum: .seconds(3600)) ?? source.keepalive
             }
             source.reading = parseReading(values, format: source.format, in: pubsub, context: "sources.redis_pubsub", poolNames: poolNames, reader: &reader)
             if source.channels.isEmpty, source.patterns.isEmpty {
