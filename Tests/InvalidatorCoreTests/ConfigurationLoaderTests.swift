@@ -39,26 +39,6 @@ import Testing
 
     static let minimalConfig = "pools:\n  main:\n    nodes: [\"127.0.0.1:6379\"]\nrules: r.yaml\nsources: { redis_pubsub: { pool: main, channels: [c] } }\n"
 
-    /// - Parameter secretFiles: contents by path, standing in for mounted secret files.
-    func load(
-        _ yaml: String, environment: [String: String] = [:], secretFiles: [String: String] = [:]
-    ) throws(ValidationError) -> Configuration {
-        try ConfigurationLoader.load(yaml: yaml, file: "invalidator.yaml", environment: environment) { path throws(FileReadError) in
-            guard let contents = secretFiles[path] else { throw FileReadError(path: path, reason: "no such file") }
-            return contents
-        }
-    }
-
-    /// The diagnostics `load` throws, as `file:line:column: message` lines.
-    func diagnostics(_ yaml: String, environment: [String: String] = [:], secretFiles: [String: String] = [:]) -> [String] {
-        do {
-            _ = try load(yaml, environment: environment, secretFiles: secretFiles)
-            return []
-        } catch {
-            return error.diagnostics.map(\.description)
-        }
-    }
-
     @Test func loadsTheDesignExample() throws {
         let configuration = try load(Self.fullConfig, environment: ["REDIS_PASSWORD": "s3cret"])
         #expect(configuration.sources.kafka?.format == .debezium)

@@ -5,22 +5,6 @@ import Testing
 /// ways that used to be accepted silently or to trap: Kafka properties that break
 /// at-least-once, pools and nodes named twice, durations with no ceiling.
 @Suite struct HostileConfigTests {
-    func load(_ yaml: String, environment: [String: String] = [:]) throws(ValidationError) -> Configuration {
-        try ConfigurationLoader.load(yaml: yaml, file: "invalidator.yaml", environment: environment) { path throws(FileReadError) in
-            throw FileReadError(path: path, reason: "no such file")
-        }
-    }
-
-    /// The diagnostics `load` throws, as `file:line:column: message` lines; empty when it loads.
-    func diagnostics(_ yaml: String, environment: [String: String] = [:]) -> [String] {
-        do {
-            _ = try load(yaml, environment: environment)
-            return []
-        } catch {
-            return error.diagnostics.map(\.description)
-        }
-    }
-
     func ruleProblems(_ yaml: String) -> [String] {
         do {
             _ = try RulesLoader.load(yaml: yaml, file: "rules.yaml")

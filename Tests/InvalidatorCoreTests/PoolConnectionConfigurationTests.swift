@@ -21,22 +21,6 @@ import Testing
         """
     }
 
-    func load(_ yaml: String, environment: [String: String] = [:], secretFiles: [String: String] = [:]) throws(ValidationError) -> Configuration {
-        try ConfigurationLoader.load(yaml: yaml, file: "invalidator.yaml", environment: environment) { path throws(FileReadError) in
-            guard let contents = secretFiles[path] else { throw FileReadError(path: path, reason: "no such file") }
-            return contents
-        }
-    }
-
-    func diagnostics(_ yaml: String, environment: [String: String] = [:]) -> [String] {
-        do {
-            _ = try load(yaml, environment: environment)
-            return []
-        } catch {
-            return error.diagnostics.map(\.description)
-        }
-    }
-
     func pool(
         nodes: String, mode: String = "replicated", pool: String = "", environment: [String: String] = [:],
         secretFiles: [String: String] = [:]
