@@ -259,7 +259,7 @@ final class RedisSourceHarness: Sendable {
     // MARK: Both
 
     /// Both Redis loops wait for input in bounded steps (XREADGROUP BLOCK, short
-    /// pub/sub polls), so while idle they keep beating; ended loops are not monitored.
+    /// socket waits on pub/sub), so while idle they keep beating; ended loops are not monitored.
     @Test func idleRedisLoopsKeepBeating() async throws {
         let harness = try await RedisSourceHarness(sources: Self.streamSources + "\n" + Self.pubSubSources)
         // The stream reader then blocks for 1.5 s at a time (half the stall timeout).

@@ -20,7 +20,7 @@ package enum MetricName {
     package static let consumerLag = "invalidator_consumer_lag"
     /// Gauge: events received and not finished (applied or dead-lettered, redeletes included).
     package static let inFlightEvents = "invalidator_in_flight_events"
-    /// Gauge {pool, node}: 1 when the node answered the last PING, else 0.
+    /// Gauge {pool, node}: 1 when the node answered in the last health check (recent traffic or a PING), else 0.
     package static let nodeUp = "invalidator_node_up"
     /// Counter {result}: rules reloads, `ok` or `rejected`.
     package static let ruleReloads = "invalidator_rule_reloads_total"
