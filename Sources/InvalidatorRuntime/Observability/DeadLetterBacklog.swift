@@ -1,6 +1,5 @@
 import Logging
 import ServiceLifecycle
-import Synchronization
 
 /// Watches a running worker's Redis stream of dead letters:
 /// - keeps `invalidator_dead_letters_remaining` (`XLEN`) and
@@ -21,8 +20,6 @@ final class DeadLetterBacklog: Service, Sendable {
     /// Count requests; one waiting is enough, however many writes asked meanwhile.
     private let requests: AsyncStream<Void>
     private let requester: AsyncStream<Void>.Continuation
-    /// The last count seen; only `count()` touches it, from the one loop of `run()`.
-    private let lastCount = Mutex<Int?>(nil)
 
     /// nil unless `store` is a Redis stream.
     init?(store: any DeadLetterStore, metrics: WorkerMetrics, logger: Logger) {
@@ -49,25 +46,29 @@ final class DeadLetterBacklog: Service, Sendable {
                     }
                 }
                 var inspected = false
+                var measuredAt: Int?
                 // Ends when cancelled.
                 for await _ in self.requests {
                     if !inspected { inspected = await self.inspectNode() }
-                    await self.count()
+                    measuredAt = await self.count(memoryMeasuredAt: measuredAt)
                 }
                 tasks.cancelAll()
             }
         }
     }
 
-    private func count() async {
+    /// Sets the count, and the memory use when the count is not `memoryMeasuredAt`
+    /// (the count it was last measured at). Returns the count memory was measured at now.
+    private func count(memoryMeasuredAt: Int?) async -> Int? {
         do {
             let count = try await reader.count()
             DeadLetterMetrics.recordRemaining(count, factory: metrics.factory)
-            guard lastCount.withLock({ $0 }) != count else { return }
+            guard memoryMeasuredAt != count else { return count }
             DeadLetterMetrics.recordStoreBytes(try await reader.memoryUsage(), factory: metrics.factory)
-            lastCount.withLock { $0 = count }
+            return count
         } catch {
             logger.debug("cannot count dead letters", metadata: ["stream": "\(reader.stream)", "error": "\(error)"])
+            return memoryMeasuredAt
         }
     }
 
