@@ -25,7 +25,8 @@ package struct CircuitBreakerPolicy: Sendable, Hashable {
 /// `probeTimeout`, so the circuit cannot stay half-open for good.
 final class CircuitBreaker: Sendable {
     enum State: Equatable {
-        case closed(consecutiveFailures: Int)
+        /// `lastAnswer`: when the node last answered, for health checks that need not ask again.
+        case closed(consecutiveFailures: Int, lastAnswer: ContinuousClock.Instant?)
         case open(until: ContinuousClock.Instant)
         /// One probe is in flight since `since`; everyone else fails fast until it reports.
         case halfOpen(since: ContinuousClock.Instant)
@@ -33,9 +34,7 @@ final class CircuitBreaker: Sendable {
 
     private let policy: CircuitBreakerPolicy
     private let probeTimeout: Duration
-    private let state = Mutex(State.closed(consecutiveFailures: 0))
-    /// When the node last answered, for health checks that need not ask again.
-    private let lastAnswer = Mutex<ContinuousClock.Instant?>(nil)
+    private let state = Mutex(State.closed(consecutiveFailures: 0, lastAnswer: nil))
 
     /// - Parameter probeTimeout: longer than one attempt can take (connect and command timeouts).
     init(policy: CircuitBreakerPolicy, probeTimeout: Duration) {
@@ -69,13 +68,12 @@ final class CircuitBreaker: Sendable {
 
     /// The node answered (even with an error reply).
     func recordSuccess() {
-        state.withLock { $0 = .closed(consecutiveFailures: 0) }
-        lastAnswer.withLock { $0 = ContinuousClock.now }
+        state.withLock { $0 = .closed(consecutiveFailures: 0, lastAnswer: ContinuousClock.now) }
     }
 
     /// Whether the circuit is closed and the node answered within `age`.
     func answered(within age: Duration) -> Bool {
-        guard !isOpen, let last = lastAnswer.withLock({ $0 }) else { return false }
+        guard case .closed(_, let last?) = state.withLock({ $0 }) else { return false }
         return ContinuousClock.now - last < age
     }
 
@@ -84,8 +82,8 @@ final class CircuitBreaker: Sendable {
     func recordFailure() -> Bool {
         state.withLock { state in
             switch state {
-            case .closed(let failures) where failures + 1 < policy.failureThreshold:
-                state = .closed(consecutiveFailures: failures + 1)
+            case .closed(let failures, let lastAnswer) where failures + 1 < policy.failureThreshold:
+                state = .closed(consecutiveFailures: failures + 1, lastAnswer: lastAnswer)
                 return false
             case .closed, .halfOpen:
                 state = .open(until: ContinuousClock.now + policy.coolDown)
