@@ -47,6 +47,9 @@ import Testing
         try await harness.redis.restart()
         let keys = (0..<60).map { "user:\($0)" }
         try await seedKeys(harness.redis, keys)
+        // The node's circuit closed again (readiness probes it): the batches still waiting
+        // behind the stored one apply instead of refilling the stream within the cool-down.
+        #expect(try await eventually { try await httpGet(port: port, path: "/readyz").status == 200 })
         let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
         #expect(try await runReplay(loaded) { _ in }.replayed == stored)
         // The waiting batch is stored (its operations had failed while the node was down), then the source moves on.
