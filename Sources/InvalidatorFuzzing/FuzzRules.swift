@@ -92,6 +92,8 @@ enum PlanInvariants {
                     }
                 case .precompute(let job):
                     problems += checkKey(job.stream)
+                case .publish(let message):
+                    problems += checkKey(message.channel)
                 }
             }
         }

@@ -56,7 +56,7 @@ import Testing
         /// `invalidator replay`; the number of records it replayed.
         func replay() throws -> Int? {
             let (exit, output) = try runInvalidator(["replay", "--config", configPath])
-            #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+            #expect(exit == .success, "\(output)")
             let summary = output.split(separator: "\n").last { $0.hasPrefix("replayed ") }
             return summary.flatMap { Int($0.dropFirst("replayed ".count).prefix { $0.isNumber }) }
         }
@@ -86,7 +86,7 @@ import Testing
         #expect(try setup.replay() == 200)
         #expect(try existingKeys(setup.cache, keys(0..<200)) == 0)
         #expect(try setup.storedRecords() == 0)
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(worker.terminate() == .success)
     }
 
     @Test func aStreamAtItsCapHoldsTheWorkerUntilReplayMakesRoom() async throws {
@@ -119,7 +119,7 @@ import Testing
         _ = try setup.replay()
         #expect(try existingKeys(setup.cache, keys(0..<120)) == 0)
         #expect(try setup.storedRecords() == 0)
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(worker.terminate() == .success)
     }
 
     @Test func aDeadLetterNodeAtMaxmemoryHoldsTheWorkerUntilItHasRoom() async throws {
@@ -147,14 +147,14 @@ import Testing
         try await setup.restartCache(keys: keys(0..<count))
         #expect(try setup.replay() == count)
         #expect(try existingKeys(setup.cache, keys(0..<count)) == 0)
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(worker.terminate() == .success)
     }
 
     @Test func validateWarnsWhenTheDeadLetterNodeMayEvictOrLoseRecords() async throws {
         let setup = try await Setup(
             maxRecords: 0, deadLetterServerArguments: ["--maxmemory-policy", "allkeys-lru", "--appendonly", "no", "--save", ""])
         let (exit, output) = try runInvalidator(["validate", "--config", setup.configPath, "--check-connectivity"])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "warnings do not fail the check: \(output)")
+        #expect(exit == .success, "warnings do not fail the check: \(output)")
         let target = "dead-letter stream dead-letters on pool dead node \(setup.dead.endpoint)"
         #expect(output.contains("\(target): maxmemory-policy allkeys-lru, appendonly no, save \"\"\n"), "\(output)")
         #expect(output.contains("warning: \(target): maxmemory-policy allkeys-lru lets Redis evict any key once the node is full"))

@@ -41,9 +41,8 @@ final class Scenario: Sendable {
 }
 
 /// One `invalidator` process.
-final class InvalidatorProcess: @unchecked Sendable {
-    // @unchecked Sendable: Process is thread-safe for the calls made here (signals and reaping).
-    let process = Process()
+final class InvalidatorProcess: Sendable {
+    let process: ChildProcess
     let httpPort: Int
     let logFile: URL
 
@@ -53,31 +52,31 @@ final class InvalidatorProcess: @unchecked Sendable {
         logFile = URL(fileURLWithPath: configPath).deletingLastPathComponent()
             .appendingPathComponent("worker-\(UUID().uuidString.prefix(8)).log")
         _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
-        process.executableURL = invalidatorExecutable
-        process.arguments = ["run", "--config", configPath, "--log-level", logLevel]
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-            .merging(["INVALIDATOR__HTTP__LISTEN": "127.0.0.1:\(httpPort)"]) { $1 }
         let log = try FileHandle(forWritingTo: logFile)
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        defer { try? log.close() }
+        process = try ChildProcess(
+            invalidatorExecutable.path, ["run", "--config", configPath, "--log-level", logLevel],
+            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }
+                .merging(["INVALIDATOR__HTTP__LISTEN": "127.0.0.1:\(httpPort)"]) { $1 },
+            standardOutput: log, standardError: log
+        )
     }
 
     deinit {
-        if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) }
-        _ = process.waitForExit(timeout: 5)
+        process.send(SIGKILL)
+        process.waitForExit(timeout: 5)
     }
 
     var isRunning: Bool { process.isRunning }
 
     /// kill -9: no drain, no commit, no leaving the group.
     func kill() {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        _ = process.waitForExit(timeout: 10)
+        process.send(SIGKILL)
+        process.waitForExit(timeout: 10)
     }
 
     /// SIGTERM, then waits for the exit.
-    func terminate(timeout: TimeInterval = 60) -> Process.Exit? {
+    func terminate(timeout: TimeInterval = 60) -> ChildProcess.Exit? {
         process.terminate()
         return process.waitForExit(timeout: timeout)
     }
@@ -112,21 +111,12 @@ final class InvalidatorProcess: @unchecked Sendable {
 }
 
 /// Runs `invalidator arguments...` to completion (replay, validate ...).
-func runInvalidator(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> (exit: Process.Exit?, output: String) {
-    let process = Process()
-    process.executableURL = invalidatorExecutable
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-    let output = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-out-\(UUID().uuidString)")
-    _ = FileManager.default.createFile(atPath: output.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: output) }
-    let handle = try FileHandle(forWritingTo: output)
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    let exit = process.waitForExit(timeout: timeout)
-    if exit == nil { process.terminate() }
-    return (exit, (try? String(contentsOf: output, encoding: .utf8)) ?? "")
+func runInvalidator(_ arguments: [String], environment: [String: String] = [:], timeout: TimeInterval = 120) throws -> (exit: ChildProcess.Exit?, output: String) {
+    let result = try ChildProcess.run(
+        invalidatorExecutable.path, arguments,
+        environment: ProcessInfo.processInfo.environment.merging(environment) { $1 }, timeout: timeout
+    )
+    return (result.exit, result.standardOutput)
 }
 
 /// A mock Kafka cluster with one topic, and a producer for it.

@@ -146,11 +146,8 @@ import Testing
         let pid = worker.process.process.processIdentifier
         let spare = 20
         let limit = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").count + spare
-        let prlimit = Process()
-        prlimit.executableURL = URL(fileURLWithPath: "/usr/bin/prlimit")
-        prlimit.arguments = ["--pid", "\(pid)", "--nofile=\(limit):\(limit)"]
-        try prlimit.run()
-        #expect(prlimit.waitForExit(timeout: 10) == Process.Exit(status: 0, bySignal: false))
+        let prlimit = try ChildProcess.run("/usr/bin/prlimit", ["--pid", "\(pid)", "--nofile=\(limit):\(limit)"], timeout: 10)
+        #expect(prlimit.exit == .success, "\(prlimit.standardOutput)")
 
         let idle = try (0..<(2 * spare)).map { _ in try RawClient(port: worker.port) }
         var probes = HealthzProbes()

@@ -31,18 +31,18 @@ import Testing
         for (index, text) in invalid.enumerated() {
             let path = try scenario.write("invalid-\(index).yaml", text)
             let (exit, output) = try runInvalidator(["validate", "--config", path], environment: ["NODE_URL": url])
-            #expect(exit == Process.Exit(status: 1, bySignal: false), "\(output)")
+            #expect(exit == ChildProcess.Exit(status: 1, bySignal: false), "\(output)")
             #expect(output.contains("app:***@"), "\(output)")
             outputs.append(output)
         }
         let valid = try scenario.write("valid.yaml", config(nodes: "[\"${NODE_URL}\"]", pool: ", tls: { verify: false }"))
         let (exit, output) = try runInvalidator(["validate", "--config", valid], environment: ["NODE_URL": url])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         #expect(output.contains("warning: pool 'primary' has tls.verify: false"), "\(output)")
         let explained = try runInvalidator(
             ["explain", "--config", valid, "--event", #"{"entity":"user","id":"1","op":"update"}"#, "--format", "json"],
             environment: ["NODE_URL": url])
-        #expect(explained.exit == Process.Exit(status: 0, bySignal: false), "\(explained.output)")
+        #expect(explained.exit == .success, "\(explained.output)")
         outputs += [output, explained.output]
         for output in outputs {
             #expect(!output.contains(Self.password), "\(output)")

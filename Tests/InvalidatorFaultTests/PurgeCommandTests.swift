@@ -17,7 +17,7 @@ import Testing
                          "--pattern", "session:*", "--tag", "team:1"]
 
         let (dryExit, dryOutput) = try runInvalidator(arguments + ["--dry-run", "--format", "json"])
-        #expect(dryExit == Process.Exit(status: 0, bySignal: false), "\(dryOutput)")
+        #expect(dryExit == .success, "\(dryOutput)")
         #expect(try redis.keys() == before, "a dry run removes nothing")
         let dryRun = try PurgeJSON(dryOutput)
         #expect(dryRun.dryRun && dryRun.ok)
@@ -29,7 +29,7 @@ import Testing
         #expect(dryRun.total == 5)
 
         let (exit, output) = try runInvalidator(arguments + ["--format", "json"])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         #expect(try redis.keys() == ["user:2", "user:3", "keep:1"])
         let purged = try PurgeJSON(output)
         #expect(!purged.dryRun && purged.ok && purged.total == 5)
@@ -48,14 +48,14 @@ import Testing
 
         let (dryExit, dryOutput) = try runInvalidator(
             ["purge", "--config", config, "--pool", "cache", "--pattern", "page:*", "--dry-run", "--format", "json"])
-        #expect(dryExit == Process.Exit(status: 0, bySignal: false), "\(dryOutput)")
+        #expect(dryExit == .success, "\(dryOutput)")
         let dryRun = try PurgeJSON(dryOutput)
         #expect(dryRun.keys(servers[0].endpoint, "pattern", "page:*") == 3)
         #expect(dryRun.keys(servers[1].endpoint, "pattern", "page:*") == 1)
         #expect(try servers[0].keys().count == 4)
 
         let (exit, output) = try runInvalidator(["purge", "--config", config, "--pool", "cache", "--pattern", "page:*", "--format", "json"])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         let purged = try PurgeJSON(output)
         #expect(!purged.dryRun && purged.ok)
         #expect(purged.keys(servers[0].endpoint, "pattern", "page:*") == 3)
@@ -84,7 +84,7 @@ import Testing
         let dryStarted = ContinuousClock.now
         let (dryExit, dryOutput) = try runInvalidator(arguments + ["--dry-run", "--format", "json"])
         let dryRunTook = ContinuousClock.now - dryStarted
-        #expect(dryExit == Process.Exit(status: 0, bySignal: false), "\(dryOutput)")
+        #expect(dryExit == .success, "\(dryOutput)")
         let dryRun = try PurgeJSON(dryOutput)
         #expect(dryRun.keys(try cluster.server(owning: "item:0").endpoint, "delete", "item:0") == 1)
         #expect(dryRun.keysOnAllNodes("pattern", "item:1*") == 11, "item:1 and item:10...19, over every primary")
@@ -95,7 +95,7 @@ import Testing
         let purgeStarted = ContinuousClock.now
         let (exit, output) = try runInvalidator(arguments)
         let purgeTook = ContinuousClock.now - purgeStarted
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         let left = try items.filter { try cluster.server(owning: $0).call("EXISTS", $0) == "1" }
         #expect(left == items.filter { $0 != "item:0" && !$0.hasPrefix("item:1") })
         #expect(try existingKeys(in: cluster, members + ["tag:group"]) == 0)
@@ -113,13 +113,13 @@ import Testing
         try await redis.seed(["a:x", "b:x"])
         for pattern in ["*", "*:x", "?:x", "[ab]:x"] {
             let (exit, output) = try runInvalidator(["purge", "--config", config, "--pool", "cache", "--pattern", pattern])
-            #expect(exit == Process.Exit(status: 2, bySignal: false), "\(pattern): \(output)")
+            #expect(exit == ChildProcess.Exit(status: 2, bySignal: false), "\(pattern): \(output)")
             #expect(output.contains("no literal prefix"), "\(output)")
         }
         #expect(try redis.keys().count == 2)
 
         let (forcedExit, forced) = try runInvalidator(["purge", "--config", config, "--pool", "cache", "--pattern", "*:x", "--force"])
-        #expect(forcedExit == Process.Exit(status: 0, bySignal: false), "\(forced)")
+        #expect(forcedExit == .success, "\(forced)")
         #expect(try redis.keys().isEmpty)
     }
 
@@ -133,7 +133,7 @@ import Testing
             ["--pool", "cache", "--key", ""],
         ] {
             let (exit, output) = try runInvalidator(["purge", "--config", config] + arguments)
-            #expect(exit == Process.Exit(status: 2, bySignal: false), "\(arguments): \(output)")
+            #expect(exit == ChildProcess.Exit(status: 2, bySignal: false), "\(arguments): \(output)")
         }
 
         try await redis.seed(["k:1"])
@@ -141,7 +141,7 @@ import Testing
         for dryRun in [false, true] {
             let (exit, output) = try runInvalidator(
                 ["purge", "--config", config, "--pool", "cache", "--key", "k:1", "--format", "json"] + (dryRun ? ["--dry-run"] : []))
-            #expect(exit == Process.Exit(status: 1, bySignal: false), "\(output)")
+            #expect(exit == ChildProcess.Exit(status: 1, bySignal: false), "\(output)")
             let result = try PurgeJSON(output)
             #expect(!result.ok)
             #expect(result.errorCode(redis.endpoint, "delete", "k:1") != nil, "\(output)")

@@ -71,7 +71,7 @@ import Testing
             #expect(!output.contains("unreadable-record"), "\(output.prefix(2000))")
             let summary = try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any]
             replayed += summary?["replayed"] as? Int ?? 0
-            if exit == Process.Exit(status: 0, bySignal: false), try deadLetters.call("XLEN", "dead-letters") == "0" { return replayed }
+            if exit == .success, try deadLetters.call("XLEN", "dead-letters") == "0" { return replayed }
             try await Task.sleep(for: .seconds(1))
         }
         Issue.record("dead letters remain: \(try deadLetters.call("XLEN", "dead-letters"))")
@@ -110,7 +110,7 @@ import Testing
         #expect(try await eventually(timeout: .seconds(60)) { (try worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
         let written = Int(try deadLetters.call("XLEN", "dead-letters")) ?? 0
         #expect(worker.isRunning, "\(worker.log.suffix(2000))")
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(worker.terminate() == .success)
 
         let replayed = try await replayEverything(configPath, deadLetters: deadLetters)
         // Each key is deleted where it lives: everywhere, or on its shard alone.
@@ -148,7 +148,7 @@ import Testing
         #expect(try await eventually(timeout: .seconds(60)) { (try s.worker.metric("invalidator_events_total") ?? 0) >= Double(sent + probe) })
         let written = Int(try s.deadLetters.call("XLEN", "dead-letters")) ?? 0
         #expect(s.worker.isRunning, "\(s.worker.log.suffix(2000))")
-        #expect(s.worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(s.worker.terminate() == .success)
         let replayed = try await replayEverything(s.configPath, deadLetters: s.deadLetters)
         for primary in try s.cluster.primaries() {
             #expect(try existingKeys(primary, Array(s.keys[0..<min(sent, count)]) + (1...probe).map { "user:{probe}\($0)" }) == 0, "\(primary.endpoint)")
@@ -169,7 +169,7 @@ import Testing
 
         #expect(try await eventually(timeout: .seconds(60)) { (try s.worker.metric("invalidator_events_total") ?? 0) >= Double(sent) })
         let written = Int(try s.deadLetters.call("XLEN", "dead-letters")) ?? 0
-        #expect(s.worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(s.worker.terminate() == .success)
         let replayed = try await replayEverything(s.configPath, deadLetters: s.deadLetters)
         for primary in try s.cluster.primaries() {
             #expect(try existingKeys(primary, Array(s.keys[0..<min(sent, count)])) == 0, "\(primary.endpoint)")
@@ -268,9 +268,9 @@ struct ClusterScenario {
         }
         #expect(recovered != nil, "\(worker.log.suffix(2000))")
         #expect(try await worker.waitUntilReady(timeout: .seconds(15)))
-        #expect(worker.terminate() == Process.Exit(status: 0, bySignal: false))
+        #expect(worker.terminate() == .success)
         let (exit, output) = try runInvalidator(["replay", "--config", configPath, "--log-level", "error"])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         #expect(try deadLetters.call("XLEN", "dead-letters") == "0")
         #expect(try existingKeys(cache, (0..<40).map { "user:\($0)" } + (1...probe).map { "user:probe\($0)" }) == 0)
         report("circuit probe refused (WRONGPASS)", "invalidations resumed \(recovered.map { "\($0)" } ?? "never") after the password was put right (circuit cool-down 5 s); every dead letter replayed")

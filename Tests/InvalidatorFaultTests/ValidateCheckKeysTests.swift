@@ -23,7 +23,7 @@ import Testing
             """)
 
         let (exit, output) = try runInvalidator(["validate", "--config", config, "--check-keys", "--sample", "1000"])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "\(output)")
+        #expect(exit == .success, "\(output)")
         #expect(output.contains("sampled 52 keys from 1 node"), "\(output)")
         let warnings = output.split(separator: "\n").filter { $0.hasPrefix("warning:") }
         #expect(warnings.count == 1, "\(output)")
@@ -35,7 +35,7 @@ import Testing
 
         redis.kill()
         let (failedExit, failed) = try runInvalidator(["validate", "--config", config, "--check-keys"])
-        #expect(failedExit == Process.Exit(status: 1, bySignal: false), "a pool that cannot be sampled fails the check: \(failed)")
+        #expect(failedExit == ChildProcess.Exit(status: 1, bySignal: false), "a pool that cannot be sampled fails the check: \(failed)")
     }
 
     @Test func suspiciousTemplatesAreWarnedAboutAndUnknownPoolsRefused() async throws {
@@ -48,7 +48,7 @@ import Testing
               - { name: fine, match: { entity: user }, delete: ["user:{id}"], patterns: ["user:{id}:*"] }
             """)
         let (exit, output) = try runInvalidator(["validate", "--rules", rules])
-        #expect(exit == Process.Exit(status: 0, bySignal: false), "warnings do not fail validation: \(output)")
+        #expect(exit == .success, "warnings do not fail validation: \(output)")
         let warnings = output.split(separator: "\n").filter { $0.hasPrefix("warning:") }
         #expect(warnings.count == 3, "\(output)")
         #expect(warnings.contains { $0.contains("rule 'literal'") && $0.contains("no wildcard") }, "\(output)")
@@ -66,7 +66,7 @@ import Testing
             sources: { redis_stream: { pool: cache, streams: [entity-changes] } }
             """)
         let (poolExit, poolOutput) = try runInvalidator(["validate", "--config", config])
-        #expect(poolExit == Process.Exit(status: 1, bySignal: false), "\(poolOutput)")
+        #expect(poolExit == ChildProcess.Exit(status: 1, bySignal: false), "\(poolOutput)")
         #expect(poolOutput.contains("names pool 'missing', which the config does not define"), "\(poolOutput)")
     }
 }

@@ -372,19 +372,12 @@ import Testing
 @Suite(.timeLimit(.minutes(1))) struct ValidateEmptyRulesTests {
     let folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-validate-\(UUID().uuidString)")
 
-    func validate(_ arguments: [String]) throws -> (exit: Process.Exit?, stdout: String, stderr: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-            .deletingLastPathComponent().appendingPathComponent("invalidator")
-        process.arguments = ["validate"] + arguments
-        let output = Pipe()
-        let errors = Pipe()
-        process.standardOutput = output
-        process.standardError = errors
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = errors.fileHandleForReading.readDataToEndOfFile()
-        return (process.waitForExit(), String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    func validate(_ arguments: [String]) throws -> (exit: ChildProcess.Exit?, stdout: String, stderr: String) {
+        let result = try ChildProcess.run(
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("invalidator").path,
+            ["validate"] + arguments, separateStandardError: true
+        )
+        return (result.exit, result.standardOutput, result.standardError)
     }
 
     func write(rules: String, allowEmpty: Bool? = nil) throws -> (config: String, rules: String) {
@@ -409,19 +402,19 @@ import Testing
         defer { try? FileManager.default.removeItem(at: folder) }
         let paths = try write(rules: "rules: []\n")
         let viaConfig = try validate(["--config", paths.config])
-        #expect(viaConfig.exit == Process.Exit(status: 0, bySignal: false), "\(viaConfig.stderr)")
+        #expect(viaConfig.exit == .success, "\(viaConfig.stderr)")
         #expect(viaConfig.stdout.contains("valid: 0 rules"))
         #expect(viaConfig.stderr.hasPrefix("warning: the rules set is empty"), "\(viaConfig.stderr)")
         #expect(viaConfig.stderr.contains("allow_empty_rules: true"))
         #expect(!viaConfig.stdout.contains("warning"), "the warning goes to stderr only")
 
         let viaRules = try validate(["--rules", paths.rules])
-        #expect(viaRules.exit == Process.Exit(status: 0, bySignal: false), "\(viaRules.stderr)")
+        #expect(viaRules.exit == .success, "\(viaRules.stderr)")
         #expect(viaRules.stderr.hasPrefix("warning: the rules set is empty"), "\(viaRules.stderr)")
 
         _ = try write(rules: "rules: []\n", allowEmpty: true)
         let allowed = try validate(["--config", paths.config])
-        #expect(allowed.exit == Process.Exit(status: 0, bySignal: false), "\(allowed.stderr)")
+        #expect(allowed.exit == .success, "\(allowed.stderr)")
         #expect(allowed.stderr.hasPrefix("warning: the rules set is empty"), "\(allowed.stderr)")
         #expect(allowed.stderr.contains("starts anyway"), "\(allowed.stderr)")
     }
@@ -431,7 +424,7 @@ import Testing
         let paths = try write(rules: WorkerHarness.rules)
         for arguments in [["--config", paths.config], ["--rules", paths.rules]] {
             let result = try validate(arguments)
-            #expect(result.exit == Process.Exit(status: 0, bySignal: false), "\(result.stderr)")
+            #expect(result.exit == .success, "\(result.stderr)")
             #expect(!result.stderr.contains("warning"), "\(result.stderr)")
         }
     }

@@ -69,17 +69,16 @@ import Testing
         try await seedKeys(harness.redis, keys)
         try await harness.produce((0..<count).map { #"{"entity":"page","id":"\#($0)","op":"update"}"# })
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0])
-            .deletingLastPathComponent().appendingPathComponent("invalidator")
-        process.arguments = ["run", "--config", harness.configPath.path, "--log-level", "error"]
         // A free port: a process left over elsewhere may hold the default 9090 (and http.listen takes no port 0).
         let listen = "127.0.0.1:\(try RedisServer.freePort())"
-        process.environment = ProcessInfo.processInfo.environment.merging(["INVALIDATOR__HTTP__LISTEN": listen]) { $1 }
-        try process.run()
+        let process = try ChildProcess(
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("invalidator").path,
+            ["run", "--config", harness.configPath.path, "--log-level", "error"],
+            environment: ProcessInfo.processInfo.environment.merging(["INVALIDATOR__HTTP__LISTEN": listen]) { $1 }
+        )
         #expect(try await eventually { try existingKeys(harness.redis, keys) < count })
         process.terminate()
-        #expect(process.waitForExit() == Process.Exit(status: 0, bySignal: false))
+        #expect(process.waitForExit() == .success)
 
         // Committed implies applied: no key of an event before a committed offset survives.
         let committed = try await harness.committedOffsets()

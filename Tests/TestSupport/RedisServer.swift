@@ -14,7 +14,7 @@ public final class RedisServer: @unchecked Sendable {
     public let directory: URL
     private let extraArguments: [String]
     private let lock = NSLock()
-    private var process: Process?
+    private var process: ChildProcess?
     private var client: RedisTestClient?
 
     /// `127.0.0.1:port`, as used in pool configurations.
@@ -186,16 +186,10 @@ public final class RedisServer: @unchecked Sendable {
     // MARK: Process
 
     private func launch() throws {
-        let process = Process()
-        // env execs redis-server in place, so the pid is the server's.
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [
-            "redis-server", "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        let process = try ChildProcess("redis-server", [
+            "--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
             "--dir", directory.path, "--logfile", directory.appendingPathComponent("redis.log").path,
-        ] + extraArguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        ] + extraArguments)
         try startWatchdog(for: process.processIdentifier)
         lock.withLock { self.process = process }
         let deadline = Date().addingTimeInterval(5)
@@ -213,53 +207,31 @@ public final class RedisServer: @unchecked Sendable {
     /// abort), a small shell loop kills the server and removes its directory.
     /// It exits on its own once the server stops first.
     private func startWatchdog(for serverProcess: Int32) throws {
-        let watchdog = Process()
-        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
-        watchdog.arguments = ["-c", """
+        try ChildProcess("/bin/sh", ["-c", """
             while kill -0 \(getpid()) 2>/dev/null; do
               kill -0 \(serverProcess) 2>/dev/null || exit 0
               sleep 1
             done
             kill -9 \(serverProcess) 2>/dev/null
             rm -rf '\(directory.path)'
-            """]
-        watchdog.standardOutput = FileHandle.nullDevice
-        watchdog.standardError = FileHandle.nullDevice
-        try watchdog.run()
+            """]).detach()
     }
 
     private func terminate(signal: Int32) {
-        guard let process = lock.withLock({ () -> Process? in
+        guard let process = lock.withLock({ () -> ChildProcess? in
             defer {
                 self.process = nil
                 self.client = nil
             }
             return self.process
         }) else { return }
-        if process.isRunning {
-            Foundation.kill(process.processIdentifier, signal)
-        }
+        process.send(signal)
         process.waitForExit()
     }
 
     /// Runs a program found on PATH and returns its output, trimmed.
     static func run(_ program: String, _ arguments: [String], input: Data? = nil) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = [program] + arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        let inputPipe = input.map { _ in Pipe() }
-        if let inputPipe { process.standardInput = inputPipe }
-        try process.run()
-        if let inputPipe, let input {
-            inputPipe.fileHandleForWriting.write(input)
-            try inputPipe.fileHandleForWriting.close()
-        }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitForExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try ChildProcess.run(program, arguments, input: input).standardOutput.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     /// A port free now, whose cluster bus port (port + 10000) is free too.

@@ -19,6 +19,8 @@ public struct Configuration: Hashable, Sendable {
     public var deadLetterMaxRecords: Int? = Configuration.defaultDeadLetterMaxRecords
     public var http = HTTPConfiguration()
     public var shutdown = ShutdownConfiguration()
+    /// `webhooks:`, by name: the targets of rules' `webhook` actions.
+    public var webhooks: [WebhookTarget] = []
 
     public init() {}
 
@@ -38,6 +40,10 @@ public struct Configuration: Hashable, Sendable {
 
     public func pool(named name: String) -> PoolConfiguration? {
         pools.first { $0.name == name }
+    }
+
+    public func webhook(named name: String) -> WebhookTarget? {
+        webhooks.first { $0.name == name }
     }
 
     /// The pools as the planner sees them.

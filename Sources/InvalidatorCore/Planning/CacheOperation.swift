@@ -18,6 +18,9 @@ public enum CacheOperation: Hashable, Sendable {
     /// XADD a precomputation job. Indirect: the job is five fields, and inline it
     /// would make every operation (mostly plain deletes) that large to copy and hash.
     indirect case precompute(PrecomputeJob)
+    /// PUBLISH (or SPUBLISH) a `notify` action's message. Runs only once every other
+    /// operation of its event succeeded (see ``Plan/notifications``).
+    indirect case publish(PublishMessage)
 
     /// The kind as used in output, metrics labels and dead letters.
     public var kind: Kind {
@@ -28,11 +31,12 @@ public enum CacheOperation: Hashable, Sendable {
         case .expire: .expire
         case .bump: .bump
         case .precompute: .precompute
+        case .publish: .notify
         }
     }
 
     public enum Kind: String, Sendable, CaseIterable, Codable {
-        case delete, pattern, tag, expire, bump, precompute
+        case delete, pattern, tag, expire, bump, precompute, notify
     }
 
     /// The key that decides which node owns this operation, or nil when the
@@ -42,6 +46,7 @@ public enum CacheOperation: Hashable, Sendable {
         case .delete(let key), .expire(let key, _), .bump(let key): key
         case .purgeTag(let setKey): setKey
         case .precompute(let job): job.stream
+        case .publish(let message): message.channel
         case .deletePattern: nil
         }
     }
@@ -83,6 +88,21 @@ public struct PrecomputeJob: Hashable, Sendable {
     }
 }
 
+/// A message for the apps' own invalidation listeners (in-process caches).
+public struct PublishMessage: Hashable, Sendable {
+    public var channel: String
+    /// Serialized JSON.
+    public var message: String
+    /// SPUBLISH to the shard channel instead of PUBLISH (Redis Cluster 7+).
+    public var sharded: Bool
+
+    public init(channel: String, message: String, sharded: Bool = false) {
+        self.channel = channel
+        self.message = message
+        self.sharded = sharded
+    }
+}
+
 extension CacheOperation: CustomStringConvertible {
     /// One line for output and logs, e.g. `delete user:42` or `expire page:1 5000ms`.
     public var description: String {
@@ -93,6 +113,7 @@ extension CacheOperation: CustomStringConvertible {
         case .expire(let key, let ttl): "expire \(key) \(ttl)ms"
         case .bump(let key): "bump \(key)"
         case .precompute(let job): "precompute \(job.stream) \(job.job)"
+        case .publish(let message): "notify \(message.channel)"
         }
     }
 }

@@ -8,13 +8,27 @@ public struct Plan: Hashable, Sendable {
     public var pools: [PoolPlan]
     /// Set when the event must be dead-lettered instead of applied.
     public var rejection: PlanRejection?
+    /// `notify` actions: `.publish` operations per pool. They run only after every
+    /// operation in `pools` succeeded on every node, so no app refills its
+    /// in-process cache from a Redis node that still holds the old value.
+    public var notifications: [PoolPlan]
+    /// `webhook` actions, under the same rule as `notifications`.
+    public var webhooks: [WebhookItem]
 
-    public init(event: ChangeEvent, matchedRules: [String], pools: [PoolPlan], rejection: PlanRejection?) {
+    public init(
+        event: ChangeEvent, matchedRules: [String], pools: [PoolPlan], rejection: PlanRejection?,
+        notifications: [PoolPlan] = [], webhooks: [WebhookItem] = []
+    ) {
         self.event = event
         self.matchedRules = matchedRules
         self.pools = pools
         self.rejection = rejection
+        self.notifications = notifications
+        self.webhooks = webhooks
     }
+
+    /// Whether the plan has work for a layer behind Redis.
+    public var hasSecondLayerWork: Bool { !notifications.isEmpty || !webhooks.isEmpty }
 }
 
 /// The work for one pool.

@@ -56,6 +56,10 @@ public enum PlanDescription {
         case .expire(let key, let ttl):
             object["key"] = .string(key)
             object["ttl_ms"] = .number(String(ttl))
+        case .publish(let message):
+            object["channel"] = .string(message.channel)
+            object["message"] = .string(message.message)
+            if message.sharded { object["sharded"] = .bool(true) }
         case .precompute(let job):
             object["stream"] = .string(job.stream)
             object["job"] = .string(job.job)
@@ -113,6 +117,8 @@ public enum PlanDescription {
             return [kind, key, "ttl \(DurationParser.format(.milliseconds(ttl)))", planned.rule]
         case .precompute(let job):
             return [kind, job.stream, "\(job.job) \(job.argumentsJSON.serialized())", planned.rule]
+        case .publish(let message):
+            return [kind, message.channel, "\(message.sharded ? "SPUBLISH" : "PUBLISH") \(message.message)", planned.rule]
         }
     }
 

@@ -49,6 +49,11 @@ enum Commands {
         ["INCR", key]
     }
 
+    /// `PUBLISH channel message`, or `SPUBLISH` for a shard channel.
+    static func publish(_ message: PublishMessage) -> [String] {
+        [message.sharded ? "SPUBLISH" : "PUBLISH", message.channel, message.message]
+    }
+
     /// `XADD stream * job <job> args <JSON object> [event_id <id>] [occurred_at <ts>]`.
     static func enqueue(_ job: PrecomputeJob) -> [String] {
         var command = ["XADD", job.stream, "*", "job", job.job, "args", job.argumentsJSON.serialized()]

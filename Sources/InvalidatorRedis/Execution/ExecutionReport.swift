@@ -200,7 +200,7 @@ extension CacheOperation {
     fileprivate var isMultiStep: Bool {
         switch self {
         case .deletePattern, .purgeTag: true
-        case .delete, .expire, .bump, .precompute: false
+        case .delete, .expire, .bump, .precompute, .publish: false
         }
     }
 }

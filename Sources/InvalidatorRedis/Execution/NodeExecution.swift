@@ -49,6 +49,8 @@ struct NodeExecution {
                 commands.append((Commands.increment(key: key), [operation]))
             case .precompute(let job):
                 commands.append((Commands.enqueue(job), [operation]))
+            case .publish(let message):
+                commands.append((Commands.publish(message), [operation]))
             case .deletePattern, .purgeTag:
                 preconditionFailure("apply(_:) handles patterns and tags")
             }

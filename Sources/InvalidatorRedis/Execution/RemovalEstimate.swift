@@ -50,7 +50,7 @@ extension RedisPool {
                 case .delete(let key): targets.append(await counter.countKey(key, operation: operation, on: node))
                 case .deletePattern(let pattern): targets.append(await counter.countPattern(pattern, operation: operation, on: node))
                 case .purgeTag(let setKey): targets.append(await counter.countTag(setKey, operation: operation, on: node))
-                case .expire, .bump, .precompute: continue
+                case .expire, .bump, .precompute, .publish: continue
                 }
             }
         }

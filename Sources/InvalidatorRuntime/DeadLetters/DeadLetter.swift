@@ -277,6 +277,9 @@ extension PlanDescription {
         case .expire:
             guard let key = object["key"]?.stringValue, let ttl = object["ttl_ms"]?.scalarText.flatMap({ Int64($0) }) else { return nil }
             operation = .expire(key: key, ttlMilliseconds: ttl)
+        case .notify:
+            guard let channel = object["channel"]?.stringValue, let message = object["message"]?.stringValue else { return nil }
+            operation = .publish(PublishMessage(channel: channel, message: message, sharded: object["sharded"] == .bool(true)))
         case .precompute:
             guard let stream = object["stream"]?.stringValue, let job = object["job"]?.stringValue else { return nil }
             let args = (object["args"]?.objectValue?.fields ?? []).compactMap { field in

@@ -144,7 +144,7 @@ extension CacheOperation {
     fileprivate var removesKeys: Bool {
         switch self {
         case .delete, .deletePattern, .purgeTag: true
-        case .expire, .bump, .precompute: false
+        case .expire, .bump, .precompute, .publish: false
         }
     }
 }

@@ -219,6 +219,7 @@ extension CacheOperation {
         case .deletePattern(let pattern): pattern
         case .purgeTag(let setKey): setKey
         case .precompute(let job): job.stream
+        case .publish(let message): message.channel
         }
     }
 }

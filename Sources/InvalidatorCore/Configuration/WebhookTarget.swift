@@ -1,0 +1,88 @@
+/// One entry of `webhooks:`: an HTTP endpoint a rule's `webhook` action sends
+/// to, such as a CDN's purge-by-tag API or an app's revalidation route.
+///
+/// Header values, and every part of the URL or body that came from a `${...}`
+/// substitution, are secrets: the descriptions of this type and every output
+/// show `***` in their place (``redactedURL``, ``redactedBody``).
+public struct WebhookTarget: Hashable, Sendable {
+    public struct Header: Hashable, Sendable {
+        public var name: String
+        public var value: String
+        public init(name: String, value: String) {
+            self.name = name
+            self.value = value
+        }
+    }
+
+    /// `batch: {field, max}`: the requests of one batch of events whose bodies differ
+    /// only in the array at `field` are merged into one, `max` elements at most.
+    public struct Batch: Hashable, Sendable {
+        public var field: String
+        public var max: Int
+        public init(field: String, max: Int) {
+            self.field = field
+            self.max = max
+        }
+    }
+
+    /// `timeout` when the config does not set it.
+    public static let defaultTimeout: Duration = .seconds(5)
+
+    public var name: String
+    public var url: String
+    /// `url` with each `${...}` substitution shown as `***`.
+    public var redactedURL: String
+    public var method = "POST"
+    public var headers: [Header] = []
+    /// The whole exchange, connect to last byte of the response.
+    public var timeout = WebhookTarget.defaultTimeout
+    /// Fields every request carries; a rule's `body` is merged over them.
+    public var body: JSONValue = .object([:])
+    /// `body` with each string that came from a `${...}` substitution shown as `***`.
+    public var redactedBody: JSONValue = .object([:])
+    public var batch: Batch?
+    /// nil: TLS as the URL's scheme says, with the system's CA store and verification.
+    public var tls: TLSConfiguration?
+    /// nil: the config's `retry`.
+    public var retry: RetryPolicy?
+
+    public init(name: String, url: String, redactedURL: String? = nil) {
+        self.name = name
+        self.url = url
+        self.redactedURL = redactedURL ?? url
+    }
+}
+
+/// Descriptions that never show a secret, however the target is printed.
+extension WebhookTarget: CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+    private var redactedHeaders: [String] { headers.map { "\($0.name): ***" } }
+
+    public var description: String {
+        "WebhookTarget(name: \(name), url: \(redactedURL), method: \(method), headers: \(redactedHeaders), "
+            + "timeout: \(timeout), body: \(redactedBody.serialized()), batch: \(batch.map { "\($0)" } ?? "nil"))"
+    }
+
+    public var debugDescription: String { description }
+
+    public var customMirror: Mirror {
+        Mirror(self, children: [
+            "name": name, "url": redactedURL, "method": method, "headers": redactedHeaders, "timeout": timeout,
+            "body": redactedBody.serialized(), "batch": batch as Any, "tls": tls as Any, "retry": retry as Any,
+        ], displayStyle: .struct)
+    }
+}
+
+/// What one event asks of one webhook target: its rendered body. The dispatcher
+/// merges the items of a batch per target (see ``WebhookTarget/Batch``).
+public struct WebhookItem: Hashable, Sendable {
+    public var target: String
+    /// The rule's body rendered for the event, merged over the target's `body`.
+    public var body: JSONValue
+    public var rule: String
+
+    public init(target: String, body: JSONValue, rule: String) {
+        self.target = target
+        self.body = body
+        self.rule = rule
+    }
+}
