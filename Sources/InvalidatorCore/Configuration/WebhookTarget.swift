@@ -86,3 +86,31 @@ public struct WebhookItem: Hashable, Sendable {
         self.rule = rule
     }
 }
+
+/// Sends webhook items over HTTP: the contract between the runtime and the HTTP layer.
+public protocol WebhookDelivering: Sendable {
+    /// Delivers `items`, merged per target as each target's `batch` says, with the
+    /// target's retries. Returns one failure per item that was not delivered.
+    func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure]
+}
+
+/// An item a target did not take, after every attempt the retry policy allowed.
+public struct WebhookDeliveryFailure: Hashable, Sendable {
+    /// Index of the item in the array given to `deliver`.
+    public var item: Int
+    public var target: String
+    /// A short stable code: `http-503`, `timeout`, `connection`, `circuit-open`, ...
+    public var errorClass: String
+    /// What went wrong; never a header value, nor a URL or body part from a secret.
+    public var message: String
+    /// Requests sent for it; 0 when its target's circuit was open.
+    public var attempts: Int
+
+    public init(item: Int, target: String, errorClass: String, message: String, attempts: Int) {
+        self.item = item
+        self.target = target
+        self.errorClass = errorClass
+        self.message = message
+        self.attempts = attempts
+    }
+}
