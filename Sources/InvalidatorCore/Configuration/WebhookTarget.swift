@@ -76,7 +76,9 @@ extension WebhookTarget: CustomStringConvertible, CustomDebugStringConvertible, 
 /// merges the items of a batch per target (see ``WebhookTarget/Batch``).
 public struct WebhookItem: Hashable, Sendable {
     public var target: String
-    /// The rule's body rendered for the event, merged over the target's `body`.
+    /// The rule's body rendered for the event. The target's `body`, which may hold
+    /// secrets, is merged under it only when a request is sent, so records and
+    /// output never carry it.
     public var body: JSONValue
     public var rule: String
 

@@ -35,6 +35,8 @@ package struct DeadLetter: Sendable {
         /// A direct message asked for a key, pattern or tag outside its source's allow-list.
         case notAllowed = "not-allowed"
         case operationFailed = "operation-failed"
+        /// A webhook target did not take the record's items after every retry.
+        case deliveryFailed = "delivery-failed"
 
         /// An event that cannot be decoded is dead-lettered with its decoding reason.
         package init(_ reason: EventDecodingError.Reason) {
@@ -71,6 +73,12 @@ package struct DeadLetter: Sendable {
     /// Message headers needed to decode the event again (CloudEvents binary mode
     /// `ce_*`), as bytes: a value that is not UTF-8 must be rejected again on replay, not repaired.
     package var headers: [String: [UInt8]] = [:]
+    /// The webhook target of a `delivery-failed` record, and the items it did not take.
+    package var target: String?
+    package var webhooks: [WebhookItem] = []
+    /// Work for the layers behind Redis (`notify`, `webhook`) that waits for this
+    /// record's operations: it runs when they succeed on replay, never before.
+    package var pending: SecondLayerWork?
 
     package init(
         event: [UInt8], source: SourceCoordinates, reason: Reason, errorClass: String, errorMessage: String,
@@ -117,7 +125,75 @@ package struct DeadLetter: Sendable {
         object["first_failed_at"] = .string(firstFailedAt)
         object["last_failed_at"] = .string(lastFailedAt)
         object["worker"] = .string(worker)
+        if let target {
+            object["target"] = .string(target)
+            object["webhooks"] = .array(webhooks.map(\.json))
+        }
+        if let pending, !pending.isEmpty { object["after"] = pending.json }
         return .object(object)
+    }
+}
+
+/// An event's `notify` and `webhook` work: it runs only once the event's Redis
+/// operations succeeded on every node, so no app or CDN refills from stale Redis.
+package struct SecondLayerWork: Sendable, Hashable {
+    /// `.publish` operations per pool.
+    package var notifications: [PoolPlan]
+    package var webhooks: [WebhookItem]
+
+    package init(notifications: [PoolPlan] = [], webhooks: [WebhookItem] = []) {
+        self.notifications = notifications
+        self.webhooks = webhooks
+    }
+
+    package init(_ plan: Plan) {
+        self.init(notifications: plan.notifications, webhooks: plan.webhooks)
+    }
+
+    package var isEmpty: Bool { notifications.isEmpty && webhooks.isEmpty }
+
+    /// `{"notifications": [{"pool", "operations"}], "webhooks": [...]}`.
+    var json: JSONValue {
+        .object([
+            "notifications": .array(notifications.map { pool in
+                .object(["pool": .string(pool.pool), "operations": .array(pool.operations.map(PlanDescription.operationJSON))])
+            }),
+            "webhooks": .array(webhooks.map(\.json)),
+        ])
+    }
+
+    init(json value: JSONValue) throws(DeadLetterDecodingError) {
+        guard let object = value.objectValue else { throw DeadLetterDecodingError("after is not an object") }
+        var notifications: [PoolPlan] = []
+        for (index, entry) in (object["notifications"]?.arrayValue ?? []).enumerated() {
+            guard let pool = entry.objectValue?["pool"]?.stringValue,
+                  let operations = entry.objectValue?["operations"]?.arrayValue?.map(PlanDescription.plannedOperation(json:)),
+                  operations.allSatisfy({ $0 != nil })
+            else { throw DeadLetterDecodingError("after.notifications[\(index)] is not a pool and its operations") }
+            notifications.append(PoolPlan(pool: pool, operations: operations.compactMap { $0 }))
+        }
+        self.init(notifications: notifications, webhooks: try WebhookItem.items(json: object["webhooks"], field: "after.webhooks"))
+    }
+}
+
+extension WebhookItem {
+    /// One line for output: `webhook cdn {"tags":["product-1"]}`.
+    var summary: String { "webhook \(target) \(body.serialized())" }
+
+    /// `{"target", "rule", "body"}`.
+    var json: JSONValue {
+        .object(["target": .string(target), "rule": .string(rule), "body": body])
+    }
+
+    static func items(json value: JSONValue?, field: String) throws(DeadLetterDecodingError) -> [WebhookItem] {
+        var items: [WebhookItem] = []
+        for (index, entry) in (value?.arrayValue ?? []).enumerated() {
+            guard let object = entry.objectValue, let target = object["target"]?.stringValue,
+                  let rule = object["rule"]?.stringValue, let body = object["body"]
+            else { throw DeadLetterDecodingError("\(field)[\(index)] is not a webhook item") }
+            items.append(WebhookItem(target: target, body: body, rule: rule))
+        }
+        return items
     }
 }
 
@@ -205,6 +281,13 @@ extension DeadLetter {
             operations: operations, attempts: attempts, failedAt: try string("first_failed_at"),
             worker: optionalString("worker") ?? "")
         self.lastFailedAt = try string("last_failed_at")
+        if let target = object["target"]?.stringValue {
+            self.target = target
+            self.webhooks = try WebhookItem.items(json: object["webhooks"], field: "webhooks")
+        }
+        if let after = object["after"] {
+            self.pending = try SecondLayerWork(json: after)
+        }
         if let headers = object["headers"]?.objectValue {
             self.headers = Dictionary(headers.fields.compactMap { field in Self.headerValue(field.value).map { (field.key, $0) } },
                                       uniquingKeysWith: { _, last in last })

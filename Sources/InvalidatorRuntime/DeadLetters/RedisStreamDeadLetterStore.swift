@@ -96,12 +96,14 @@ package struct RedisStreamDeadLetterStore: DeadLetterStore {
         return arguments
     }
 
-    /// The entry fields of one record: `reason`, `rule`, `node` and the whole `record`.
+    /// The entry fields of one record: `reason`, `rule`, `node`, `target` (webhook records only)
+    /// and the whole `record`.
     static func fields(of record: DeadLetter) -> [String] {
         ["reason", record.reason.rawValue,
          "rule", record.rule ?? "",
-         "node", record.node ?? "",
-         "record", record.json.serialized()]
+         "node", record.node ?? ""]
+            + (record.target.map { ["target", $0] } ?? [])
+            + ["record", record.json.serialized()]
     }
 }
 

@@ -13,6 +13,8 @@ package struct ReplayOptions: Sendable {
     package var rules: [String] = []
     /// Only records of one of these nodes (`host:port`).
     package var nodes: [String] = []
+    /// Only `delivery-failed` records of one of these webhook targets.
+    package var targets: [String] = []
     /// Only records written at or after this time (milliseconds since the epoch).
     package var sinceMilliseconds: Int64?
     /// Operations per second across the replay; nil for no limit.

@@ -30,7 +30,9 @@ package struct ReplayStoreUnavailable: Error, CustomStringConvertible, Sendable 
 /// key operations). Records without operations (bad input, unresolved
 /// placeholders) and every record under `reprocess`: the original event planned
 /// again with the current rules; for a record of one node, only that pool's
-/// operations, on that node.
+/// operations, on that node. A `delivery-failed` record: its webhook items, to its
+/// target. Then, once all of that succeeded, the `notify` and `webhook` work the
+/// record carries (`after`), which waited for it.
 package final class Replayer: Sendable {
     enum Store: Sendable {
         case redisStream(DeadLetterReader)
@@ -43,10 +45,15 @@ package final class Replayer: Sendable {
     let planner: Planner
     let logger: Logger
     let metrics: any MetricsFactory
+    /// nil when the config has no `webhooks:`.
+    let webhooks: (any WebhookDelivering)?
 
     /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
     /// The config was checked when it was loaded, so this cannot fail.
-    package init(loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory) {
+    package init(
+        loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory,
+        webhooks: (any WebhookDelivering)? = nil
+    ) {
         let configuration = loaded.configuration
         let pools = PoolSet(configuration: configuration, logger: logger)
         switch configuration.validDeadLetters {
@@ -63,6 +70,7 @@ package final class Replayer: Sendable {
         self.pools = pools
         self.logger = logger
         self.metrics = metrics
+        self.webhooks = webhooks
     }
 
     /// The Redis stream store's reader; nil for a Kafka topic.
@@ -132,6 +140,9 @@ package final class Replayer: Sendable {
                   options.nodes.contains(where: { Self.sameNode($0, node) })
             else { return false }
         }
+        if !options.targets.isEmpty {
+            guard let target = record?.target ?? entry.fields["target"], options.targets.contains(target) else { return false }
+        }
         return true
     }
 
@@ -187,20 +198,23 @@ package final class Replayer: Sendable {
         for target in work.targets where !target.operations.isEmpty {
             if let limiter { try await limiter.acquire(target.operations.count) }
             executed += target.operations.map { $0.operation.description }
-            for failure in await execute(target) {
-                var updated = record
-                updated.reason = .operationFailed
-                updated.errorClass = failure.error.code.rawValue
-                updated.errorMessage = failure.error.message
-                updated.pool = failure.pool
-                updated.node = failure.node
-                updated.operations = failure.operations
-                let rules = Set(failure.operations.map(\.rule))
-                updated.rule = rules.count == 1 ? rules.first : nil
-                updated.attempts = record.attempts.addingSaturating(max(failure.attempts, 1))
-                updated.lastFailedAt = now
-                failures.append(updated)
+            failures += await execute(target).map { updated(record, failure: $0, pending: work.pending, at: now) }
+        }
+        if !work.deliveries.isEmpty {
+            if let limiter { try await limiter.acquire(work.deliveries.count) }
+            executed += work.deliveries.map(\.summary)
+            failures += updated(record, failures: await deliver(work.deliveries), of: work.deliveries, pending: work.pending, at: now)
+        }
+        // The work that waited for this record's: now or, if it failed again, with the updated records.
+        if failures.isEmpty, let pending = work.pending {
+            let operations = pending.notifications.reduce(0) { $0 + $1.operations.count }
+            if let limiter { try await limiter.acquire(operations + pending.webhooks.count) }
+            executed += pending.notifications.flatMap { $0.operations.map(\.operation.description) } + pending.webhooks.map(\.summary)
+            for pool in pending.notifications {
+                failures += await execute(Target(pool: pool.pool, node: nil, operations: pool.operations))
+                    .map { updated(record, failure: $0, pending: nil, at: now) }
             }
+            failures += updated(record, failures: await deliver(pending.webhooks), of: pending.webhooks, pending: nil, at: now)
         }
         if failures.isEmpty {
             logger.info("dead letter replayed", metadata: metadata(id, record))
@@ -214,16 +228,71 @@ package final class Replayer: Sendable {
         }
         let first = failures[0]
         return .failed(failures, ReplayRecordResult(
-            id: id, outcome: .failed, reason: DeadLetter.Reason.operationFailed.rawValue, rule: first.rule,
+            id: id, outcome: .failed, reason: first.reason.rawValue, rule: first.rule,
             pool: first.pool, node: failures.count == 1 ? first.node : failures.compactMap(\.node).joined(separator: ","),
             operations: executed, attempts: failures.map(\.attempts).max(),
             detail: "\(first.errorClass): \(first.errorMessage)"))
     }
 
+    /// `record` after its operations failed again on one node: only those operations, with the work still waiting for them.
+    private func updated(_ record: DeadLetter, failure: NodeFailure, pending: SecondLayerWork?, at now: String) -> DeadLetter {
+        var updated = record
+        updated.reason = .operationFailed
+        updated.errorClass = failure.error.code.rawValue
+        updated.errorMessage = failure.error.message
+        updated.pool = failure.pool
+        updated.node = failure.node
+        updated.operations = failure.operations
+        updated.target = nil
+        updated.webhooks = []
+        updated.pending = pending
+        let rules = Set(failure.operations.map(\.rule))
+        updated.rule = rules.count == 1 ? rules.first : nil
+        updated.attempts = record.attempts.addingSaturating(max(failure.attempts, 1))
+        updated.lastFailedAt = now
+        return updated
+    }
+
+    /// `record` after webhook items failed again: one record per target, with only the items it did not take.
+    private func updated(
+        _ record: DeadLetter, failures: [WebhookDeliveryFailure], of items: [WebhookItem], pending: SecondLayerWork?, at now: String
+    ) -> [DeadLetter] {
+        Dictionary(grouping: failures, by: \.target).sorted { $0.key < $1.key }.map { target, failures in
+            var updated = record
+            updated.reason = .deliveryFailed
+            updated.errorClass = failures[0].errorClass
+            updated.errorMessage = failures[0].message
+            updated.pool = nil
+            updated.node = nil
+            updated.operations = []
+            updated.target = target
+            updated.webhooks = failures.map { items[$0.item] }
+            updated.pending = pending
+            let rules = Set(updated.webhooks.map(\.rule))
+            updated.rule = rules.count == 1 ? rules.first : nil
+            updated.attempts = record.attempts.addingSaturating(max(failures.map(\.attempts).max() ?? 0, 1))
+            updated.lastFailedAt = now
+            return updated
+        }
+    }
+
+    /// Sends webhook items; with no webhook client (the config lost its `webhooks:`), every item fails.
+    private func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
+        guard !items.isEmpty else { return [] }
+        guard let webhooks else {
+            return items.indices.map {
+                WebhookDeliveryFailure(item: $0, target: items[$0].target, errorClass: "no-target",
+                                       message: "webhook target '\(items[$0].target)' is not in the config", attempts: 0)
+            }
+        }
+        return await webhooks.deliver(items)
+    }
+
     private func metadata(_ id: String, _ record: DeadLetter) -> Logger.Metadata {
         [
             "entry": "\(id)", "reason": "\(record.reason.rawValue)", "rule": "\(record.rule ?? "-")",
-            "pool": "\(record.pool ?? "-")", "node": "\(record.node ?? "-")", "attempts": "\(record.attempts)",
+            "pool": "\(record.pool ?? "-")", "node": "\(record.node ?? "-")", "target": "\(record.target ?? "-")",
+            "attempts": "\(record.attempts)",
             "error": "\(record.errorMessage)",
         ]
     }
@@ -242,7 +311,11 @@ package final class Replayer: Sendable {
         }
         let operations = work.targets.flatMap { target in
             target.operations.map { "\($0.operation.description) on \(target.pool)/\(target.node ?? "every node it routes to")" }
-        }
+        } + work.deliveries.map(\.summary) + (work.pending.map { pending in
+            pending.notifications.flatMap { pool in
+                pool.operations.map { "\($0.operation.description) on \(pool.pool), once the above succeeded" }
+            } + pending.webhooks.map { "\($0.summary), once the above succeeded" }
+        } ?? [])
         return ReplayRecordResult(
             id: id, outcome: .wouldReplay, reason: record.reason.rawValue, rule: record.rule, pool: record.pool,
             node: record.node, operations: operations, attempts: record.attempts,
@@ -267,11 +340,18 @@ package final class Replayer: Sendable {
 
     struct Work {
         var targets: [Target] = []
+        /// Webhook items to send again (a `delivery-failed` record).
+        var deliveries: [WebhookItem] = []
+        /// What runs once `targets` and `deliveries` succeeded.
+        var pending: SecondLayerWork?
         var rejection: Rejection?
     }
 
     func prepare(_ record: DeadLetter, reprocess: Bool) -> Work {
         let decoded = decodeEvent(record)
+        if !reprocess && record.target != nil {
+            return Work(deliveries: record.webhooks, pending: record.pending)
+        }
         if !reprocess && !record.operations.isEmpty {
             var operations = record.operations
             if case .success(let message) = decoded {
@@ -285,7 +365,7 @@ package final class Replayer: Sendable {
                     }
                 }
             }
-            return Work(targets: [Target(pool: record.pool ?? "", node: record.node, operations: operations)])
+            return Work(targets: [Target(pool: record.pool ?? "", node: record.node, operations: operations)], pending: record.pending)
         }
         let message: DecodedMessage
         switch decoded {
@@ -303,12 +383,13 @@ package final class Replayer: Sendable {
                 errorClass: rejection.reason.rawValue,
                 message: rejection.detail, rule: rejection.rule))
         }
+        let pending = plan.hasSecondLayerWork ? SecondLayerWork(plan) : nil
         if let pool = record.pool, let node = record.node {
             // A record of one node: the event's work there, not again everywhere.
             let operations = plan.pools.first { $0.pool == pool }?.operations ?? []
-            return Work(targets: [Target(pool: pool, node: node, operations: operations)])
+            return Work(targets: [Target(pool: pool, node: node, operations: operations)], pending: pending)
         }
-        return Work(targets: plan.pools.map { Target(pool: $0.pool, node: nil, operations: $0.operations) })
+        return Work(targets: plan.pools.map { Target(pool: $0.pool, node: nil, operations: $0.operations) }, pending: pending)
     }
 
     private func decodeEvent(_ record: DeadLetter) -> Result<DecodedMessage, EventDecodingError> {

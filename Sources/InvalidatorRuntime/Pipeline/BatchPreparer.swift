@@ -26,7 +26,7 @@ package struct BatchPreparer: Sendable {
                 let plan = planner.plan(decoded)
                 if let rejection = plan.rejection {
                     records.append(deadLetter(events[index], rejection: rejection, at: now))
-                } else if !plan.pools.isEmpty {
+                } else if !plan.pools.isEmpty || plan.hasSecondLayerWork {
                     plans.append(plan)
                     planEventIndexes.append(index)
                 }
@@ -45,6 +45,21 @@ package struct BatchPreparer: Sendable {
             event, reason: .operationFailed, errorClass: failure.error.code.rawValue, errorMessage: failure.error.message,
             rule: failure.operations.first?.rule, pool: failure.pool, node: failure.node,
             operations: failure.operations, attempts: failure.attempts, at: RFC3339Clock.now())
+    }
+
+    /// One record per webhook target for the items of one event that target did not take.
+    package func deadLetters(_ event: IncomingEvent, webhookFailures: [WebhookDeliveryFailure], items: [WebhookItem]) -> [DeadLetter] {
+        let now = RFC3339Clock.now()
+        return Dictionary(grouping: webhookFailures, by: \.target).sorted { $0.key < $1.key }.map { target, failures in
+            let failedItems = failures.map { items[$0.item] }
+            let rules = Set(failedItems.map(\.rule))
+            var record = deadLetter(
+                event, reason: .deliveryFailed, errorClass: failures[0].errorClass, errorMessage: failures[0].message,
+                rule: rules.count == 1 ? rules.first : nil, attempts: failures.map(\.attempts).max() ?? 0, at: now)
+            record.target = target
+            record.webhooks = failedItems
+            return record
+        }
     }
 
     func deadLetter(_ event: IncomingEvent, rejection: PlanRejection, at time: String) -> DeadLetter {

@@ -6,9 +6,15 @@ import Logging
 /// Decodes, plans and applies batches of events, and dead-letters whatever cannot
 /// be applied. An event is finished when its operations are applied or its dead
 /// letters are durably stored; only then may its source position be committed.
+///
+/// An event's `notify` and `webhook` work runs only after all its Redis operations
+/// succeeded; when one of them is dead-lettered, the records carry that work and
+/// `replay` runs it once they succeed.
 package final class EventPipeline: Sendable {
     package let rules: RulesState
     package let executor: BatchExecutor
+    /// nil when the config has no `webhooks:`.
+    package let webhooks: (any WebhookDelivering)?
     package let deadLetters: any DeadLetterStore
     package let metrics: WorkerMetrics
     let logger: Logger
@@ -18,11 +24,13 @@ package final class EventPipeline: Sendable {
 
     package init(
         rules: RulesState, pools: PoolSet, deadLetters: any DeadLetterStore, workerID: String, logger: Logger,
-        deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled
+        deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled,
+        webhooks: (any WebhookDelivering)? = nil
     ) {
         self.rules = rules
         self.metrics = metrics
         self.executor = BatchExecutor(pools: pools, metrics: metrics)
+        self.webhooks = webhooks
         self.deadLetters = deadLetters
         self.preparer = BatchPreparer(workerID: workerID)
         self.logger = logger
@@ -112,15 +120,20 @@ package final class EventPipeline: Sendable {
         }
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
+            let pending = plans[planIndex].hasSecondLayerWork ? SecondLayerWork(plans[planIndex]) : nil
             for failure in failures[planIndex]! {
-                records.append(preparer.deadLetter(event, failure: failure))
+                var record = preparer.deadLetter(event, failure: failure)
+                record.pending = pending
+                records.append(record)
             }
         }
+        let secondLayer = await applySecondLayer(prepared, skipping: Set(failures.keys))
+        records += secondLayer.records
         guard await store(records, heartbeat: heartbeat) else {
             metrics.inFlightChanged(by: -batch.count)
             return BatchResult(isDurable: false, awaitingRedelete: [])
         }
-        metrics.recordOutcomes(of: prepared, failed: Set(failures.keys))
+        metrics.recordOutcomes(of: prepared, failed: Set(failures.keys).union(secondLayer.failedPlans))
 
         var awaiting: Set<Int> = []
         for planIndex in plans.indices {
@@ -142,6 +155,50 @@ package final class EventPipeline: Sendable {
         }
         metrics.inFlightChanged(by: -(batch.count - awaiting.count))
         return BatchResult(isDurable: true, awaitingRedelete: awaiting)
+    }
+
+    /// Runs the `notify` and `webhook` work of the batch's events whose Redis
+    /// operations all succeeded, notifications and webhooks side by side.
+    /// - Returns: the records of what failed, and the indexes of their plans.
+    private func applySecondLayer(_ prepared: PreparedBatch, skipping failed: Set<Int>) async -> (records: [DeadLetter], failedPlans: Set<Int>) {
+        let ready = prepared.plans.indices.filter { !failed.contains($0) && prepared.plans[$0].hasSecondLayerWork }
+        guard !ready.isEmpty else { return ([], []) }
+        var items: [WebhookItem] = []
+        var itemOwners: [Int] = []
+        for planIndex in ready {
+            items += prepared.plans[planIndex].webhooks
+            itemOwners += repeatElement(planIndex, count: prepared.plans[planIndex].webhooks.count)
+        }
+        async let notificationFailures = executor.execute(ready.map { prepared.plans[$0].notifications })
+        async let webhookFailures = deliver(items)
+
+        var records: [DeadLetter] = []
+        var failedPlans: Set<Int> = []
+        for (position, nodeFailures) in await notificationFailures.sorted(by: { $0.key < $1.key }) {
+            let planIndex = ready[position]
+            failedPlans.insert(planIndex)
+            let event = prepared.batch[prepared.planEventIndexes[planIndex]]
+            records += nodeFailures.map { preparer.deadLetter(event, failure: $0) }
+        }
+        for (planIndex, failures) in Dictionary(grouping: await webhookFailures, by: { itemOwners[$0.item] }).sorted(by: { $0.key < $1.key }) {
+            failedPlans.insert(planIndex)
+            let event = prepared.batch[prepared.planEventIndexes[planIndex]]
+            records += preparer.deadLetters(event, webhookFailures: failures, items: items)
+        }
+        return (records, failedPlans)
+    }
+
+    /// Sends webhook items; with no webhook client (a config without `webhooks:`),
+    /// every item fails, which a loaded config never lets happen.
+    func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
+        guard !items.isEmpty else { return [] }
+        guard let webhooks else {
+            return items.indices.map {
+                WebhookDeliveryFailure(item: $0, target: items[$0].target, errorClass: "no-target",
+                                       message: "no webhook target '\(items[$0].target)' is configured", attempts: 0)
+            }
+        }
+        return await webhooks.deliver(items)
     }
 
     /// Stores dead letters, retrying while the store is down or full, with a heartbeat
