@@ -12,13 +12,16 @@ struct ReplayCommand: AsyncParsableCommand {
             <sources.kafka.group>.replay), oldest first, and for each matching record repeats the operations that failed, on the node they failed on. \
             Records without operations (invalid-json, schema-violation, unresolved-placeholder, \
             invalid-key), and every record with --reprocess, are planned again from the original event \
-            with the current rules. A record that fails again stays, with attempts incremented and only \
+            with the current rules. A delivery-failed record sends its webhook items to its target again. \
+            The notify and webhook work an event's record carries runs once the record's own work succeeded. \
+            A record that fails again stays, with attempts incremented and only \
             the operations still failing. Concurrent replays never apply a record twice (replays of a \
             Kafka topic take turns; a second one exits 1), and running replay again is always safe. Exit 0 when nothing it handled remains failed, 1 otherwise.
 
             Examples:
               invalidator replay --config invalidator.yaml --dry-run
               invalidator replay --config invalidator.yaml --node redis-1:6379 --rate 500
+              invalidator replay --config invalidator.yaml --target cdn
               invalidator replay --config invalidator.yaml --reason unresolved-placeholder --reprocess
               invalidator replay --config invalidator.yaml --since 2h --limit 100 --format json
             """
@@ -41,6 +44,9 @@ struct ReplayCommand: AsyncParsableCommand {
 
     @Option(help: "Only records of this node, host:port (repeatable).")
     var node: [String] = []
+
+    @Option(help: "Only delivery-failed records of this webhook target (repeatable).")
+    var target: [String] = []
 
     @Option(help: "Only records written since this time: RFC 3339 (2026-11-20T10:00:00Z) or a duration ago (90m, 2h).")
     var since: String?
@@ -89,6 +95,7 @@ struct ReplayCommand: AsyncParsableCommand {
         options.reasons = reason
         options.rules = rule
         options.nodes = node
+        options.targets = target
         options.sinceMilliseconds = since.flatMap { ReplayOptions.parseSince($0) }
         options.ratePerSecond = rate
         options.reprocess = reprocess
