@@ -134,6 +134,21 @@ package struct DeadLetter: Sendable {
     }
 }
 
+extension Optional where Wrapped == any WebhookDelivering {
+    /// Sends webhook items through the config's webhook client. Without one (a config with no
+    /// `webhooks:`, or a record replayed after its target left the config), every item fails.
+    func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
+        guard !items.isEmpty else { return [] }
+        guard let client = self else {
+            return items.indices.map {
+                WebhookDeliveryFailure(item: $0, target: items[$0].target, errorClass: "no-target",
+                                       message: "webhook target '\(items[$0].target)' is not in the config", attempts: 0)
+            }
+        }
+        return await client.deliver(items)
+    }
+}
+
 /// An event's `notify` and `webhook` work: it runs only once the event's Redis
 /// operations succeeded on every node, so no app or CDN refills from stale Redis.
 package struct SecondLayerWork: Sendable, Hashable {

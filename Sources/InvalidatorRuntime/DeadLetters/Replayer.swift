@@ -203,7 +203,7 @@ package final class Replayer: Sendable {
         if !work.deliveries.isEmpty {
             if let limiter { try await limiter.acquire(work.deliveries.count) }
             executed += work.deliveries.map(\.summary)
-            failures += updated(record, failures: await deliver(work.deliveries), of: work.deliveries, pending: work.pending, at: now)
+            failures += updated(record, failures: await webhooks.deliver(work.deliveries), of: work.deliveries, pending: work.pending, at: now)
         }
         // The work that waited for this record's: now or, if it failed again, with the updated records.
         if failures.isEmpty, let pending = work.pending {
@@ -214,7 +214,7 @@ package final class Replayer: Sendable {
                 failures += await execute(Target(pool: pool.pool, node: nil, operations: pool.operations))
                     .map { updated(record, failure: $0, pending: nil, at: now) }
             }
-            failures += updated(record, failures: await deliver(pending.webhooks), of: pending.webhooks, pending: nil, at: now)
+            failures += updated(record, failures: await webhooks.deliver(pending.webhooks), of: pending.webhooks, pending: nil, at: now)
         }
         if failures.isEmpty {
             logger.info("dead letter replayed", metadata: metadata(id, record))
@@ -274,18 +274,6 @@ package final class Replayer: Sendable {
             updated.lastFailedAt = now
             return updated
         }
-    }
-
-    /// Sends webhook items; with no webhook client (the config lost its `webhooks:`), every item fails.
-    private func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
-        guard !items.isEmpty else { return [] }
-        guard let webhooks else {
-            return items.indices.map {
-                WebhookDeliveryFailure(item: $0, target: items[$0].target, errorClass: "no-target",
-                                       message: "webhook target '\(items[$0].target)' is not in the config", attempts: 0)
-            }
-        }
-        return await webhooks.deliver(items)
     }
 
     private func metadata(_ id: String, _ record: DeadLetter) -> Logger.Metadata {

@@ -170,7 +170,7 @@ package final class EventPipeline: Sendable {
             itemOwners += repeatElement(planIndex, count: prepared.plans[planIndex].webhooks.count)
         }
         async let notificationFailures = executor.execute(ready.map { prepared.plans[$0].notifications })
-        async let webhookFailures = deliver(items)
+        async let webhookFailures = webhooks.deliver(items)
 
         var records: [DeadLetter] = []
         var failedPlans: Set<Int> = []
@@ -186,19 +186,6 @@ package final class EventPipeline: Sendable {
             records += preparer.deadLetters(event, webhookFailures: failures, items: items)
         }
         return (records, failedPlans)
-    }
-
-    /// Sends webhook items; with no webhook client (a config without `webhooks:`),
-    /// every item fails, which a loaded config never lets happen.
-    func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
-        guard !items.isEmpty else { return [] }
-        guard let webhooks else {
-            return items.indices.map {
-                WebhookDeliveryFailure(item: $0, target: items[$0].target, errorClass: "no-target",
-                                       message: "no webhook target '\(items[$0].target)' is configured", attempts: 0)
-            }
-        }
-        return await webhooks.deliver(items)
     }
 
     /// Stores dead letters, retrying while the store is down or full, with a heartbeat
