@@ -32,7 +32,8 @@ RUN swift package resolve
 
 COPY Sources ./Sources
 COPY Tests ./Tests
-# The Swift runtime and Foundation are linked in; librdkafka, hiredis and OpenSSL
+# The Swift runtime and Foundation are linked in, and so is BoringSSL (through
+# swift-nio-ssl, for webhooks); librdkafka, hiredis and OpenSSL (for Redis TLS)
 # stay shared and come from the runtime stage's Debian packages.
 RUN swift build -c release --product invalidator --static-swift-stdlib \
     && mkdir -p /staging \
