@@ -35,7 +35,9 @@ public final class WebhookDispatcher: WebhookDelivering {
         self.clients = clients
     }
 
-    /// Closes every target's connections. Call once no `deliver` is running.
+    /// Closes every target's connections. Call once no `deliver` is running, and
+    /// always before the dispatcher is released: AsyncHTTPClient stops debug builds
+    /// whose clients were not shut down.
     public func shutdown() async {
         for client in clients.values {
             await client.shutdown()

@@ -206,8 +206,8 @@ final class WebhookTargetClient: Sendable {
             }
         }
         if let error = error as? IOError {
-            // Such as "Connection refused (errno: 111)": the system's words, no address.
-            return WebhookError(code: .connection, message: "\(target.name): \(error.description.split(separator: ":").last.map { $0.trimmingCharacters(in: .whitespaces) } ?? "no connection")")
+            // The system's words ("Connection refused"), without the address.
+            return WebhookError(code: .connection, message: "\(target.name): \(String(cString: strerror(error.errnoCode)))")
         }
         return WebhookError(code: .connection, message: "\(target.name): no answer (\(type(of: error)))")
     }
