@@ -45,6 +45,24 @@ import Testing
         #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(950))
     }
 
+    @Test(arguments: [408, 429, 500, 502, 503, 504])
+    func retriableStatuses(status: Int) async throws {
+        let server = try HTTPTestServer()
+        server.script([.answer(status: status)])
+        let failures = try await withDispatcher([target(server: server)]) { await $0.deliver([tagsItem(["a"])]) }
+        #expect(failures.isEmpty)
+        #expect(server.requests.count == 2)
+    }
+
+    @Test(arguments: [400, 401, 403, 409, 413, 422])
+    func finalStatuses(status: Int) async throws {
+        let server = try HTTPTestServer()
+        server.script([.answer(status: status)])
+        let failures = try await withDispatcher([target(server: server)]) { await $0.deliver([tagsItem(["a"])]) }
+        #expect(failures.map(\.errorClass) == ["http-\(status)"])
+        #expect(server.requests.count == 1)
+    }
+
     @Test func otherClientErrorsFailAtOnce() async throws {
         let server = try HTTPTestServer()
         server.setDefaultReply(.answer(status: 404))
