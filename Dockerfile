@@ -33,8 +33,9 @@ RUN swift package resolve
 COPY Sources ./Sources
 COPY Tests ./Tests
 # The Swift runtime and Foundation are linked in, and so is BoringSSL (through
-# swift-nio-ssl, for webhooks); librdkafka, hiredis and OpenSSL (for Redis TLS)
-# stay shared and come from the runtime stage's Debian packages.
+# swift-nio-ssl, for webhooks; its symbols are prefixed, so it does not clash with
+# OpenSSL); librdkafka, hiredis and OpenSSL (for Redis TLS) stay shared and come
+# from the runtime stage's Debian packages.
 RUN swift build -c release --product invalidator --static-swift-stdlib \
     && mkdir -p /staging \
     && cp "$(swift build -c release --show-bin-path)/invalidator" /staging/invalidator

@@ -215,6 +215,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Against TestSupport's HTTP server, plain and TLS (certificates made with openssl).
         .testTarget(
             name: "InvalidatorWebhookTests",
             dependencies: [
