@@ -32,8 +32,10 @@ RUN swift package resolve
 
 COPY Sources ./Sources
 COPY Tests ./Tests
-# The Swift runtime and Foundation are linked in; librdkafka, hiredis and OpenSSL
-# stay shared and come from the runtime stage's Debian packages.
+# The Swift runtime and Foundation are linked in, and so is BoringSSL (through
+# swift-nio-ssl, for webhooks; its symbols are prefixed, so it does not clash with
+# OpenSSL); librdkafka, hiredis and OpenSSL (for Redis TLS) stay shared and come
+# from the runtime stage's Debian packages.
 RUN swift build -c release --product invalidator --static-swift-stdlib \
     && mkdir -p /staging \
     && cp "$(swift build -c release --show-bin-path)/invalidator" /staging/invalidator

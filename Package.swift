@@ -12,8 +12,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        // What AsyncHTTPClient builds on; named for the types its API takes (headers, TLS).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.100.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.30.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
@@ -66,6 +70,21 @@ let package = Package(
             ]
         ),
 
+        // The only code that calls AsyncHTTPClient: webhook delivery.
+        .target(
+            name: "InvalidatorWebhooks",
+            dependencies: [
+                "InvalidatorCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
+
         // Wires sources, planner, router, executor and dead letters.
         .target(
             name: "InvalidatorRuntime",
@@ -73,6 +92,7 @@ let package = Package(
                 "InvalidatorCore",
                 "InvalidatorRedis",
                 "InvalidatorKafka",
+                "InvalidatorWebhooks",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -114,18 +134,20 @@ let package = Package(
             dependencies: ["InvalidatorCore", "InvalidatorRedis", "InvalidatorRuntime"]
         ),
 
-        // Starts real redis-server processes for tests.
+        // Starts real redis-server processes for tests, and a scripted HTTP server.
         .target(
             name: "TestSupport",
+            dependencies: ["COpenSSL"],
             path: "Tests/TestSupport"
         ),
 
-        // Test doubles for the runtime (a dead-letter store, a metrics factory); starts nothing.
+        // Test doubles for the runtime (a dead-letter store, a metrics factory, a log capture); starts nothing.
         .target(
             name: "TestDoubles",
             dependencies: [
                 "InvalidatorRuntime",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             path: "Tests/TestDoubles"
         ),
@@ -189,6 +211,17 @@ let package = Package(
             name: "InvalidatorFaultTests",
             dependencies: [
                 "InvalidatorKafka",
+                "TestSupport",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Against TestSupport's HTTP server, plain and TLS (certificates made with openssl).
+        .testTarget(
+            name: "InvalidatorWebhookTests",
+            dependencies: [
+                "InvalidatorCore",
+                "InvalidatorWebhooks",
+                "TestDoubles",
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]

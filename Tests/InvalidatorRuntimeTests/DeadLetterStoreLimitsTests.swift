@@ -2,6 +2,7 @@ import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
 import Logging
+import TestDoubles
 import TestSupport
 import Testing
 

@@ -3,6 +3,7 @@ import InvalidatorCore
 @testable import InvalidatorRuntime
 import Logging
 import Prometheus
+import TestDoubles
 import TestSupport
 import Testing
 

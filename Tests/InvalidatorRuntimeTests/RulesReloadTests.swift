@@ -1,6 +1,7 @@
 import Foundation
 import InvalidatorRuntime
 import Logging
+import TestDoubles
 import TestSupport
 import Testing
 

@@ -1,3 +1,4 @@
+import InvalidatorCore
 import Logging
 import Synchronization
 

@@ -1,9 +1,10 @@
 import Synchronization
 
-/// When a node's circuit breaker opens and how long it stays open.
+/// When an endpoint's circuit breaker opens and how long it stays open.
 package struct CircuitBreakerPolicy: Sendable, Hashable {
-    /// Consecutive failed attempts (no connection, timeouts, refused handshakes; not
-    /// error replies to commands) that open the circuit.
+    /// Consecutive failed attempts that open the circuit: for a Redis node no connection,
+    /// timeouts, refused handshakes (not error replies to commands); for a webhook
+    /// target retriable failures (not 4xx answers).
     package var failureThreshold: Int
     /// How long an open circuit fails calls immediately before letting one probe through.
     package var coolDown: Duration
@@ -14,8 +15,9 @@ package struct CircuitBreakerPolicy: Sendable, Hashable {
     }
 }
 
-/// Per-node breaker so a dead node fails fast instead of making every
-/// operation wait through its full retry schedule.
+/// Per-endpoint breaker (a Redis node, a webhook target) so a dead endpoint fails
+/// fast instead of making every operation wait through its full retry schedule.
+/// A state machine on the clock, no I/O: shared by the Redis and webhook layers.
 ///
 /// Every attempt ends in exactly one report: ``recordSuccess()`` when the node
 /// answered (even with an error reply to a command), ``recordFailure()`` when it
@@ -23,7 +25,7 @@ package struct CircuitBreakerPolicy: Sendable, Hashable {
 /// broken reply). So a half-open probe always closes or reopens the circuit; and
 /// should a probe never report (its task gone), another is let through after
 /// `probeTimeout`, so the circuit cannot stay half-open for good.
-final class CircuitBreaker: Sendable {
+package final class CircuitBreaker: Sendable {
     enum State: Equatable {
         /// `lastAnswer`: when the node last answered, for health checks that need not ask again.
         case closed(consecutiveFailures: Int, lastAnswer: ContinuousClock.Instant?)
@@ -37,18 +39,18 @@ final class CircuitBreaker: Sendable {
     private let state = Mutex(State.closed(consecutiveFailures: 0, lastAnswer: nil))
 
     /// - Parameter probeTimeout: longer than one attempt can take (connect and command timeouts).
-    init(policy: CircuitBreakerPolicy, probeTimeout: Duration) {
+    package init(policy: CircuitBreakerPolicy, probeTimeout: Duration) {
         self.policy = policy
         self.probeTimeout = probeTimeout
     }
 
-    var isOpen: Bool {
+    package var isOpen: Bool {
         state.withLock { if case .closed = $0 { false } else { true } }
     }
 
     /// Whether an attempt may go to the node now. After the cool-down, the first
     /// caller becomes the half-open probe.
-    func permitsAttempt() -> Bool {
+    package func permitsAttempt() -> Bool {
         state.withLock { state in
             let now = ContinuousClock.now
             switch state {
@@ -67,19 +69,19 @@ final class CircuitBreaker: Sendable {
     }
 
     /// The node answered (even with an error reply).
-    func recordSuccess() {
+    package func recordSuccess() {
         state.withLock { $0 = .closed(consecutiveFailures: 0, lastAnswer: ContinuousClock.now) }
     }
 
     /// Whether the circuit is closed and the node answered within `age`.
-    func answered(within age: Duration) -> Bool {
+    package func answered(within age: Duration) -> Bool {
         guard case .closed(_, let last?) = state.withLock({ $0 }) else { return false }
         return ContinuousClock.now - last < age
     }
 
     /// The attempt got no usable answer. Returns true when this failure opened the circuit.
     @discardableResult
-    func recordFailure() -> Bool {
+    package func recordFailure() -> Bool {
         state.withLock { state in
             switch state {
             case .closed(let failures, let lastAnswer) where failures + 1 < policy.failureThreshold:
