@@ -37,10 +37,15 @@ extension WebhookTarget {
     func merging(_ body: JSONValue) -> JSONValue {
         guard case .object(var merged) = self.body, case .object(let fields) = body else { return body }
         for field in fields.fields {
-            if field.key == batch?.field, let base = merged[field.key]?.arrayValue, let added = field.value.arrayValue {
-                merged[field.key] = .array(base + added)
+            // In place, so the target's field order holds whatever the rule overrides.
+            guard let index = merged.fields.lastIndex(where: { $0.key == field.key }) else {
+                merged.fields.append(field)
+                continue
+            }
+            if field.key == batch?.field, let base = merged.fields[index].value.arrayValue, let added = field.value.arrayValue {
+                merged.fields[index].value = .array(base + added)
             } else {
-                merged[field.key] = field.value
+                merged.fields[index].value = field.value
             }
         }
         return .object(merged)
