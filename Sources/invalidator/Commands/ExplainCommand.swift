@@ -66,8 +66,8 @@ struct ExplainCommand: AsyncParsableCommand {
         }
         let plan = planner.plan(decoded)
         switch format {
-        case .text: print(PlanDescription.text(plan), terminator: "")
-        case .json: print(PlanDescription.json(plan).prettySerialized())
+        case .text: print(PlanDescription.text(plan, webhooks: planner.webhooks), terminator: "")
+        case .json: print(PlanDescription.json(plan, webhooks: planner.webhooks).prettySerialized())
         }
     }
 
