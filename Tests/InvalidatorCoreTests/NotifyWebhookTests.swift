@@ -87,6 +87,44 @@ import Testing
         #expect(!dumped.contains("tok-secret") && !dumped.contains("svc-9") && !dumped.contains("acct-hidden"))
     }
 
+    @Test func explainShowsMessagesAndRequestsWithSecretsMasked() throws {
+        let plan = try plan(#"{"entity":"product","id":"9","op":"update","tenant":"acme"}"#)
+        let text = PlanDescription.text(plan, webhooks: planner.webhooks)
+        let json = PlanDescription.json(plan, webhooks: planner.webhooks)
+        for shown in [text, json.serialized()] {
+            #expect(!shown.contains("tok-secret") && !shown.contains("svc-9") && !shown.contains("acct-hidden"))
+        }
+        #expect(text.contains("decision apply: 2 operations on 2 pools, then 3 notifications and 1 webhook request"))
+        #expect(text.contains("after every Redis operation succeeded:"))
+        #expect(text.contains(#"notify  shard:acme        SPUBLISH {"ids":["9"],"list":["x"]}"#))
+        #expect(text.contains("""
+            webhook cdn: POST https://api.cdn.example/service/***/purge
+              Authorization: ***
+              Accept: ***
+              body {"tags":["always","product-9","product-list"],"account":"***","soft":true}
+              rule product
+            """))
+        let webhook = json.objectValue?["webhooks"]?.arrayValue?.first
+        #expect(webhook == .object([
+            "target": .string("cdn"), "method": .string("POST"), "url": .string("https://api.cdn.example/service/***/purge"),
+            "headers": .object(["Authorization": .string("***"), "Accept": .string("***")]),
+            "body": .object([
+                "tags": .array([.string("always"), .string("product-9"), .string("product-list")]),
+                "account": .string("***"), "soft": .bool(true),
+            ]),
+            "rule": .string("product"),
+        ]))
+        #expect(json.objectValue?["notifications"]?.arrayValue?.count == 2)
+    }
+
+    @Test func aURLSetByAnEnvironmentOverrideIsHiddenWhole() throws {
+        let configuration = try load(
+            Self.configYAML, environment: Self.environment.merging(["INVALIDATOR__WEBHOOKS__APP__URL": "https://app.example/k-123"]) { $1 },
+            secretFiles: Self.secretFiles)
+        #expect(configuration.webhook(named: "app")?.url == "https://app.example/k-123")
+        #expect(configuration.webhook(named: "app")?.redactedURL == "***")
+    }
+
     @Test func warnsOfUnverifiedTLSAndHeadersInClearText() throws {
         let configuration = try load("""
             sources: { redis_pubsub: { pool: p, channels: [e] } }
