@@ -117,6 +117,18 @@ import Testing
         #expect(json.objectValue?["notifications"]?.arrayValue?.count == 2)
     }
 
+    @Test func warnsOfShardedNotifyOnAPoolThatIsNoCluster() throws {
+        let rules = try RulesLoader.load(yaml: """
+            rules:
+              - name: r
+                match: { entity: user }
+                notify: { channel: c, message: "{id}", sharded: true }
+            """, file: "rules.yaml")
+        #expect(RuleWarnings.warnings(for: rules, pools: configuration.pools) == [
+            "rule 'r': notify on 'c' is sharded, but pool 'primary' is single, not a cluster: SPUBLISH is sent as is, and apps must SSUBSCRIBE to receive it",
+        ])
+    }
+
     @Test func aURLSetByAnEnvironmentOverrideIsHiddenWhole() throws {
         let configuration = try load(
             Self.configYAML, environment: Self.environment.merging(["INVALIDATOR__WEBHOOKS__APP__URL": "https://app.example/k-123"]) { $1 },
