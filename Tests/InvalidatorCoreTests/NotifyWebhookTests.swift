@@ -137,6 +137,16 @@ import Testing
         #expect(configuration.webhook(named: "app")?.redactedURL == "***")
     }
 
+    @Test func environmentOverridesSetHeadersByTheirDashedNames() throws {
+        let environment = Self.environment.merging([
+            "INVALIDATOR__WEBHOOKS__APP__HEADERS__X_API_KEY": "k-1",
+            "INVALIDATOR__WEBHOOKS__CDN__HEADERS__AUTHORIZATION": "Bearer other",
+        ]) { $1 }
+        let configuration = try load(Self.configYAML, environment: environment, secretFiles: Self.secretFiles)
+        #expect(configuration.webhook(named: "app")?.headers == [.init(name: "x-api-key", value: "k-1")])
+        #expect(configuration.webhook(named: "cdn")?.headers.first == .init(name: "Authorization", value: "Bearer other"))
+    }
+
     @Test func warnsOfUnverifiedTLSAndHeadersInClearText() throws {
         let configuration = try load("""
             sources: { redis_pubsub: { pool: p, channels: [e] } }
@@ -165,6 +175,7 @@ import Testing
               g: { url: "https://g.example/", headers: { "Bad Name": v } }
               h: { url: "http://h.example/", tls: { ca_file: ca.pem } }
               i: { url: "https://i.example/", timeout: 10ms }
+              j: { url: "https://j.example/", body: { tags: ["p-{id}"] } }
             rules: rules.yaml
             """)
         #expect(found == [
@@ -177,6 +188,7 @@ import Testing
             "invalidator.yaml:10:46: webhook 'g' headers: 'Bad Name' is not a header name (letters, digits and !#$%&'*+-.^_`|~)",
             "invalidator.yaml:11:39: webhook 'h' has tls settings but its url is http://; write https:// for TLS",
             "invalidator.yaml:12:44: webhook 'i' timeout must be at least 100ms, got '10ms'",
+            "invalidator.yaml:13:41: webhook 'j' body uses {id}, but a target's body is the same for every request; put event values in the rules' webhook bodies",
         ])
     }
 

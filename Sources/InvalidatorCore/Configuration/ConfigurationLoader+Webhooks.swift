@@ -61,6 +61,10 @@ extension ConfigurationLoader {
             if let (body, redacted) = reader.secretJSONValue(bodyNode, context: "\(context) body") {
                 target.body = body
                 target.redactedBody = redacted
+                // Searched in the redacted body: a secret is never quoted.
+                if let placeholder = firstPlaceholder(in: redacted) {
+                    reader.report("\(context) body uses \(placeholder), but a target's body is the same for every request; put event values in the rules' webhook bodies", at: bodyNode)
+                }
             }
         }
         if let batchNode = fields["batch"] {
@@ -102,6 +106,22 @@ extension ConfigurationLoader {
             }
         }
         return headers
+    }
+
+    /// The first string in `value` that reads as a template with a placeholder, such as `{id}`.
+    private static func firstPlaceholder(in value: JSONValue) -> Placeholder? {
+        switch value {
+        case .string(let text):
+            guard let template = try? Template(compiling: text) else { return nil }
+            for case .placeholder(let placeholder) in template.segments { return placeholder }
+            return nil
+        case .array(let elements):
+            return elements.lazy.compactMap(firstPlaceholder).first
+        case .object(let object):
+            return object.fields.lazy.compactMap { firstPlaceholder(in: $0.value) }.first
+        default:
+            return nil
+        }
     }
 
     private static func parseBatch(_ node: Node, body: JSONValue, context: String, reader: inout YAMLReader) -> WebhookTarget.Batch? {
