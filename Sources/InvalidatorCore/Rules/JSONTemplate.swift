@@ -48,21 +48,6 @@ public struct JSONTemplate: Hashable, Sendable {
     }
 }
 
-extension JSONTemplate {
-    /// The template with no placeholders as a plain value, such as a webhook target's body.
-    public init(literal value: JSONValue) {
-        self.init(Self.element(value))
-    }
-
-    private static func element(_ value: JSONValue) -> Element {
-        switch value {
-        case .array(let elements): .array(elements.map(element))
-        case .object(let object): .object(object.fields.map { Field(key: $0.key, value: element($0.value)) })
-        default: .literal(value)
-        }
-    }
-}
-
 /// Reading YAML values as JSON: plain `null`, `~`, `true`, `false` and JSON numbers
 /// are those JSON values; every other scalar, and every quoted one, is a string.
 extension YAMLReader {
