@@ -307,6 +307,25 @@ import Testing
         #expect(plan.webhooks.map(\.body) == [.object(["path": .string("/p/1")]), .object(["path": .string("/p/2")])])
     }
 
+    @Test func theSameRequestIsSentOnceWhicheverRulesAskForIt() throws {
+        let rules = try RulesLoader.load(yaml: """
+            rules:
+              - name: first
+                match: { entity: product }
+                webhook: { target: app, body: { path: "/p/{id}" } }
+              - name: second
+                match: { entity: product }
+                webhook: [{ target: app, body: { path: "/p/{id}" } }, { target: app, body: { path: "/list" } }]
+            """, file: "rules.yaml", webhooks: configuration.webhooks)
+        let planner = Planner(rules: rules, pools: [PoolTarget(name: "p")], webhooks: configuration.webhooks)
+        let plan = planner.plan(try EventDecoder().decode(Array(#"{"entity":"product","ids":["1","1","2"],"op":"update"}"#.utf8)))
+        #expect(plan.webhooks == [
+            WebhookItem(target: "app", body: .object(["path": .string("/p/1")]), rule: "first"),
+            WebhookItem(target: "app", body: .object(["path": .string("/p/2")]), rule: "first"),
+            WebhookItem(target: "app", body: .object(["path": .string("/list")]), rule: "second"),
+        ])
+    }
+
     @Test func directMessagesNotifyNobody() throws {
         let configuration = try load("""
             sources: { redis_pubsub: { pool: p, channels: [e], format: direct, allow: ["user:*"] } }

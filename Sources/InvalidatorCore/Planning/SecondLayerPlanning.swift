@@ -2,6 +2,8 @@
 struct SecondLayerBuilder {
     private var builders: [PoolPlanBuilder]
     private(set) var webhooks: [WebhookItem] = []
+    /// Target and body of each item: a bulk event may render a body per id.
+    private var webhooksSeen: Set<WebhookItem> = []
 
     init(pools: [PoolTarget]) {
         builders = pools.map { PoolPlanBuilder(pool: $0) }
@@ -22,9 +24,10 @@ struct SecondLayerBuilder {
         for webhook in rule.webhooks {
             let target = planner.webhooks[webhook.target]
             try renderer.render(webhook.body, rule: rule.name) { body in
-                let item = WebhookItem(target: webhook.target, body: target.map { $0.merging(body) } ?? body, rule: rule.name)
-                if !webhooks.contains(where: { $0.target == item.target && $0.body == item.body }) {
-                    webhooks.append(item)
+                let merged = target.map { $0.merging(body) } ?? body
+                // Identity without the rule: two rules asking for the same request send it once.
+                if webhooksSeen.insert(WebhookItem(target: webhook.target, body: merged, rule: "")).inserted {
+                    webhooks.append(WebhookItem(target: webhook.target, body: merged, rule: rule.name))
                 }
             }
         }
