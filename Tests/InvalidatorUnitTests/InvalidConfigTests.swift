@@ -135,6 +135,13 @@ import Testing
              rules: "rules:\n  - { name: user, match: { entity: user }, pools: [edge], delete: [\"user:{id}\"] }\n", expected: [
             "$RULES:2:52: rule 'user' names pool 'edge', which the config does not define",
         ]),
+        Case(name: "a rule calling an undefined webhook", config: config(more: "webhooks: { cdn: { url: \"https://cdn.example/purge\" } }\n"),
+             rules: "rules:\n  - { name: user, match: { entity: user }, webhook: { target: cnd } }\n", expected: [
+            "$RULES:2:63: rule 'user' webhook target 'cnd' is not defined under webhooks; known: cdn",
+        ]),
+        Case(name: "a webhook whose URL is no http URL", config: config(more: "webhooks: { cdn: { url: \"cdn.example/purge\" } }\n"), expected: [
+            "$CONFIG:6:25: webhook 'cdn' url 'cdn.example/purge' must start with http:// or https://",
+        ]),
     ] + invalidExamples
 
     /// schemas/examples/invalid/config.*.yaml, which the schema refuses too.
