@@ -83,8 +83,10 @@ import Testing
             #expect(!shown.contains("tok-secret") && !shown.contains("svc-9") && !shown.contains("acct-hidden"))
         }
         var dumped = ""
-        dump(cdn, to: &dumped)
+        dump(configuration, to: &dumped)
+        #expect(dumped.contains("api.cdn.example"))
         #expect(!dumped.contains("tok-secret") && !dumped.contains("svc-9") && !dumped.contains("acct-hidden"))
+        #expect(!"\(configuration)".contains("tok-secret") && !String(reflecting: configuration).contains("tok-secret"))
     }
 
     @Test func explainShowsMessagesAndRequestsWithSecretsMasked() throws {
@@ -218,6 +220,21 @@ import Testing
             "rules.yaml:8:35: rule 's' webhook body.tags must be a list: target 'cdn' batches requests by concatenating it",
             "rules.yaml:11:13: rule 't' notify needs a channel and a message",
         ])
+    }
+
+    @Test func refusesMessagesNestedTooDeeply() {
+        let nested = String(repeating: "[", count: 40) + String(repeating: "]", count: 40)
+        do {
+            _ = try RulesLoader.load(yaml: """
+                rules:
+                  - name: deep
+                    match: { entity: user }
+                    notify: { channel: c, message: \(nested) }
+                """, file: "rules.yaml")
+            Issue.record("a message nested 40 deep loaded")
+        } catch {
+            #expect(error.diagnostics.map(\.message) == ["rule 'deep' notify message is nested deeper than 32 levels"])
+        }
     }
 
     @Test func aRuleMayOnlyNotify() throws {
