@@ -47,7 +47,7 @@ public struct Planner: Sendable {
                 forEachPool(named: rule.rule.pools) { builders[$0].add(rendered, rule: rule) }
                 if !rule.rule.notify.isEmpty || !rule.rule.webhooks.isEmpty {
                     if secondLayer == nil { secondLayer = SecondLayerBuilder(pools: pools) }
-                    try secondLayer?.add(rule.rule, planner: self, renderer: renderer)
+                    try secondLayer?.add(rule, planner: self, renderer: renderer)
                 }
             }
         } catch {

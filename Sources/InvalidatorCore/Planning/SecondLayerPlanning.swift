@@ -13,21 +13,23 @@ struct SecondLayerBuilder {
         builders.compactMap { $0.isEmpty ? nil : $0.build() }
     }
 
-    mutating func add(_ rule: Rule, planner: Planner, renderer: TemplateRenderer) throws(PlanRejection) {
-        for notify in rule.notify {
+    /// Reads the rule through its reference, as the planner does: a copied `Rule` costs a retain per field.
+    mutating func add(_ shared: RuleSet.SharedRule, planner: Planner, renderer: TemplateRenderer) throws(PlanRejection) {
+        let name = shared.rule.name
+        for notify in shared.rule.notify {
             var rendered = RenderedRule()
-            try renderer.render(notify, rule: rule.name) { rendered.operations.append(.publish($0)) }
-            planner.forEachPool(named: notify.pools ?? rule.pools) { index in
-                builders[index].add(rendered, rule: rule.name, redeleteAfter: nil)
+            try renderer.render(notify, rule: name) { rendered.operations.append(.publish($0)) }
+            planner.forEachPool(named: notify.pools ?? shared.rule.pools) { index in
+                builders[index].add(rendered, rule: name, redeleteAfter: nil)
             }
         }
-        for webhook in rule.webhooks {
+        for webhook in shared.rule.webhooks {
             let target = planner.webhooks[webhook.target]
-            try renderer.render(webhook.body, rule: rule.name) { body in
+            try renderer.render(webhook.body, rule: name) { body in
                 let merged = target.map { $0.merging(body) } ?? body
                 // Identity without the rule: two rules asking for the same request send it once.
                 if webhooksSeen.insert(WebhookItem(target: webhook.target, body: merged, rule: "")).inserted {
-                    webhooks.append(WebhookItem(target: webhook.target, body: merged, rule: rule.name))
+                    webhooks.append(WebhookItem(target: webhook.target, body: merged, rule: name))
                 }
             }
         }
