@@ -48,6 +48,7 @@ event("broker-time-max", KAFKA, {"entity": "user", "id": "1", "op": "update", "t
 event("huge-numbers", NATIVE, '{"entity":"user","id":1e999999,"op":"update","tenant":-0.0e-99999,"version":123456789012345678901234567890,"changed":["email"]}')
 event("negative-id", NATIVE, '{"entity":"product","id":-9223372036854775809,"op":"delete","attributes":{"sku":1.5e308}}')
 event("bulk", NATIVE, {"entity": "product", "ids": ["1", 2, "3", "1"], "op": "delete", "attributes": {"category": "shoes"}})
+event("notify-hostile-ids", NATIVE, {"entity": "product", "ids": ["a\"b", "c\\\\d", "{e}", "\u00fcn\u00ef", "\",\"x\":\"y"], "op": "update", "tenant": "t\"}", "attributes": {"sku": "s\\\\1"}})
 glob = "*?[]\\{}^-!"
 event("glob-id", NATIVE, {"entity": "user", "id": glob, "op": "update", "tenant": glob, "changed": ["email"], "attributes": {"region": "[a-z]*"}, "version": 1})
 event("hash-tags", NATIVE, {"entity": "user", "id": "}{x}{", "op": "update", "tenant": "{t}", "changed": ["name"]})

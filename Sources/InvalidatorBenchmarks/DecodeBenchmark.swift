@@ -31,6 +31,14 @@ enum DecodeBenchmark {
             delete: ["product:{id}"]
         """
 
+    /// `rules` plus a `notify` action on every user event: what rendering a JSON message costs.
+    static let notifyRules = rules + """
+
+          - name: listeners
+            match: { entity: user }
+            notify: { channel: "cache:invalidate", message: { pattern: "user:{tenant}:{id}", tenantId: "{tenant}" } }
+        """
+
     /// Rich events: attributes, before/after images, a version, a time and an id.
     static func richEvents(count: Int) -> [[UInt8]] {
         (0..<count).map { index in
@@ -57,6 +65,7 @@ enum DecodeBenchmark {
     static func run(count: Int, rounds: Int) throws {
         try measure(name: "rich", events: richEvents(count: count), rules: rules, rounds: rounds)
         try measure(name: "minimal", events: minimalEvents(count: count), rules: minimalRules, rounds: rounds)
+        try measure(name: "rich + notify", events: richEvents(count: count), rules: notifyRules, rounds: rounds)
     }
 
     static func measure(name: String, events: [[UInt8]], rules: String, rounds: Int) throws {

@@ -17,9 +17,16 @@ enum RulesFuzzTarget {
         for event in sampleEvents {
             let plan = planner.plan(event)
             _ = PlanDescription.text(plan)
-            for pool in plan.pools {
+            for pool in plan.pools + plan.notifications {
                 for planned in pool.operations where Template.containsControlCharacter(planned.operation.description) {
                     problems.append("a plan holds a control character: \(planned.operation)")
+                }
+            }
+            for pool in plan.notifications {
+                for planned in pool.operations {
+                    if case .publish(let message) = planned.operation, (try? JSONParser.parse(bytes: Array(message.message.utf8))) == nil {
+                        problems.append("notify message \(message.message) is not JSON")
+                    }
                 }
             }
         }

@@ -2,7 +2,7 @@ import InvalidatorCore
 
 /// The rules the event target plans with: every action, every placeholder kind,
 /// optional and nested placeholders, hash tags, glob-escaped patterns, pool
-/// selection, `changed` and `op` filters.
+/// selection, `changed` and `op` filters, `notify` messages and `webhook` bodies.
 enum FuzzRules {
     static let yaml = """
         rules:
@@ -26,7 +26,25 @@ enum FuzzRules {
             match: { entity: user, op: create }
             pools: [edge]
             delete: ["user-list:{tenant?}"]
+          - name: listeners
+            match: { entity: [user, product] }
+            notify:
+              - channel: "cache:{entity}"
+                message: { pattern: "{entity}:{tenant?}:{id}", ids: ["{id}", "x-{attributes.sku?}"], city: "{after.address.city?}", n: 1, on: true, none: null }
+              - channel: "shard:{{{tenant?}}}"
+                message: "{id}"
+                pools: [edge]
+                sharded: true
+            webhook: { target: cdn, body: { tags: ["{entity}-{id}", "{attributes.sku?}"], tenant: "{tenant?}" } }
         """
+
+    /// The target of the `webhook` action.
+    static let webhooks: [WebhookTarget] = {
+        var cdn = WebhookTarget(name: "cdn", url: "https://cdn.example/purge")
+        cdn.body = .object(["tags": .array([.string("all")])])
+        cdn.batch = WebhookTarget.Batch(field: "tags", max: 100)
+        return [cdn]
+    }()
 
     /// A source's mapped variant of `format`: renamed and nested fields, a composite
     /// Debezium key, op names; for auto, a direct source with an allow-list.
@@ -62,7 +80,8 @@ enum FuzzRules {
 
     static let planner: Planner = {
         do {
-            return Planner(rules: try RulesLoader.load(yaml: yaml, file: "fuzz-rules.yaml", knownPools: pools.map(\.name)), pools: pools)
+            let rules = try RulesLoader.load(yaml: yaml, file: "fuzz-rules.yaml", knownPools: pools.map(\.name), webhooks: webhooks)
+            return Planner(rules: rules, pools: pools, webhooks: webhooks)
         } catch {
             fatalError("the fuzz rules do not load: \(error)")
         }
@@ -97,7 +116,65 @@ enum PlanInvariants {
                 }
             }
         }
+        for pool in plan.notifications {
+            for planned in pool.operations {
+                guard case .publish(let message) = planned.operation else {
+                    problems.append("a notification is \(planned.operation.kind.rawValue), not notify")
+                    continue
+                }
+                problems += checkKey(message.channel)
+                problems += checkMessage(message.message, rule: planned.rule)
+            }
+        }
+        for item in plan.webhooks {
+            // The target's entry comes first, then the rule's.
+            if item.body.objectValue?["tags"]?.arrayValue?.first != .string("all") {
+                problems.append("webhook body \(item.body.serialized()) is not merged over the target's")
+            }
+            if item.body.serialized().utf8.count > Planner.maximumMessageBytes {
+                problems.append("a webhook body over the size limit was planned")
+            }
+        }
         return problems
+    }
+
+    /// A message is JSON that parses back to itself, in the shape of one of its rule's templates.
+    private static func checkMessage(_ text: String, rule: String) -> [String] {
+        guard text.utf8.count <= Planner.maximumMessageBytes else { return ["a message over the size limit was planned"] }
+        let parsed: JSONValue
+        do {
+            parsed = try JSONParser.parse(bytes: Array(text.utf8))
+        } catch {
+            return ["message \(text) is not JSON: \(error)"]
+        }
+        if parsed.serialized() != text { return ["message \(text) does not serialize back to itself"] }
+        let templates = FuzzRules.planner.rules.rules.first { $0.name == rule }?.notify.map(\.message.root) ?? []
+        return templates.contains { hasShape(parsed, of: $0) } ? [] : ["message \(text) has none of its rule's shapes"]
+    }
+
+    /// Whether `value` is what `element` renders to: literals as they are, strings
+    /// as strings, lists of rendered elements, objects with the template's fields
+    /// in order (optional ones may be left out).
+    private static func hasShape(_ value: JSONValue, of element: JSONTemplate.Element) -> Bool {
+        switch (element, value) {
+        case (.literal(let literal), _):
+            return literal == value
+        case (.string, .string):
+            return true
+        case (.array(let elements), .array(let values)):
+            return values.allSatisfy { value in elements.contains { hasShape(value, of: $0) } }
+        case (.object(let fields), .object(let object)):
+            var remaining = fields[...]
+            for field in object.fields {
+                guard let index = remaining.firstIndex(where: { $0.key == field.key }), hasShape(field.value, of: remaining[index].value) else {
+                    return false
+                }
+                remaining = remaining[(index + 1)...]
+            }
+            return true
+        default:
+            return false
+        }
     }
 
     /// Byte offsets of the wildcards Redis's matcher sees in `pattern`: `*`, `?` and

@@ -66,7 +66,7 @@ package final class Worker: Sendable {
         if let backlog { store = BacklogCountingStore(store: store, backlog: backlog) }
         self.deadLetterBacklog = backlog
         let pipeline = EventPipeline(
-            rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets)),
+            rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets, webhooks: configuration.webhooks)),
             pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics)
         self.pipeline = pipeline
         self.kafka = configuration.sources.kafka.map {

@@ -151,6 +151,31 @@ import Testing
         #expect(counts == [1, 2])
     }
 
+    @Test func aReloadNamingAnUndefinedWebhookIsRejectedAndTargetsCarryOver() throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-reload-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("rules.yaml")
+        func write(target: String) throws {
+            try "rules:\n  - { name: user, match: { entity: user }, webhook: { target: \(target), body: { id: \"{id}\" } } }\n"
+                .write(to: file, atomically: true, encoding: .utf8)
+        }
+        var configuration = Configuration()
+        configuration.webhooks = [WebhookTarget(name: "cdn", url: "https://cdn.example/purge")]
+        let rules = RulesState(Planner(rules: RuleSet([]), pools: []))
+        let reloader = RulesReloader(
+            paths: [file.path], rules: rules, configuration: configuration,
+            metrics: WorkerMetrics(factory: PrometheusMetricsFactory(registry: PrometheusCollectorRegistry())),
+            logger: Logger(label: "test") { _ in SwiftLogNoOpLogHandler() })
+
+        try write(target: "cdn")
+        #expect(reloader.reload())
+        #expect(rules.planner.webhooks["cdn"] != nil, "the new planner knows the config's targets")
+        try write(target: "cnd")
+        #expect(!reloader.reload())
+        #expect(rules.planner.rules.rules.first?.webhooks.first?.target == "cdn")
+    }
+
     /// Writes the two halves in place, `gap` apart, under a RulesReloader (50 ms poll); returns the
     /// accepted reloads and the rule counts they logged.
     func inPlaceWriteUnderReloader(settle: Duration, gap: Duration = .milliseconds(250)) async throws -> (reloads: Double, counts: [Int]) {

@@ -129,11 +129,18 @@ import Testing
             "$CONFIG:6:28: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got ''",
         ]),
         Case(name: "an unknown key", config: config(more: "metrics: { port: 9090 }\n"), expected: [
-            "$CONFIG:6:1: unknown key 'metrics' in the config; expected one of allow_empty_rules, dead_letters, http, pools, retry, rules, shutdown, sources",
+            "$CONFIG:6:1: unknown key 'metrics' in the config; expected one of allow_empty_rules, dead_letters, http, pools, retry, rules, shutdown, sources, webhooks",
         ]),
         Case(name: "a rule on an undefined pool", config: config(),
              rules: "rules:\n  - { name: user, match: { entity: user }, pools: [edge], delete: [\"user:{id}\"] }\n", expected: [
             "$RULES:2:52: rule 'user' names pool 'edge', which the config does not define",
+        ]),
+        Case(name: "a rule calling an undefined webhook", config: config(more: "webhooks: { cdn: { url: \"https://cdn.example/purge\" } }\n"),
+             rules: "rules:\n  - { name: user, match: { entity: user }, webhook: { target: cnd } }\n", expected: [
+            "$RULES:2:63: rule 'user' webhook target 'cnd' is not defined under webhooks; known: cdn",
+        ]),
+        Case(name: "a webhook whose URL is no http URL", config: config(more: "webhooks: { cdn: { url: \"cdn.example/purge\" } }\n"), expected: [
+            "$CONFIG:6:25: webhook 'cdn' url 'cdn.example/purge' must start with http:// or https://",
         ]),
     ] + invalidExamples
 

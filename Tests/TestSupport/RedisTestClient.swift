@@ -58,6 +58,19 @@ final class RedisTestClient {
         return try readReply()
     }
 
+    /// Reads one reply without sending anything (a pushed Pub/Sub message), flattened as `call` does.
+    func receive() throws -> [[UInt8]] {
+        try readReply()
+    }
+
+    /// Makes reads fail after `seconds` instead of blocking forever, so a message that never comes fails the test.
+    func setReceiveTimeout(seconds: Int) throws {
+        var timeout = timeval(tv_sec: seconds, tv_usec: 0)
+        guard setsockopt(socketDescriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            throw TestSupportError("setsockopt(SO_RCVTIMEO) failed")
+        }
+    }
+
     private func readReply() throws -> [[UInt8]] {
         let line = try readLine()
         let payload = Array(line.dropFirst())

@@ -28,6 +28,15 @@ public struct Configuration: Hashable, Sendable {
     public var warnings: [String] {
         pools.filter { $0.tls?.verify == false }.map { pool in
             "pool '\(pool.name)' has tls.verify: false: the servers' certificates are not checked, so anyone on the network path can pose as its nodes"
+        } + webhooks.flatMap { target in
+            var warnings: [String] = []
+            if target.tls?.verify == false {
+                warnings.append("webhook '\(target.name)' has tls.verify: false: the server's certificate is not checked, so anyone on the network path can pose as it and read its headers")
+            }
+            if WebhookURL.scheme(of: target.url) == "http", !target.headers.isEmpty {
+                warnings.append("webhook '\(target.name)' sends headers over http://, in clear text; use https:// if they hold a secret")
+            }
+            return warnings
         }
     }
 

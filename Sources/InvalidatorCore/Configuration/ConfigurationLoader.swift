@@ -26,7 +26,7 @@ public enum ConfigurationLoader {
         }
         EnvironmentOverrides.apply(environment, to: &root, reader: &reader)
         var configuration = Configuration()
-        let allowed: Set<String> = ["sources", "pools", "rules", "allow_empty_rules", "retry", "dead_letters", "http", "shutdown"]
+        let allowed: Set<String> = ["sources", "pools", "rules", "allow_empty_rules", "retry", "dead_letters", "http", "shutdown", "webhooks"]
         guard let fields = reader.mapping(root, context: "the config", allowed: allowed) else {
             throw ValidationError(reader.diagnostics)
         }
@@ -46,13 +46,16 @@ public enum ConfigurationLoader {
         if sourcesNode == nil || sourcesNode?.mapping?.isEmpty == true {
             reader.report("the config needs at least one source under 'sources:' (kafka, redis_pubsub or redis_stream)", at: sourcesNode ?? root)
         }
+        if let webhooks = fields["webhooks"] {
+            configuration.webhooks = parseWebhooks(webhooks, reader: &reader)
+        }
         if let rules = fields["rules"] {
-            configuration.rules = parseRulesReference(rules, poolNames: poolNames, reader: &reader)
+            configuration.rules = parseRulesReference(rules, poolNames: poolNames, webhooks: configuration.webhooks, reader: &reader)
         } else {
             reader.report("the config needs 'rules:' (a path, a list of paths, or an inline list)", at: root)
         }
         if let retry = fields["retry"] {
-            configuration.retry = parseRetry(retry, reader: &reader)
+            configuration.retry = parseRetry(retry, context: "retry", reader: &reader)
         }
         if let deadLetters = fields["dead_letters"] {
             // A broken kafka section is reported on its own; only a missing one is this problem.
@@ -225,13 +228,11 @@ public enum ConfigurationLoader {
         }
     }
 
-    /// A pool's `tls:` section, on when `enabled: true` or the nodes are `rediss://`;
-    /// nil when TLS is off.
-    private static func parseTLS(
-        _ node: Node?, fromURLs scheme: (usesTLS: Bool, node: String)?, context: String, reader: inout YAMLReader
-    ) -> TLSConfiguration? {
-        let keys: Set<String> = ["enabled", "ca_file", "cert_file", "key_file", "server_name", "verify"]
-        let fields = node.flatMap { reader.mapping($0, context: "\(context) tls", allowed: keys) } ?? [:]
+    /// The `tls:` keys of a pool and a webhook alike.
+    static let tlsSettingKeys: Set<String> = ["ca_file", "cert_file", "key_file", "server_name", "verify"]
+
+    /// Files, server name and verification from a `tls:` section's `fields`.
+    static func tlsSettings(_ fields: [String: Node], context: String, reader: inout YAMLReader) -> TLSConfiguration {
         var tls = TLSConfiguration()
         func path(_ key: String) -> String? {
             guard let node = fields[key], let value = reader.string(node, context: "\(context) tls.\(key)") else { return nil }
@@ -248,6 +249,17 @@ public enum ConfigurationLoader {
         if (tls.certFile == nil) != (tls.keyFile == nil), let given = fields["cert_file"] ?? fields["key_file"] {
             reader.report("\(context) tls needs cert_file and key_file together (a client certificate and its key)", at: given)
         }
+        return tls
+    }
+
+    /// A pool's `tls:` section, on when `enabled: true` or the nodes are `rediss://`;
+    /// nil when TLS is off.
+    private static func parseTLS(
+        _ node: Node?, fromURLs scheme: (usesTLS: Bool, node: String)?, context: String, reader: inout YAMLReader
+    ) -> TLSConfiguration? {
+        let keys = tlsSettingKeys.union(["enabled"])
+        let fields = node.flatMap { reader.mapping($0, context: "\(context) tls", allowed: keys) } ?? [:]
+        let tls = tlsSettings(fields, context: context, reader: &reader)
         let enabledNode = fields["enabled"]
         let enabled = enabledNode.flatMap { reader.boolean($0, context: "\(context) tls.enabled") }
         if let scheme, let enabled, let enabledNode, enabled != scheme.usesTLS {
@@ -429,7 +441,9 @@ public enum ConfigurationLoader {
         return name
     }
 
-    private static func parseRulesReference(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> RulesSource {
+    private static func parseRulesReference(
+        _ node: Node, poolNames: [String], webhooks: [WebhookTarget], reader: inout YAMLReader
+    ) -> RulesSource {
         switch node {
         case .scalar:
             return .files(reader.string(node, context: "rules").map { [$0] } ?? [])
@@ -437,29 +451,30 @@ public enum ConfigurationLoader {
             if sequence.allSatisfy({ if case .scalar = $0 { true } else { false } }) {
                 return .files(reader.strings(node, context: "rules") ?? [])
             }
-            return .inline(RuleSet(RulesLoader.parseRules(node, knownPools: poolNames, reader: &reader)))
+            return .inline(RuleSet(RulesLoader.parseRules(node, knownPools: poolNames, webhooks: webhooks, reader: &reader)))
         default:
             reader.report("rules must be a path, a list of paths, or an inline list of rules", at: node)
             return .files([])
         }
     }
 
-    private static func parseRetry(_ node: Node, reader: inout YAMLReader) -> RetryPolicy {
+    /// `retry:` of the config, or of a webhook (`context` names which).
+    static func parseRetry(_ node: Node, context: String, reader: inout YAMLReader) -> RetryPolicy {
         var retry = RetryPolicy()
-        guard let values = reader.mapping(node, context: "retry", allowed: ["attempts", "initial_backoff", "max_backoff"]) else {
+        guard let values = reader.mapping(node, context: context, allowed: ["attempts", "initial_backoff", "max_backoff"]) else {
             return retry
         }
         if let attempts = values["attempts"] {
-            retry.attempts = reader.integer(attempts, context: "retry.attempts", range: 1...100) ?? retry.attempts
+            retry.attempts = reader.integer(attempts, context: "\(context).attempts", range: 1...100) ?? retry.attempts
         }
         if let initial = values["initial_backoff"] {
-            retry.initialBackoff = reader.duration(initial, context: "retry.initial_backoff", maximum: .seconds(3600)) ?? retry.initialBackoff
+            retry.initialBackoff = reader.duration(initial, context: "\(context).initial_backoff", maximum: .seconds(3600)) ?? retry.initialBackoff
         }
         if let maximum = values["max_backoff"] {
-            retry.maxBackoff = reader.duration(maximum, context: "retry.max_backoff", maximum: .seconds(3600)) ?? retry.maxBackoff
+            retry.maxBackoff = reader.duration(maximum, context: "\(context).max_backoff", maximum: .seconds(3600)) ?? retry.maxBackoff
         }
         if retry.maxBackoff < retry.initialBackoff {
-            reader.report("retry.max_backoff is shorter than retry.initial_backoff", at: node)
+            reader.report("\(context).max_backoff is shorter than \(context).initial_backoff", at: node)
         }
         return retry
     }

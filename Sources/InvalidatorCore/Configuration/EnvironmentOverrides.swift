@@ -66,14 +66,20 @@ enum EnvironmentOverrides {
             set(value, at: segments.dropFirst(), in: &child, path: path + [key.string ?? segment], variable: variable, reader: &reader)
             mapping[index] = (key, child)
         } else {
-            let name = dottedKeyParents.contains(path.map(normalized))
-                ? segment.lowercased().replacing("_", with: ".")
-                : segment.lowercased()
+            let name = newKeyName(segment, parent: path.map(normalized))
             var child = reader.label(.mapping(Node.Mapping([])), setBy: variable)
             set(value, at: segments.dropFirst(), in: &child, path: path + [name], variable: variable, reader: &reader)
             mapping[reader.label(Node(name), setBy: variable)] = child
         }
         node = .mapping(mapping)
+    }
+
+    /// A key the config does not have yet: lowercased, with `_` as `.` in librdkafka
+    /// properties and as `-` in webhook header names (`X_API_KEY` sets `x-api-key`).
+    private static func newKeyName(_ segment: String, parent: [String]) -> String {
+        if dottedKeyParents.contains(parent) { return segment.lowercased().replacing("_", with: ".") }
+        if parent.count == 3, parent[0] == "webhooks", parent[2] == "headers" { return segment.lowercased().replacing("_", with: "-") }
+        return segment.lowercased()
     }
 
     /// Keys compare case-insensitively, `_` standing for `_`, `-` or `.`.

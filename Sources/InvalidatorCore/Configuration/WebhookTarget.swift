@@ -72,6 +72,35 @@ extension WebhookTarget: CustomStringConvertible, CustomDebugStringConvertible, 
     }
 }
 
+extension WebhookTarget {
+    /// `body`, a request body built on this target's, with the target's secrets
+    /// shown as in ``redactedBody``: every part equal to the target's own is
+    /// replaced by its redacted form, including the target's leading entries of a list.
+    public func redacting(_ body: JSONValue) -> JSONValue {
+        Self.redacting(body, base: self.body, redacted: redactedBody)
+    }
+
+    private static func redacting(_ value: JSONValue, base: JSONValue, redacted: JSONValue) -> JSONValue {
+        if base == redacted { return value }
+        if value == base { return redacted }
+        switch (value, base, redacted) {
+        case (.object(var object), .object(let baseObject), .object(let redactedObject)):
+            for index in object.fields.indices {
+                let key = object.fields[index].key
+                if let baseValue = baseObject[key], let redactedValue = redactedObject[key] {
+                    object.fields[index].value = redacting(object.fields[index].value, base: baseValue, redacted: redactedValue)
+                }
+            }
+            return .object(object)
+        case (.array(let elements), .array(let baseElements), .array(let redactedElements))
+            where elements.starts(with: baseElements) && baseElements.count == redactedElements.count:
+            return .array(redactedElements + elements.dropFirst(baseElements.count))
+        default:
+            return value
+        }
+    }
+}
+
 /// What one event asks of one webhook target: its rendered body. The dispatcher
 /// merges the items of a batch per target (see ``WebhookTarget/Batch``).
 public struct WebhookItem: Hashable, Sendable {

@@ -146,6 +146,12 @@ extension JSONValue {
 
     static func writeQuoted(_ string: String, to output: inout String) {
         output += "\""
+        // Most strings (keys, ids, names) need no escape: appended whole, not scalar by scalar.
+        guard string.utf8.contains(where: { $0 < 0x20 || $0 == 0x7F || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) else {
+            output += string
+            output += "\""
+            return
+        }
         for scalar in string.unicodeScalars {
             switch scalar {
             case "\"": output += "\\\""

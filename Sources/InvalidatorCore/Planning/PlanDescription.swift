@@ -1,6 +1,8 @@
 /// How `explain` shows a plan: a table for people, stable JSON for scripts.
 public enum PlanDescription {
-    public static func json(_ plan: Plan) -> JSONValue {
+    /// - Parameter webhooks: the config's targets, for each request's method, URL and
+    ///   headers; their secrets are shown as `***`.
+    public static func json(_ plan: Plan, webhooks: [String: WebhookTarget] = [:]) -> JSONValue {
         var event: JSONObject = [
             "entity": .string(plan.event.entity),
             "ids": .array(plan.event.ids.map(JSONValue.string)),
@@ -21,13 +23,30 @@ public enum PlanDescription {
                 ])
             } ?? .null,
             "pools": .array(plan.pools.map(poolJSON)),
+            "notifications": .array(plan.notifications.map { pool in
+                .object(["pool": .string(pool.pool), "operations": .array(pool.operations.map(operationJSON))])
+            }),
+            "webhooks": .array(plan.webhooks.map { webhookJSON($0, target: webhooks[$0.target]) }),
+        ])
+    }
+
+    /// A webhook request as it would be sent, secrets shown as `***`. Without its
+    /// target (explain with rules alone) only the rule's body is known.
+    private static func webhookJSON(_ item: WebhookItem, target: WebhookTarget?) -> JSONValue {
+        .object([
+            "target": .string(item.target),
+            "method": target.map { .string($0.method) } ?? .null,
+            "url": target.map { .string($0.redactedURL) } ?? .null,
+            "headers": .object(JSONObject((target?.headers ?? []).map { JSONObject.Field(key: $0.name, value: .string("***")) })),
+            "body": target?.redacting(item.body) ?? item.body,
+            "rule": .string(item.rule),
         ])
     }
 
     /// `apply`, `dead-letter`, or `nothing-to-do` when no rule produced work.
     public static func decision(_ plan: Plan) -> String {
         if plan.rejection != nil { return "dead-letter" }
-        return plan.pools.isEmpty ? "nothing-to-do" : "apply"
+        return plan.pools.isEmpty && !plan.hasSecondLayerWork ? "nothing-to-do" : "apply"
     }
 
     private static func poolJSON(_ pool: PoolPlan) -> JSONValue {
@@ -69,7 +88,7 @@ public enum PlanDescription {
         return .object(object)
     }
 
-    public static func text(_ plan: Plan) -> String {
+    public static func text(_ plan: Plan, webhooks: [String: WebhookTarget] = [:]) -> String {
         let event = plan.event
         var header = "\(event.entity) \(event.op.rawValue) id=\(event.ids.joined(separator: ","))"
         if let tenant = event.tenant { header += " tenant=\(tenant)" }
@@ -84,9 +103,9 @@ public enum PlanDescription {
             return lines.joined(separator: "\n") + "\n"
         }
         let operationCount = plan.pools.reduce(0) { $0 + $1.operations.count + $1.redeletes.reduce(0) { $0 + $1.keys.count } }
-        lines.append(plan.pools.isEmpty
+        lines.append(plan.pools.isEmpty && !plan.hasSecondLayerWork
             ? "decision nothing to do"
-            : "decision apply: \(operationCount) operation\(operationCount == 1 ? "" : "s") on \(plan.pools.count) pool\(plan.pools.count == 1 ? "" : "s")")
+            : "decision apply: \(counted(operationCount, "operation")) on \(counted(plan.pools.count, "pool"))" + secondLayerSummary(plan))
         for pool in plan.pools {
             lines.append("")
             lines.append("pool \(pool.pool)")
@@ -101,7 +120,40 @@ public enum PlanDescription {
             }
             lines += table(rows).map { "  " + $0 }
         }
+        if plan.hasSecondLayerWork {
+            lines.append("")
+            lines.append("after every Redis operation succeeded:")
+        }
+        for pool in plan.notifications {
+            lines.append("")
+            lines.append("notify on pool \(pool.pool)")
+            lines += table([["KIND", "TARGET", "DETAIL", "RULE"]] + pool.operations.map(row)).map { "  " + $0 }
+        }
+        for item in plan.webhooks {
+            let target = webhooks[item.target]
+            lines.append("")
+            lines.append("webhook \(item.target)" + (target.map { ": \($0.method) \($0.redactedURL)" } ?? ""))
+            for header in target?.headers ?? [] {
+                lines.append("  \(header.name): ***")
+            }
+            lines.append("  body \((target?.redacting(item.body) ?? item.body).serialized())")
+            lines.append("  rule \(item.rule)")
+        }
         return lines.joined(separator: "\n") + "\n"
+    }
+
+    private static func counted(_ count: Int, _ noun: String) -> String {
+        "\(count) \(noun)\(count == 1 ? "" : "s")"
+    }
+
+    /// `, then 2 notifications and 1 webhook request`, or nothing.
+    private static func secondLayerSummary(_ plan: Plan) -> String {
+        let notifications = plan.notifications.reduce(0) { $0 + $1.operations.count }
+        let parts = [
+            notifications > 0 ? counted(notifications, "notification") : nil,
+            plan.webhooks.isEmpty ? nil : counted(plan.webhooks.count, "webhook request"),
+        ].compactMap { $0 }
+        return parts.isEmpty ? "" : ", then " + parts.joined(separator: " and ")
     }
 
     private static func row(_ planned: PlannedOperation) -> [String] {

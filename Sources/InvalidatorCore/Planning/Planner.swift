@@ -15,31 +15,39 @@ public struct Planner: Sendable {
     /// attribute must not turn into a huge Redis argument.
     public static let maximumKeyBytes = 1024
 
+    /// The most bytes a `notify` message or a `webhook` body may render to.
+    public static let maximumMessageBytes = 64 * 1024
+
     public let rules: RuleSet
     public let pools: [PoolTarget]
-    private let poolIndexes: [String: Int]
+    /// The config's `webhooks:`, whose bodies rules' bodies are merged over.
+    public let webhooks: [String: WebhookTarget]
+    let poolIndexes: [String: Int]
 
-    /// - Parameter pools: every pool, in output order; rules without `pools` target all of them.
-    public init(rules: RuleSet, pools: [PoolTarget]) {
+    /// - Parameters:
+    ///   - pools: every pool, in output order; rules without `pools` target all of them.
+    ///   - webhooks: the targets `webhook` actions name; a rule naming another sends its own body alone.
+    public init(rules: RuleSet, pools: [PoolTarget], webhooks: [WebhookTarget] = []) {
         self.rules = rules
         self.pools = pools
+        self.webhooks = Dictionary(webhooks.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.poolIndexes = Dictionary(pools.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func plan(_ event: ChangeEvent) -> Plan {
         var matchedRules: [String] = []
         var builders = pools.map { PoolPlanBuilder(pool: $0) }
+        // Built only when a matching rule has a notify or webhook action.
+        var secondLayer: SecondLayerBuilder?
         let renderer = TemplateRenderer(event: event)
         do {
             try rules.forEachMatchingRule(of: event) { (rule) throws(PlanRejection) in
                 matchedRules.append(rule.rule.name)
                 let rendered = try renderer.render(rule)
-                if let names = rule.rule.pools {
-                    for name in names {
-                        if let index = poolIndexes[name] { builders[index].add(rendered, rule: rule) }
-                    }
-                } else {
-                    for index in builders.indices { builders[index].add(rendered, rule: rule) }
+                forEachPool(named: rule.rule.pools) { builders[$0].add(rendered, rule: rule) }
+                if !rule.rule.notify.isEmpty || !rule.rule.webhooks.isEmpty {
+                    if secondLayer == nil { secondLayer = SecondLayerBuilder(pools: pools) }
+                    try secondLayer?.add(rule, planner: self, renderer: renderer)
                 }
             }
         } catch {
@@ -49,7 +57,20 @@ public struct Planner: Sendable {
             event: event,
             matchedRules: matchedRules,
             pools: builders.compactMap { $0.isEmpty ? nil : $0.build() },
-            rejection: nil)
+            rejection: nil,
+            notifications: secondLayer?.notifications ?? [],
+            webhooks: secondLayer?.webhooks ?? [])
+    }
+
+    /// Calls `body` with the index of each pool `names` lists that the planner has, or of every pool for nil.
+    func forEachPool(named names: [String]?, _ body: (Int) -> Void) {
+        if let names {
+            for name in names {
+                if let index = poolIndexes[name] { body(index) }
+            }
+        } else {
+            for index in pools.indices { body(index) }
+        }
     }
 }
 
@@ -95,14 +116,14 @@ extension Planner {
 
 /// A rule's operations rendered against one event, before pool specifics (tag
 /// prefixes) are applied. One array, because most plans are small and hot.
-private struct RenderedRule {
+struct RenderedRule {
     /// Tags are stored unprefixed in `.purgeTag`; each pool adds its own prefix.
     var operations: [CacheOperation] = []
     /// How many leading operations are plain deletes (for `redelete_after`).
     var deleteCount = 0
 }
 
-private struct TemplateRenderer {
+struct TemplateRenderer {
     let event: ChangeEvent
 
     /// Takes the rule by reference and reads its fields one by one: a `Rule`
@@ -159,7 +180,7 @@ private struct TemplateRenderer {
     }
 
     /// The rendered key, or nil when an optional placeholder had no value.
-    private func render(
+    func render(
         _ template: Template, rule: String, id: String, escapingGlobs: Bool, checkLength: Bool = true
     ) throws(PlanRejection) -> String? {
         // No reserveCapacity: most keys fit the 15-byte small-string form, which never allocates.
@@ -185,13 +206,13 @@ private struct TemplateRenderer {
         return output
     }
 
-    private func rejection(_ reason: PlanRejection.Reason, _ rule: String, _ template: Template, _ message: String) -> PlanRejection {
+    func rejection(_ reason: PlanRejection.Reason, _ rule: String, _ template: Template, _ message: String) -> PlanRejection {
         PlanRejection(reason: reason, rule: rule, template: template.source, message: message)
     }
 }
 
 /// Collects one pool's operations, dropping repeats.
-private struct PoolPlanBuilder {
+struct PoolPlanBuilder {
     /// Below this many operations a linear scan beats hashing; above it, a set keeps bulk events linear.
     private static let linearDeduplicationLimit = 32
 

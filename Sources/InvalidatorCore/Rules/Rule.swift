@@ -54,6 +54,36 @@ public struct Rule: Hashable, Sendable {
         }
     }
 
+    /// `notify`: a message for the apps' own invalidation listeners.
+    public struct Notify: Hashable, Sendable {
+        public var channel: Template
+        public var message: JSONTemplate
+        /// nil: the rule's pools.
+        public var pools: [String]?
+        /// SPUBLISH to a shard channel (Redis Cluster 7+) instead of PUBLISH.
+        public var sharded: Bool
+
+        public init(channel: Template, message: JSONTemplate, pools: [String]? = nil, sharded: Bool = false) {
+            self.channel = channel
+            self.message = message
+            self.pools = pools
+            self.sharded = sharded
+        }
+    }
+
+    /// `webhook`: a request to one of the config's `webhooks:` targets.
+    public struct Webhook: Hashable, Sendable {
+        /// A name under the config's `webhooks:`.
+        public var target: String
+        /// Merged over the target's body: the rule's object fields win.
+        public var body: JSONTemplate
+
+        public init(target: String, body: JSONTemplate) {
+            self.target = target
+            self.body = body
+        }
+    }
+
     public var name: String
     public var match: Match
     /// nil means every pool.
@@ -65,6 +95,8 @@ public struct Rule: Hashable, Sendable {
     public var bump: [Template] = []
     public var redeleteAfter: Duration?
     public var precompute: [Precompute] = []
+    public var notify: [Notify] = []
+    public var webhooks: [Webhook] = []
 
     /// The longest `redelete_after`: an event's position is committed only after its
     /// redelete ran, so a longer delay would hold a partition's commits for longer.
@@ -131,6 +163,6 @@ public struct RuleSet: Hashable, Sendable {
     /// Every pool name a rule mentions, in first-mention order.
     public var mentionedPools: [String] {
         var seen: Set<String> = []
-        return rules.flatMap { $0.pools ?? [] }.filter { seen.insert($0).inserted }
+        return rules.flatMap { ($0.pools ?? []) + $0.notify.flatMap { $0.pools ?? [] } }.filter { seen.insert($0).inserted }
     }
 }

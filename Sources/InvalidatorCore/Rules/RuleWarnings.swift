@@ -1,9 +1,18 @@
 /// Rules that load but probably do not do what their author meant: said as warnings.
 package enum RuleWarnings {
     /// One warning per suspicious template, in rule order.
-    package static func warnings(for rules: RuleSet) -> [String] {
+    /// - Parameter pools: the config's pools, when there is a config.
+    package static func warnings(for rules: RuleSet, pools: [PoolConfiguration]? = nil) -> [String] {
         var warnings: [String] = []
         for rule in rules.rules {
+            for notify in rule.notify where notify.sharded {
+                let targets = notify.pools ?? rule.pools
+                for pool in pools ?? [] where pool.mode != .cluster && targets.map({ $0.contains(pool.name) }) ?? true {
+                    warnings.append(
+                        "rule '\(rule.name)': notify on '\(notify.channel)' is sharded, but pool '\(pool.name)' is \(pool.mode.rawValue), "
+                            + "not a cluster: SPUBLISH is sent as is, and apps must SSUBSCRIBE to receive it")
+                }
+            }
             for template in rule.patterns where !template.hasWildcard {
                 warnings.append(
                     "rule '\(rule.name)': patterns entry '\(template)' has no wildcard, so it deletes only the key of exactly that name "

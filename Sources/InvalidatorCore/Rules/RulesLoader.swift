@@ -4,9 +4,14 @@ import Yams
 public enum RulesLoader {
     /// Parses a rules file: a mapping with a `rules:` list.
     ///
-    /// - Parameter knownPools: when a config is given, the pool names it defines;
-    ///   rules naming any other pool are rejected.
-    public static func load(yaml: String, file: String, knownPools: [String]? = nil) throws(ValidationError) -> RuleSet {
+    /// - Parameters:
+    ///   - knownPools: when a config is given, the pool names it defines;
+    ///     rules naming any other pool are rejected.
+    ///   - webhooks: when a config is given, its `webhooks:`; a `webhook` action
+    ///     naming any other target is rejected.
+    public static func load(
+        yaml: String, file: String, knownPools: [String]? = nil, webhooks: [WebhookTarget]? = nil
+    ) throws(ValidationError) -> RuleSet {
         var reader = YAMLReader(file: file)
         guard let root = reader.compose(yaml) else {
             if reader.diagnostics.isEmpty {
@@ -17,7 +22,7 @@ public enum RulesLoader {
         var rules: [Rule] = []
         if let fields = reader.mapping(root, context: "the rules file", allowed: ["rules"]) {
             if let list = fields["rules"] {
-                rules = parseRules(list, knownPools: knownPools, reader: &reader)
+                rules = parseRules(list, knownPools: knownPools, webhooks: webhooks, reader: &reader)
             } else {
                 reader.report("the rules file needs a 'rules:' list", at: root)
             }
@@ -27,12 +32,12 @@ public enum RulesLoader {
     }
 
     /// Parses a `rules:` list node that is already part of a document (inline rules in a config).
-    static func parseRules(_ node: Node, knownPools: [String]?, reader: inout YAMLReader) -> [Rule] {
+    static func parseRules(_ node: Node, knownPools: [String]?, webhooks: [WebhookTarget]?, reader: inout YAMLReader) -> [Rule] {
         guard let entries = reader.sequence(node, context: "rules") else { return [] }
         var rules: [Rule] = []
         var namesSeen: [String: Node] = [:]
         for entry in entries {
-            guard let (rule, nameNode) = parseRule(entry, knownPools: knownPools, reader: &reader) else { continue }
+            guard let (rule, nameNode) = parseRule(entry, knownPools: knownPools, webhooks: webhooks, reader: &reader) else { continue }
             if let first = namesSeen[rule.name] {
                 let line = first.mark?.line ?? 0
                 reader.report("duplicate rule name '\(rule.name)' (first defined on line \(line))", at: nameNode)
@@ -46,9 +51,12 @@ public enum RulesLoader {
 
     private static let ruleKeys: Set<String> = [
         "name", "match", "pools", "delete", "patterns", "tags", "expire", "bump", "redelete_after", "precompute",
+        "notify", "webhook",
     ]
 
-    private static func parseRule(_ node: Node, knownPools: [String]?, reader: inout YAMLReader) -> (Rule, Node)? {
+    private static func parseRule(
+        _ node: Node, knownPools: [String]?, webhooks: [WebhookTarget]?, reader: inout YAMLReader
+    ) -> (Rule, Node)? {
         guard let fields = reader.mapping(node, context: "a rule", allowed: ruleKeys) else { return nil }
         guard let nameNode = fields["name"], let name = reader.string(nameNode, context: "name") else {
             reader.report("a rule needs a name", at: node)
@@ -66,18 +74,7 @@ public enum RulesLoader {
         guard let match = parseMatch(matchNode, context: context, reader: &reader) else { return nil }
         var rule = Rule(name: name, match: match)
         if let pools = fields["pools"] {
-            let named: [(String, Node)] = if case .scalar = pools {
-                reader.string(pools, context: "\(context) pools").map { [($0, pools)] } ?? []
-            } else {
-                reader.stringNodes(pools, context: "\(context) pools")
-            }
-            if named.isEmpty {
-                reader.report("\(context) pools must not be empty; leave it out to mean every pool", at: pools)
-            }
-            for (pool, poolNode) in named where knownPools.map({ !$0.contains(pool) }) ?? false {
-                reader.report("\(context) names pool '\(pool)', which the config does not define", at: poolNode)
-            }
-            rule.pools = named.map(\.0)
+            rule.pools = parsePools(pools, context: context, knownPools: knownPools, reader: &reader)
         }
         let problemsBeforeActions = reader.diagnostics.count
         rule.delete = templates(fields["delete"], context: "\(context) delete", reader: &reader)
@@ -96,13 +93,86 @@ public enum RulesLoader {
         if let precompute = fields["precompute"], let entries = reader.sequence(precompute, context: "\(context) precompute") {
             rule.precompute = entries.compactMap { parsePrecompute($0, context: "\(context) precompute", reader: &reader) }
         }
+        rule.notify = objects(fields["notify"], context: "\(context) notify", reader: &reader).compactMap {
+            parseNotify($0, context: "\(context) notify", knownPools: knownPools, reader: &reader)
+        }
+        rule.webhooks = objects(fields["webhook"], context: "\(context) webhook", reader: &reader).compactMap {
+            parseWebhook($0, context: "\(context) webhook", webhooks: webhooks, reader: &reader)
+        }
         let doesWork = !rule.delete.isEmpty || !rule.patterns.isEmpty || !rule.tags.isEmpty || rule.expire != nil
-            || !rule.bump.isEmpty || !rule.precompute.isEmpty
+            || !rule.bump.isEmpty || !rule.precompute.isEmpty || !rule.notify.isEmpty || !rule.webhooks.isEmpty
         // A rule whose actions failed to compile already has its diagnostics.
         if !doesWork, reader.diagnostics.count == problemsBeforeActions {
-            reader.report("\(context) has no action; give it delete, patterns, tags, expire, bump or precompute", at: node)
+            reader.report("\(context) has no action; give it delete, patterns, tags, expire, bump, precompute, notify or webhook", at: node)
         }
         return (rule, nameNode)
+    }
+
+    /// `pools` of a rule or of its `notify`: one name or a list, each defined by the config when one is given.
+    private static func parsePools(_ node: Node, context: String, knownPools: [String]?, reader: inout YAMLReader) -> [String] {
+        let named: [(String, Node)] = if case .scalar = node {
+            reader.string(node, context: "\(context) pools").map { [($0, node)] } ?? []
+        } else {
+            reader.stringNodes(node, context: "\(context) pools")
+        }
+        if named.isEmpty {
+            reader.report("\(context) pools must not be empty; leave it out to mean every pool", at: node)
+        }
+        for (pool, poolNode) in named where knownPools.map({ !$0.contains(pool) }) ?? false {
+            reader.report("\(context) names pool '\(pool)', which the config does not define", at: poolNode)
+        }
+        return named.map(\.0)
+    }
+
+    /// One mapping or a list of them.
+    private static func objects(_ node: Node?, context: String, reader: inout YAMLReader) -> [Node] {
+        guard let node else { return [] }
+        if case .mapping = node { return [node] }
+        return reader.sequence(node, context: context) ?? []
+    }
+
+    private static func parseNotify(_ node: Node, context: String, knownPools: [String]?, reader: inout YAMLReader) -> Rule.Notify? {
+        guard let fields = reader.mapping(node, context: context, allowed: ["channel", "message", "pools", "sharded"]) else { return nil }
+        guard let channelNode = fields["channel"], let messageNode = fields["message"] else {
+            reader.report("\(context) needs a channel and a message", at: node)
+            return nil
+        }
+        let channel = template(channelNode, context: "\(context) channel", reader: &reader)
+        let message = reader.jsonTemplate(messageNode, context: "\(context) message")
+        let pools = fields["pools"].map { parsePools($0, context: context, knownPools: knownPools, reader: &reader) }
+        let sharded = fields["sharded"].flatMap { reader.boolean($0, context: "\(context) sharded") } ?? false
+        guard let channel, let message else { return nil }
+        return Rule.Notify(channel: channel, message: JSONTemplate(message), pools: pools, sharded: sharded)
+    }
+
+    private static func parseWebhook(_ node: Node, context: String, webhooks: [WebhookTarget]?, reader: inout YAMLReader) -> Rule.Webhook? {
+        guard let fields = reader.mapping(node, context: context, allowed: ["target", "body"]) else { return nil }
+        guard let targetNode = fields["target"] else {
+            reader.report("\(context) needs a target, a name under the config's webhooks", at: node)
+            return nil
+        }
+        guard let name = reader.string(targetNode, context: "\(context) target") else { return nil }
+        let target = webhooks?.first { $0.name == name }
+        if let webhooks, target == nil {
+            let known = webhooks.isEmpty ? "the config has no webhooks" : "known: \(webhooks.map(\.name).joined(separator: ", "))"
+            reader.report("\(context) target '\(name)' is not defined under webhooks; \(known)", at: targetNode)
+        }
+        var body = JSONTemplate.Element.object([])
+        if let bodyNode = fields["body"] {
+            guard case .mapping = bodyNode else {
+                reader.report("\(context) body must be a mapping: its fields are merged over the target's body", at: bodyNode)
+                return nil
+            }
+            guard let compiled = reader.jsonTemplate(bodyNode, context: "\(context) body") else { return nil }
+            body = compiled
+        }
+        if let batch = target?.batch, case .object(let bodyFields) = body,
+           let batched = bodyFields.last(where: { $0.key == batch.field }) {
+            if case .array = batched.value {} else {
+                reader.report("\(context) body.\(batch.field) must be a list: target '\(name)' batches requests by concatenating it", at: fields["body"] ?? node)
+            }
+        }
+        return Rule.Webhook(target: name, body: JSONTemplate(body))
     }
 
     private static func parseMatch(_ node: Node, context: String, reader: inout YAMLReader) -> Rule.Match? {
@@ -185,7 +255,18 @@ public enum RulesLoader {
     }
 
     private static func template(_ node: Node, context: String, reader: inout YAMLReader, isPattern: Bool = false) -> Template? {
-        guard let text = reader.string(node, context: context) else { return nil }
+        guard let text = reader.string(node, context: context),
+              let template = compileTemplate(text, at: node, context: context, reader: &reader)
+        else { return nil }
+        if isPattern, !template.hasLiteralPrefixBeforeWildcard {
+            reader.report("\(context): pattern '\(text)' has no literal prefix before its first wildcard, so it could match any key", at: node)
+            return nil
+        }
+        return template
+    }
+
+    /// `text`, the string of `node`, compiled; an error is reported at its character.
+    static func compileTemplate(_ text: String, at node: Node, context: String, reader: inout YAMLReader) -> Template? {
         let template: Template
         do {
             template = try Template(compiling: text)
@@ -196,10 +277,6 @@ public enum RulesLoader {
             reader.report(
                 "\(context): \(error.message)", line: mark?.line ?? 1,
                 column: (mark?.column ?? 1) + quoteWidth + error.offset)
-            return nil
-        }
-        if isPattern, !template.hasLiteralPrefixBeforeWildcard {
-            reader.report("\(context): pattern '\(text)' has no literal prefix before its first wildcard, so it could match any key", at: node)
             return nil
         }
         return template

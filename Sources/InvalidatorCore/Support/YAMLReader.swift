@@ -144,6 +144,21 @@ struct YAMLReader {
         return expand(scalar.string, at: node)
     }
 
+    /// A string that may hold a secret, and how to show it: each `${...}` substitution
+    /// as `***`, or all of it when an environment override set it.
+    mutating func secretString(_ node: Node, context: String) -> (value: String, redacted: String)? {
+        guard case .scalar(let scalar) = node, let value = string(node, context: context) else { return nil }
+        if variable(thatSet: node) != nil { return (value, "***") }
+        guard substitutions != nil, scalar.string.contains("${") else { return (value, value) }
+        var redacted = ""
+        var rest = Substring(scalar.string)
+        while let start = rest.range(of: "${"), let end = rest[start.upperBound...].firstIndex(of: "}") {
+            redacted += rest[..<start.lowerBound] + "***"
+            rest = rest[rest.index(after: end)...]
+        }
+        return (value, redacted + rest)
+    }
+
     /// A single string or a list of strings.
     mutating func strings(_ node: Node, context: String) -> [String]? {
         if case .scalar = node {

@@ -53,29 +53,32 @@ package enum ConfigurationFiles {
             for path in resolved {
                 files.append((path, try readText(path)))
             }
-            let rules = try loadRules(files: files, knownPools: configuration.pools.map(\.name))
+            let rules = try loadRules(files: files, knownPools: configuration.pools.map(\.name), webhooks: configuration.webhooks)
             return LoadedConfiguration(
                 configuration: configuration, rules: rules, rulesFiles: resolved, rulesContents: files.map { Data($0.text.utf8) })
         }
     }
 
     /// Loads and merges rules files; a rule name may appear in only one of them.
-    package static func loadRules(paths: [String], knownPools: [String]?) throws -> RuleSet {
+    package static func loadRules(paths: [String], knownPools: [String]?, webhooks: [WebhookTarget]? = nil) throws -> RuleSet {
         var files: [(path: String, text: String)] = []
         for path in paths {
             files.append((path, try readText(path)))
         }
-        return try loadRules(files: files, knownPools: knownPools)
+        return try loadRules(files: files, knownPools: knownPools, webhooks: webhooks)
     }
 
     /// Merges rules files already read; a rule name may appear in only one of them.
-    package static func loadRules(files: [(path: String, text: String)], knownPools: [String]?) throws(ValidationError) -> RuleSet {
+    /// - Parameter webhooks: the config's targets, which `webhook` actions must name; nil checks no names.
+    package static func loadRules(
+        files: [(path: String, text: String)], knownPools: [String]?, webhooks: [WebhookTarget]? = nil
+    ) throws(ValidationError) -> RuleSet {
         var rules: [Rule] = []
         var fileByRuleName: [String: String] = [:]
         var diagnostics: [Diagnostic] = []
         for (path, text) in files {
             do {
-                for rule in try RulesLoader.load(yaml: text, file: path, knownPools: knownPools).rules {
+                for rule in try RulesLoader.load(yaml: text, file: path, knownPools: knownPools, webhooks: webhooks).rules {
                     if let other = fileByRuleName[rule.name] {
                         diagnostics.append(Diagnostic(file: path, line: 1, column: 1, message: "rule '\(rule.name)' is also defined in \(other)"))
                     } else {

@@ -66,8 +66,8 @@ struct ExplainCommand: AsyncParsableCommand {
         }
         let plan = planner.plan(decoded)
         switch format {
-        case .text: print(PlanDescription.text(plan), terminator: "")
-        case .json: print(PlanDescription.json(plan).prettySerialized())
+        case .text: print(PlanDescription.text(plan, webhooks: planner.webhooks), terminator: "")
+        case .json: print(PlanDescription.json(plan, webhooks: planner.webhooks).prettySerialized())
         }
     }
 
@@ -76,7 +76,7 @@ struct ExplainCommand: AsyncParsableCommand {
         do {
             if let config {
                 let loaded = try ConfigurationFiles.load(configPath: config)
-                let planner = Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets)
+                let planner = Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets, webhooks: loaded.configuration.webhooks)
                 return (planner, try sourceDecoder(loaded.configuration.sources) ?? flagDecoder)
             }
             guard let rules else { throw CommandFailure(message: "give exactly one of --config or --rules") }

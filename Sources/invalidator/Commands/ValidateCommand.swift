@@ -83,7 +83,7 @@ struct ValidateCommand: AsyncParsableCommand {
                         ? "allow_empty_rules is true, so `run` starts anyway"
                         : "`run` refuses to start with it unless the config sets allow_empty_rules: true")
                 }
-                warnAboutRules(loaded.rules)
+                warnAboutRules(loaded.rules, pools: loaded.configuration.pools)
                 if checkConnectivity {
                     var logger = Logger(label: "invalidator")
                     logger.logLevel = .critical
@@ -119,8 +119,8 @@ struct ValidateCommand: AsyncParsableCommand {
     }
 
     /// Templates that load but probably miss what was meant.
-    private func warnAboutRules(_ rules: RuleSet) {
-        for warning in RuleWarnings.warnings(for: rules) {
+    private func warnAboutRules(_ rules: RuleSet, pools: [PoolConfiguration]? = nil) {
+        for warning in RuleWarnings.warnings(for: rules, pools: pools) {
             FileHandle.standardError.write(Data("warning: \(warning)\n".utf8))
         }
     }

@@ -1,0 +1,26 @@
+import Foundation
+
+/// A raw SUBSCRIBE (or SSUBSCRIBE) connection, as an app listening for
+/// invalidation messages would hold one: what it receives is exactly what the
+/// server delivered.
+public final class RedisSubscriber {
+    private let client: RedisTestClient
+
+    /// Subscribes to `channel` on `server`; `sharded` uses SSUBSCRIBE, which
+    /// a cluster accepts only on the owner of the channel's slot.
+    public init(_ server: RedisServer, channel: String, sharded: Bool = false) throws {
+        client = try RedisTestClient(port: server.port)
+        try client.setReceiveTimeout(seconds: 10)
+        let reply = try client.call([sharded ? "SSUBSCRIBE" : "SUBSCRIBE", channel])
+        guard reply == "\(sharded ? "ssubscribe" : "subscribe")\n\(channel)\n1" else {
+            throw TestSupportError("subscribing to \(channel) answered \(reply)")
+        }
+    }
+
+    /// The next message: its kind (`message` or `smessage`), channel and payload bytes.
+    public func next() throws -> (kind: String, channel: String, payload: [UInt8]) {
+        let push = try client.receive()
+        guard push.count == 3 else { throw TestSupportError("unexpected push with \(push.count) elements") }
+        return (String(decoding: push[0], as: UTF8.self), String(decoding: push[1], as: UTF8.self), push[2])
+    }
+}
