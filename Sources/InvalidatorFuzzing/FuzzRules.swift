@@ -127,9 +127,9 @@ enum PlanInvariants {
             }
         }
         for item in plan.webhooks {
-            // The target's entry comes first, then the rule's.
-            if item.body.objectValue?["tags"]?.arrayValue?.first != .string("all") {
-                problems.append("webhook body \(item.body.serialized()) is not merged over the target's")
+            // The target's body (its secrets) is merged only when a request is sent, never into a plan.
+            if item.body.objectValue?["tags"]?.arrayValue?.first == .string("all") {
+                problems.append("webhook body \(item.body.serialized()) carries the target's body")
             }
             if item.body.serialized().utf8.count > Planner.maximumMessageBytes {
                 problems.append("a webhook body over the size limit was planned")

@@ -48,13 +48,15 @@ public final class WebhookDispatcher: WebhookDelivering {
         var itemsByTarget: [String: [(index: Int, body: JSONValue)]] = [:]
         var failures: [WebhookDeliveryFailure] = []
         for (index, item) in items.enumerated() {
-            if clients[item.target] == nil {
+            guard let client = clients[item.target] else {
                 failures.append(WebhookDeliveryFailure(
                     item: index, target: item.target, errorClass: WebhookError.Code.unknownTarget.description,
                     message: "no webhook target named \(item.target)", attempts: 0))
-            } else {
-                itemsByTarget[item.target, default: []].append((index, item.body))
+                continue
             }
+            // Merged here, before batching, so the target's own entries count toward `batch.max`
+            // and its secrets never leave memory.
+            itemsByTarget[item.target, default: []].append((index, client.target.merging(item.body)))
         }
         let clients = clients
         await withTaskGroup(of: [WebhookDeliveryFailure].self) { group in

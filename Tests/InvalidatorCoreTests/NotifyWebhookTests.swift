@@ -283,14 +283,15 @@ import Testing
             #expect(parsed.objectValue?["pattern"] == .string(#"product:t"}:"# + id))
             #expect(parsed.objectValue?.fields.count == 6)
         }
-        // One body for every id: the list element repeats, the target's entry first.
-        #expect(plan.webhooks == [WebhookItem(
-            target: "cdn",
-            body: .object([
-                "tags": .array([.string("always")] + ids.map { .string("product-" + $0) } + [.string("product-list")]),
-                "account": .string("acct-hidden"), "soft": .bool(true),
-            ]),
-            rule: "product")])
+        // One body for every id: the list element repeats. The plan (and so a dead letter) holds the
+        // rule's body alone; the target's, with its secret, joins only when the request is sent.
+        let rulesBody = JSONValue.object(["tags": .array(ids.map { .string("product-" + $0) } + [.string("product-list")])])
+        #expect(plan.webhooks == [WebhookItem(target: "cdn", body: rulesBody, rule: "product")])
+        let target = try #require(configuration.webhook(named: "cdn"))
+        #expect(target.merging(rulesBody) == .object([
+            "tags": .array([.string("always")] + ids.map { .string("product-" + $0) } + [.string("product-list")]),
+            "account": .string("acct-hidden"), "soft": .bool(true),
+        ]), "the target's entry first")
     }
 
     @Test func refusesControlCharactersAndHugeMessages() throws {

@@ -101,6 +101,27 @@ extension WebhookTarget {
     }
 }
 
+extension WebhookTarget {
+    /// `body` over the target's body: the rule's fields win, except the batch field,
+    /// whose lists are concatenated (the target's entries first).
+    public func merging(_ body: JSONValue) -> JSONValue {
+        guard case .object(var merged) = self.body, case .object(let fields) = body else { return body }
+        for field in fields.fields {
+            // In place, so the target's field order holds whatever the rule overrides.
+            guard let index = merged.fields.lastIndex(where: { $0.key == field.key }) else {
+                merged.fields.append(field)
+                continue
+            }
+            if field.key == batch?.field, let base = merged.fields[index].value.arrayValue, let added = field.value.arrayValue {
+                merged.fields[index].value = .array(base + added)
+            } else {
+                merged.fields[index].value = field.value
+            }
+        }
+        return .object(merged)
+    }
+}
+
 /// What one event asks of one webhook target: its rendered body. The dispatcher
 /// merges the items of a batch per target (see ``WebhookTarget/Batch``).
 public struct WebhookItem: Hashable, Sendable {

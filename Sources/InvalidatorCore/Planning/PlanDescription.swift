@@ -38,7 +38,7 @@ public enum PlanDescription {
             "method": target.map { .string($0.method) } ?? .null,
             "url": target.map { .string($0.redactedURL) } ?? .null,
             "headers": .object(JSONObject((target?.headers ?? []).map { JSONObject.Field(key: $0.name, value: .string("***")) })),
-            "body": target?.redacting(item.body) ?? item.body,
+            "body": target.map { $0.redacting($0.merging(item.body)) } ?? item.body,
             "rule": .string(item.rule),
         ])
     }
@@ -136,7 +136,7 @@ public enum PlanDescription {
             for header in target?.headers ?? [] {
                 lines.append("  \(header.name): ***")
             }
-            lines.append("  body \((target?.redacting(item.body) ?? item.body).serialized())")
+            lines.append("  body \((target.map { $0.redacting($0.merging(item.body)) } ?? item.body).serialized())")
             lines.append("  rule \(item.rule)")
         }
         return lines.joined(separator: "\n") + "\n"

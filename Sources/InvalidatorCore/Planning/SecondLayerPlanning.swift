@@ -24,36 +24,15 @@ struct SecondLayerBuilder {
             }
         }
         for webhook in shared.rule.webhooks {
-            let target = planner.webhooks[webhook.target]
+            // The rule's body alone: the target's, which may hold secrets, is merged under it when
+            // the request is sent, so dead letters and output never carry it.
             try renderer.render(webhook.body, rule: name) { body in
-                let merged = target.map { $0.merging(body) } ?? body
                 // Identity without the rule: two rules asking for the same request send it once.
-                if webhooksSeen.insert(WebhookItem(target: webhook.target, body: merged, rule: "")).inserted {
-                    webhooks.append(WebhookItem(target: webhook.target, body: merged, rule: name))
+                if webhooksSeen.insert(WebhookItem(target: webhook.target, body: body, rule: "")).inserted {
+                    webhooks.append(WebhookItem(target: webhook.target, body: body, rule: name))
                 }
             }
         }
-    }
-}
-
-extension WebhookTarget {
-    /// `body` over the target's body: the rule's fields win, except the batch field,
-    /// whose lists are concatenated (the target's entries first).
-    func merging(_ body: JSONValue) -> JSONValue {
-        guard case .object(var merged) = self.body, case .object(let fields) = body else { return body }
-        for field in fields.fields {
-            // In place, so the target's field order holds whatever the rule overrides.
-            guard let index = merged.fields.lastIndex(where: { $0.key == field.key }) else {
-                merged.fields.append(field)
-                continue
-            }
-            if field.key == batch?.field, let base = merged.fields[index].value.arrayValue, let added = field.value.arrayValue {
-                merged.fields[index].value = .array(base + added)
-            } else {
-                merged.fields[index].value = field.value
-            }
-        }
-        return .object(merged)
     }
 }
 
