@@ -109,6 +109,7 @@ let package = Package(
                 "InvalidatorRedis",
                 "InvalidatorKafka",
                 "InvalidatorRuntime",
+                "InvalidatorWebhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),

@@ -25,6 +25,8 @@ package final class Worker: Sendable {
     /// `/metrics`, `/healthz`, `/readyz`; nil unless `WorkerObservability.serveHTTP`.
     package let httpServer: ObservabilityServer?
     package let metrics: WorkerMetrics
+    /// Closes the webhook client once the sources drained; nil without `webhooks:`.
+    let webhookClient: WebhookClientService?
     private let configuration: Configuration
     private let logger: Logger
 
@@ -65,9 +67,12 @@ package final class Worker: Sendable {
         let backlog = observability.serveHTTP ? DeadLetterBacklog(store: store, metrics: metrics, logger: logger) : nil
         if let backlog { store = BacklogCountingStore(store: store, backlog: backlog) }
         self.deadLetterBacklog = backlog
+        let webhooks = WebhookClientService.dispatcher(configuration, logger: logger)
+        self.webhookClient = webhooks.map(WebhookClientService.init)
         let pipeline = EventPipeline(
             rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets, webhooks: configuration.webhooks)),
-            pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics)
+            pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics,
+            webhooks: webhooks)
         self.pipeline = pipeline
         self.kafka = configuration.sources.kafka.map {
             KafkaEventSource(
@@ -128,9 +133,9 @@ package final class Worker: Sendable {
 
     package var services: [any Service] {
         // Shut down in reverse order: the sources drain first, while the HTTP
-        // listener still serves metrics and probes.
+        // listener still serves metrics and probes and the webhook client is open.
         let observability: [(any Service)?] = [
-            httpServer, httpServer == nil ? nil : healthMonitor, deadLetterBacklog, rulesReloader,
+            webhookClient, httpServer, httpServer == nil ? nil : healthMonitor, deadLetterBacklog, rulesReloader,
         ]
         let sources: [(any Service)?] = [kafka, redisPubSub, redisStream]
         return (observability + sources).compactMap { $0 }

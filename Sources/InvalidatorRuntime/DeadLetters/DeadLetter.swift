@@ -1,4 +1,5 @@
 import InvalidatorCore
+import InvalidatorWebhooks
 
 /// Where an event came from, precisely enough to find it again.
 package enum SourceCoordinates: Sendable, Hashable {
@@ -134,7 +135,7 @@ package struct DeadLetter: Sendable {
     }
 }
 
-extension Optional where Wrapped == any WebhookDelivering {
+extension Optional where Wrapped == WebhookDispatcher {
     /// Sends webhook items through the config's webhook client. Without one (a config with no
     /// `webhooks:`, or a record replayed after its target left the config), every item fails.
     func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {

@@ -1,6 +1,7 @@
 import Foundation
 import InvalidatorCore
 import InvalidatorRedis
+import InvalidatorWebhooks
 import Logging
 import Metrics
 import Synchronization
@@ -46,13 +47,12 @@ package final class Replayer: Sendable {
     let logger: Logger
     let metrics: any MetricsFactory
     /// nil when the config has no `webhooks:`.
-    let webhooks: (any WebhookDelivering)?
+    let webhooks: WebhookDispatcher?
 
     /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
     /// The config was checked when it was loaded, so this cannot fail.
     package init(
-        loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory,
-        webhooks: (any WebhookDelivering)? = nil
+        loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
     ) {
         let configuration = loaded.configuration
         let pools = PoolSet(configuration: configuration, logger: logger)
@@ -70,7 +70,7 @@ package final class Replayer: Sendable {
         self.pools = pools
         self.logger = logger
         self.metrics = metrics
-        self.webhooks = webhooks
+        self.webhooks = WebhookClientService.dispatcher(configuration, logger: logger)
     }
 
     /// The Redis stream store's reader; nil for a Kafka topic.
@@ -81,6 +81,7 @@ package final class Replayer: Sendable {
     /// Closes the connections this replayer opened.
     package func close() async {
         await pools.close()
+        await webhooks?.shutdown()
     }
 
     // MARK: Run

@@ -1,6 +1,7 @@
 import Foundation
 import InvalidatorCore
 import InvalidatorRedis
+import InvalidatorWebhooks
 import Logging
 
 /// Decodes, plans and applies batches of events, and dead-letters whatever cannot
@@ -14,7 +15,7 @@ package final class EventPipeline: Sendable {
     package let rules: RulesState
     package let executor: BatchExecutor
     /// nil when the config has no `webhooks:`.
-    package let webhooks: (any WebhookDelivering)?
+    package let webhooks: WebhookDispatcher?
     package let deadLetters: any DeadLetterStore
     package let metrics: WorkerMetrics
     let logger: Logger
@@ -25,7 +26,7 @@ package final class EventPipeline: Sendable {
     package init(
         rules: RulesState, pools: PoolSet, deadLetters: any DeadLetterStore, workerID: String, logger: Logger,
         deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled,
-        webhooks: (any WebhookDelivering)? = nil
+        webhooks: WebhookDispatcher? = nil
     ) {
         self.rules = rules
         self.metrics = metrics

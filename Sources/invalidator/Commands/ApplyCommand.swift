@@ -3,6 +3,7 @@ import Foundation
 import InvalidatorCore
 import InvalidatorRedis
 import InvalidatorRuntime
+import InvalidatorWebhooks
 
 struct ApplyCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -59,15 +60,53 @@ struct ApplyCommand: AsyncParsableCommand {
             }
             outcomes.append(PoolOutcome(pool: poolPlan.pool, reports: reports))
         }
+        // notify and webhook run only once every Redis operation succeeded, as in the worker.
+        var secondLayer: SecondLayerOutcome = plan.hasSecondLayerWork ? .skipped : .none
+        if plan.hasSecondLayerWork, outcomes.allSatisfy(\.isSuccess) {
+            var notifications: [PoolOutcome] = []
+            for poolPlan in plan.notifications {
+                guard let pool = pools.pool(named: poolPlan.pool) else { continue }
+                notifications.append(PoolOutcome(pool: poolPlan.pool, reports: [await pool.execute(poolPlan.operations.map(\.operation))]))
+            }
+            let dispatcher = WebhookDispatcher(targets: loaded.configuration.webhooks, retry: loaded.configuration.retry, logger: logger)
+            let webhookFailures = await dispatcher.deliver(plan.webhooks)
+            await dispatcher.shutdown()
+            secondLayer = .ran(notifications: notifications, webhooks: plan.webhooks, failures: webhookFailures)
+        }
         await pools.close()
 
         switch format {
-        case .text: print(ApplyOutput.text(plan: plan, outcomes: outcomes), terminator: "")
-        case .json: print(ApplyOutput.json(plan: plan, outcomes: outcomes).prettySerialized())
+        case .text: print(ApplyOutput.text(plan: plan, outcomes: outcomes, secondLayer: secondLayer), terminator: "")
+        case .json: print(ApplyOutput.json(plan: plan, outcomes: outcomes, secondLayer: secondLayer).prettySerialized())
         }
-        if outcomes.contains(where: { !$0.isSuccess }) {
+        if outcomes.contains(where: { !$0.isSuccess }) || !secondLayer.isSuccess {
             throw ExitCode(1)
         }
+    }
+}
+
+/// What became of an event's notify and webhook work.
+enum SecondLayerOutcome {
+    /// The event has none.
+    case none
+    /// A Redis operation failed, so it did not run.
+    case skipped
+    case ran(notifications: [PoolOutcome], webhooks: [WebhookItem], failures: [WebhookDeliveryFailure])
+
+    var isSuccess: Bool {
+        guard case .ran(let notifications, _, let failures) = self else { return true }
+        return failures.isEmpty && notifications.allSatisfy(\.isSuccess)
+    }
+
+    /// Per webhook item: its target, and its failure if it had one.
+    var webhookResults: [(item: WebhookItem, failure: WebhookDeliveryFailure?)] {
+        guard case .ran(_, let webhooks, let failures) = self else { return [] }
+        let failureByItem = Dictionary(failures.map { ($0.item, $0) }, uniquingKeysWith: { first, _ in first })
+        return webhooks.indices.map { (webhooks[$0], failureByItem[$0]) }
+    }
+
+    var notifications: [PoolOutcome] {
+        if case .ran(let notifications, _, _) = self { notifications } else { [] }
     }
 }
 
@@ -94,45 +133,76 @@ struct PoolOutcome {
 }
 
 enum ApplyOutput {
-    static func text(plan: Plan, outcomes: [PoolOutcome]) -> String {
+    static func text(plan: Plan, outcomes: [PoolOutcome], secondLayer: SecondLayerOutcome) -> String {
         var lines = ["event    \(plan.event.entity) \(plan.event.op.rawValue) id=\(plan.event.ids.joined(separator: ","))"]
         lines.append("rules    \(plan.matchedRules.isEmpty ? "(none matched)" : plan.matchedRules.joined(separator: ", "))")
         if outcomes.isEmpty { lines.append("result   nothing to do") }
         for outcome in outcomes {
-            lines.append("")
-            lines.append("pool \(outcome.pool)")
-            for node in outcome.nodes {
-                let total = node.succeeded.count + node.failed.count
-                let status = node.failed.isEmpty ? "ok" : "FAILED"
-                lines.append("  \(node.node)  \(status)  \(node.succeeded.count)/\(total) operations applied")
-                for failure in node.failed {
-                    lines.append("    failed \(failure.operation.description): \(failure.error) (attempts: \(failure.attempts))")
-                }
-            }
+            lines += poolLines(outcome, heading: "pool \(outcome.pool)")
+        }
+        if case .skipped = secondLayer {
+            lines += ["", "notify and webhook: not run, they wait until every Redis operation succeeded"]
+        }
+        for outcome in secondLayer.notifications {
+            lines += poolLines(outcome, heading: "notify on pool \(outcome.pool)")
+        }
+        for (item, failure) in secondLayer.webhookResults {
+            lines += ["", "webhook \(item.target)  " + (failure.map { "FAILED \($0.errorClass): \($0.message) (attempts: \($0.attempts))" } ?? "ok")]
         }
         return lines.joined(separator: "\n") + "\n"
     }
 
-    static func json(plan: Plan, outcomes: [PoolOutcome]) -> JSONValue {
-        .object([
+    private static func poolLines(_ outcome: PoolOutcome, heading: String) -> [String] {
+        var lines = ["", heading]
+        for node in outcome.nodes {
+            let total = node.succeeded.count + node.failed.count
+            let status = node.failed.isEmpty ? "ok" : "FAILED"
+            lines.append("  \(node.node)  \(status)  \(node.succeeded.count)/\(total) operations applied")
+            for failure in node.failed {
+                lines.append("    failed \(failure.operation.description): \(failure.error) (attempts: \(failure.attempts))")
+            }
+        }
+        return lines
+    }
+
+    static func json(plan: Plan, outcomes: [PoolOutcome], secondLayer: SecondLayerOutcome) -> JSONValue {
+        let secondLayerState = switch secondLayer {
+        case .none: "none"
+        case .skipped: "skipped"
+        case .ran: "ran"
+        }
+        return .object([
             "event_id": plan.event.eventID.map(JSONValue.string) ?? .null,
             "matched_rules": .array(plan.matchedRules.map(JSONValue.string)),
-            "ok": .bool(outcomes.allSatisfy(\.isSuccess)),
-            "pools": .array(outcomes.map { outcome in
+            "ok": .bool(outcomes.allSatisfy(\.isSuccess) && secondLayer.isSuccess),
+            "pools": .array(outcomes.map(poolJSON)),
+            // none: the event has no notify or webhook work; skipped: a Redis operation failed first.
+            "second_layer": .string(secondLayerState),
+            "notifications": .array(secondLayer.notifications.map(poolJSON)),
+            "webhooks": .array(secondLayer.webhookResults.map { item, failure in
                 .object([
-                    "pool": .string(outcome.pool),
-                    "nodes": .array(outcome.nodes.map { node in
+                    "target": .string(item.target),
+                    "ok": .bool(failure == nil),
+                    "error": failure.map { .object(["code": .string($0.errorClass), "message": .string($0.message)]) } ?? .null,
+                    "attempts": failure.map { .number(String($0.attempts)) } ?? .null,
+                ])
+            }),
+        ])
+    }
+
+    private static func poolJSON(_ outcome: PoolOutcome) -> JSONValue {
+        .object([
+            "pool": .string(outcome.pool),
+            "nodes": .array(outcome.nodes.map { node in
+                .object([
+                    "node": .string(node.node.description),
+                    "ok": .bool(node.failed.isEmpty),
+                    "succeeded": .array(node.succeeded.map { .string($0.description) }),
+                    "failed": .array(node.failed.map { failure in
                         .object([
-                            "node": .string(node.node.description),
-                            "ok": .bool(node.failed.isEmpty),
-                            "succeeded": .array(node.succeeded.map { .string($0.description) }),
-                            "failed": .array(node.failed.map { failure in
-                                .object([
-                                    "operation": .string(failure.operation.description),
-                                    "error": .object(["code": .string(failure.error.code.rawValue), "message": .string(failure.error.message)]),
-                                    "attempts": .number(String(failure.attempts)),
-                                ])
-                            }),
+                            "operation": .string(failure.operation.description),
+                            "error": .object(["code": .string(failure.error.code.rawValue), "message": .string(failure.error.message)]),
+                            "attempts": .number(String(failure.attempts)),
                         ])
                     }),
                 ])
