@@ -17,6 +17,16 @@ public final class RedisSubscriber {
         }
     }
 
+    /// The payloads of every message that arrives until none has for `quietSeconds`.
+    public func payloads(untilQuietFor quietSeconds: Int) throws -> [[UInt8]] {
+        try client.setReceiveTimeout(seconds: quietSeconds)
+        defer { try? client.setReceiveTimeout(seconds: 10) }
+        var payloads: [[UInt8]] = []
+        // A receive that times out ends the wait; whole messages arrive in one read.
+        while let message = try? next() { payloads.append(message.payload) }
+        return payloads
+    }
+
     /// The next message: its kind (`message` or `smessage`), channel and payload bytes.
     public func next() throws -> (kind: String, channel: String, payload: [UInt8]) {
         let push = try client.receive()
