@@ -35,9 +35,8 @@ public final class WebhookDispatcher: WebhookDelivering {
         self.clients = clients
     }
 
-    /// Closes every target's connections. Call once no `deliver` is running, and
-    /// always before the dispatcher is released: AsyncHTTPClient stops debug builds
-    /// whose clients were not shut down.
+    /// Closes every target's connections and waits until they are. Call once no
+    /// `deliver` is running; a dispatcher released without it closes them in the background.
     public func shutdown() async {
         for client in clients.values {
             await client.shutdown()

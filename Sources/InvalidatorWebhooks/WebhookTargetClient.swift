@@ -61,6 +61,13 @@ final class WebhookTargetClient: Sendable {
         http = HTTPClient(eventLoopGroup: HTTPClient.defaultEventLoopGroup, configuration: configuration)
     }
 
+    /// A client released without ``shutdown()`` (a worker built but never run) closes
+    /// in the background: AsyncHTTPClient keeps it alive until it has, and stops debug
+    /// builds whose clients are released open.
+    deinit {
+        http.shutdown { _ in }
+    }
+
     /// Closes the connections; requests after this fail.
     func shutdown() async {
         try? await http.shutdown()

@@ -94,6 +94,18 @@ import Testing
         #expect(failures.allSatisfy { $0.errorClass == "http-400" && $0.attempts == 1 && $0.target == "cdn" })
     }
 
+    /// A worker built but never run releases its dispatcher unclosed: the connections
+    /// close in the background, and debug builds do not stop on AsyncHTTPClient's check.
+    @Test func aDispatcherReleasedWithoutShutdownClosesItsConnections() async throws {
+        let server = try HTTPTestServer()
+        var dispatcher: WebhookDispatcher? = WebhookDispatcher(targets: [target(server: server)], retry: quickRetry, logger: Logger(label: "webhook-test"))
+        #expect(await dispatcher?.deliver([tagsItem(["a"])]).isEmpty == true)
+        dispatcher = nil
+        // Timer: time for the background close; a crash would end the run here.
+        try await Task.sleep(for: .milliseconds(200))
+        #expect(server.requests.count == 1)
+    }
+
     @Test func itemsForAnUnknownTargetFailWithoutARequest() async throws {
         let server = try HTTPTestServer()
         let failures = try await withDispatcher([target(server: server)]) {
