@@ -12,7 +12,9 @@ struct ExplainCommand: AsyncParsableCommand {
             them, or a pool called 'default' when no rule names one). With --config, the config's pools \
             and tag prefixes are used, and --source reads the event as that source of the config \
             does (its format, fields and op_values, and for format: direct its allow-list and pools); \
-            a config with one source reads events as that source unless --event-format is given.
+            a config with one source reads events as that source unless --event-format is given. \
+            The notify messages and webhook requests the event would send once its Redis operations \
+            succeeded come last, every secret as ***.
 
             Examples:
               invalidator explain --rules rules.yaml --event '{"entity":"user","id":"42","op":"update"}'
