@@ -36,13 +36,13 @@ import Testing
         formatter.locale = Locale(identifier: "en_US_POSIX")
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        // Two seconds ahead at a one-second resolution: at least one second's wait.
-        server.script([.answer(status: 503, headers: ["Retry-After": formatter.string(from: Date().addingTimeInterval(2))])])
+        // Three seconds ahead at a one-second resolution (the fraction is cut off): a wait of two seconds at least.
+        server.script([.answer(status: 503, headers: ["Retry-After": formatter.string(from: Date().addingTimeInterval(3))])])
         let failures = try await withDispatcher([target(server: server)]) { await $0.deliver([tagsItem(["a"])]) }
         #expect(failures.isEmpty)
         let requests = server.requests
         try #require(requests.count == 2)
-        #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(950))
+        #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(1900))
     }
 
     @Test(arguments: [408, 429, 500, 502, 503, 504])

@@ -40,26 +40,16 @@ public final class HTTPTestServer: Sendable {
     ///   - requireClientCertificate: refuse clients without a certificate signed by their CA.
     public init(certificates: TestCertificates? = nil, requireClientCertificate: Bool = false) throws {
         let tls = try certificates.map { try TLSContext(certificates: $0, requireClientCertificate: requireClientCertificate) }
-        var lastError: Error = TestSupportError("no port tried")
-        for _ in 0..<5 {
-            let port = try RedisServer.freePort()
-            do {
-                let listener = try Self.listen(on: port)
-                self.port = port
-                baseURL = tls == nil ? "http://127.0.0.1:\(port)" : "https://localhost:\(port)"
-                state = State(listener: listener, tls: tls)
-                let state = state
-                Thread { state.acceptConnections() }.start()
-                return
-            } catch {
-                lastError = error
-            }
-        }
-        throw lastError
+        let listener = try LoopbackListener()
+        port = listener.port
+        baseURL = tls == nil ? "http://127.0.0.1:\(port)" : "https://localhost:\(port)"
+        state = State(listener: listener, tls: tls)
+        let state = state
+        listener.start { state.accept($0) }
     }
 
     deinit {
-        state.stop()
+        state.listener.stop()
     }
 
     /// The next requests get these replies, in order; after them, the default reply.
@@ -87,25 +77,6 @@ public final class HTTPTestServer: Sendable {
         state.shared.withLock { $0.connectionsAccepted }
     }
 
-    private static func listen(on port: Int) throws -> Int32 {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw TestSupportError("socket() failed") }
-        var reuse: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, Foundation.listen(listener, 128) == 0 else {
-            close(listener)
-            throw TestSupportError("cannot listen on port \(port)")
-        }
-        return listener
-    }
-
     /// What the threads share.
     private final class State: Sendable {
         struct Shared {
@@ -116,46 +87,24 @@ public final class HTTPTestServer: Sendable {
             /// Requests received and not answered yet, and the most there were at once.
             var inFlight = 0
             var peakInFlight = 0
-            /// Sockets of live connections, shut down when the server stops.
-            var openSockets: Set<Int32> = []
         }
 
-        let listener: Int32
+        let listener: LoopbackListener
         let tls: TLSContext?
-        let stopped = Atomic<Bool>(false)
         let shared = Mutex(Shared())
 
-        init(listener: Int32, tls: TLSContext?) {
+        init(listener: LoopbackListener, tls: TLSContext?) {
             self.listener = listener
             self.tls = tls
         }
 
-        func stop() {
-            stopped.store(true, ordering: .sequentiallyConsistent)
-            // Wakes the accept loop, which closes the listener; connection threads close their sockets.
-            shutdown(listener, Int32(SHUT_RDWR))
-            for socket in shared.withLock({ $0.openSockets }) {
-                shutdown(socket, Int32(SHUT_RDWR))
-            }
-        }
-
-        func acceptConnections() {
-            defer { close(listener) }
-            while !stopped.load(ordering: .sequentiallyConsistent) {
-                let client = accept(listener, nil, nil)
-                if client < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                shared.withLock {
-                    $0.connectionsAccepted += 1
-                    $0.openSockets.insert(client)
-                }
-                Thread { [self] in
-                    serve(Connection(socket: client, tls: tls))
-                    shared.withLock { _ = $0.openSockets.remove(client) }
-                }.start()
-            }
+        /// Serves `client` on a thread of its own.
+        func accept(_ client: Int32) {
+            shared.withLock { $0.connectionsAccepted += 1 }
+            Thread { [self] in
+                serve(Connection(socket: client, tls: tls))
+                listener.forget(client)
+            }.start()
         }
 
         /// Requests on one connection, one after the other, until either side closes it.
@@ -163,7 +112,7 @@ public final class HTTPTestServer: Sendable {
             defer { connection.close() }
             guard connection.handshake() else { return }
             var received: [UInt8] = []
-            while !stopped.load(ordering: .sequentiallyConsistent) {
+            while !listener.isStopped {
                 guard let request = Self.nextRequest(from: connection, buffer: &received) else { return }
                 let reply = shared.withLock { shared in
                     shared.requests.append(request)

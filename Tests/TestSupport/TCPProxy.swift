@@ -15,25 +15,15 @@ public final class TCPProxy: Sendable {
 
     /// Starts forwarding to `127.0.0.1:upstreamPort`.
     public init(to upstreamPort: Int) throws {
-        var lastError: Error = TestSupportError("no port tried")
-        for _ in 0..<5 {
-            let port = try RedisServer.freePort()
-            do {
-                let listener = try Self.listen(on: port)
-                self.port = port
-                state = State(listener: listener, upstreamPort: upstreamPort)
-                let state = state
-                Thread { state.acceptConnections() }.start()
-                return
-            } catch {
-                lastError = error
-            }
-        }
-        throw lastError
+        let listener = try LoopbackListener(backlog: 64)
+        port = listener.port
+        state = State(listener: listener, upstreamPort: upstreamPort)
+        let state = state
+        listener.start { state.proxy($0) }
     }
 
     deinit {
-        state.stop()
+        state.listener.stop()
     }
 
     /// While on, the server's replies are thrown away.
@@ -51,65 +41,31 @@ public final class TCPProxy: Sendable {
         state.accepted.load(ordering: .sequentiallyConsistent)
     }
 
-    private static func listen(on port: Int) throws -> Int32 {
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard listener >= 0 else { throw TestSupportError("socket() failed") }
-        var reuse: Int32 = 1
-        setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in.loopback(port: port)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, Foundation.listen(listener, 64) == 0 else {
-            close(listener)
-            throw TestSupportError("cannot listen on port \(port)")
-        }
-        return listener
-    }
-
     /// What the threads share.
     private final class State: Sendable {
-        let listener: Int32
+        let listener: LoopbackListener
         let upstreamPort: Int
         let droppingReplies = Atomic<Bool>(false)
         let replyDelayNanoseconds = Atomic<Int64>(0)
         let accepted = Atomic<Int>(0)
-        let stopped = Atomic<Bool>(false)
-        /// Sockets of live connections, shut down when the proxy stops.
-        let openSockets = Mutex<Set<Int32>>([])
 
-        init(listener: Int32, upstreamPort: Int) {
+        init(listener: LoopbackListener, upstreamPort: Int) {
             self.listener = listener
             self.upstreamPort = upstreamPort
         }
 
-        func stop() {
-            stopped.store(true, ordering: .sequentiallyConsistent)
-            // Wakes the accept loop, which closes the listener; the pumps close their sockets.
-            shutdown(listener, Int32(SHUT_RDWR))
-            for socket in openSockets.withLock({ $0 }) {
-                shutdown(socket, Int32(SHUT_RDWR))
+        /// Connects `client` to the server, one pumping thread per direction.
+        func proxy(_ client: Int32) {
+            accepted.add(1, ordering: .sequentiallyConsistent)
+            guard let server = try? HTTPProbe.connectedSocket(port: upstreamPort, timeout: .seconds(3600)) else {
+                listener.forget(client)
+                close(client)
+                return
             }
-        }
-
-        func acceptConnections() {
-            defer { close(listener) }
-            while !stopped.load(ordering: .sequentiallyConsistent) {
-                let client = accept(listener, nil, nil)
-                if client < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                accepted.add(1, ordering: .sequentiallyConsistent)
-                guard let server = try? HTTPProbe.connectedSocket(port: upstreamPort, timeout: .seconds(3600)) else {
-                    close(client)
-                    continue
-                }
-                openSockets.withLock { $0.formUnion([client, server]) }
-                let connection = Connection(client: client, server: server, state: self)
-                Thread { connection.pump(from: client, to: server, isReply: false) }.start()
-                Thread { connection.pump(from: server, to: client, isReply: true) }.start()
-            }
+            listener.track(server)
+            let connection = Connection(client: client, server: server, state: self)
+            Thread { connection.pump(from: client, to: server, isReply: false) }.start()
+            Thread { connection.pump(from: server, to: client, isReply: true) }.start()
         }
     }
 
@@ -142,7 +98,7 @@ public final class TCPProxy: Sendable {
             shutdown(source, Int32(SHUT_RDWR))
             shutdown(destination, Int32(SHUT_RDWR))
             if endedDirections.add(1, ordering: .sequentiallyConsistent).newValue == 2 {
-                state.openSockets.withLock { $0.subtract([client, server]) }
+                state.listener.forget(client, server)
                 close(client)
                 close(server)
             }
@@ -157,16 +113,6 @@ public final class TCPProxy: Sendable {
             }
             return true
         }
-    }
-}
-
-extension sockaddr_in {
-    fileprivate static func loopback(port: Int) -> sockaddr_in {
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        return address
     }
 }
 
