@@ -286,7 +286,8 @@ final class RedisSourceHarness: Sendable {
 
         try await harness.publish(userEvents(0..<100))
         try await harness.publish(userEvents(100..<120) + [#"{"entity":"user""#], on: "changes.user")
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, userKeys(0..<120)) == 0 })
+        // Generous: the suite runs its tests side by side on two cores.
+        #expect(try await eventually(timeout: .seconds(30)) { try existingKeys(harness.redis, userKeys(0..<120)) == 0 })
         #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons() == ["invalid-json"] })
         try await running.stop()
 
