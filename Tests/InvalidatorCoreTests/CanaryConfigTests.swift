@@ -60,6 +60,13 @@ import Testing
         #expect(found.contains { $0.contains("canary.fail_healthz_after") }, "\(found)")
     }
 
+    @Test func warnsThatPatternSubscriptionsCarryNoCanary() throws {
+        let source = #"redis_pubsub: { pool: primary, patterns: ["changes.*"] }"#
+        #expect(try load(Self.config(source: source)).warnings.isEmpty, "off: nothing to warn about")
+        let warnings = try load(Self.config(canary: "canary: { enabled: true }", source: source)).warnings
+        #expect(warnings == ["sources.redis_pubsub subscribes to patterns, which carry no canary (there is no channel to publish on); add a literal channel for the canary to check this source"])
+    }
+
     @Test func refusesAUserRuleMatchingTheCanaryEntity() {
         let rules = "  - { name: sneaky, match: { entity: [user, invalidator-canary] }, delete: [\"x:{id}\"] }"
         let found = diagnostics(Self.config(rules: rules))

@@ -39,7 +39,13 @@ public struct Configuration: Hashable, Sendable {
                 warnings.append("webhook '\(target.name)' sends headers over http://, in clear text; use https:// if they hold a secret")
             }
             return warnings
-        }
+        } + canaryWarnings
+    }
+
+    private var canaryWarnings: [String] {
+        guard canary.enabled, let pubSub = sources.redisPubSub, !pubSub.patterns.isEmpty else { return [] }
+        return ["sources.redis_pubsub subscribes to patterns, which carry no canary (there is no channel to publish on)"
+            + (pubSub.channels.isEmpty ? "; add a literal channel for the canary to check this source" : "; only its channels are checked")]
     }
 
     /// `dead_letters.max_records` when the config does not set it: at the roughly
