@@ -149,14 +149,14 @@ package final class CanaryProber: Sendable {
         return await withTaskGroup(of: CanaryResult.self) { group in
             for (pool, nodes) in nodesByPool {
                 group.addTask {
-                    let remaining = await self.waitUntilGone(key, on: nodes, of: pool, until: deadline)
-                    guard remaining.isEmpty else {
+                    let (remaining, goneBy) = await self.waitUntilGone(key, on: nodes, of: pool, until: deadline)
+                    guard let goneBy else {
                         let list = remaining.map(\.description).joined(separator: ", ")
                         return CanaryResult(
                             source: source, pool: pool.configuration.name, latency: nil,
                             failure: "the canary key was still on \(list) after \(self.canary.timeout)")
                     }
-                    return CanaryResult(source: source, pool: pool.configuration.name, latency: .now - start, failure: nil)
+                    return CanaryResult(source: source, pool: pool.configuration.name, latency: goneBy - start, failure: nil)
                 }
             }
             var results: [CanaryResult] = []
@@ -165,21 +165,23 @@ package final class CanaryProber: Sendable {
         }
     }
 
-    /// The nodes where `key` still exists (or could not be checked) at `deadline`;
-    /// empty once it is gone from all of them.
+    /// When the poll that found `key` gone from every node started (never after
+    /// `deadline`), or nil with the nodes where it still existed (or could not be checked).
     private func waitUntilGone(
         _ key: String, on nodes: [RedisEndpoint], of pool: RedisPool, until deadline: ContinuousClock.Instant
-    ) async -> [RedisEndpoint] {
+    ) async -> (remaining: [RedisEndpoint], goneBy: ContinuousClock.Instant?) {
         var remaining = nodes
         var pause = Self.firstPollInterval
         while true {
+            let pollStarted = ContinuousClock.now
             var stillThere: [RedisEndpoint] = []
             for node in remaining {
                 let reply = try? await connection(to: node, of: pool).send(["EXISTS", key])
                 if reply?.integer != 0 { stillThere.append(node) }
             }
             remaining = stillThere
-            if remaining.isEmpty || ContinuousClock.now >= deadline || Task.isCancelled { return remaining }
+            if remaining.isEmpty { return ([], pollStarted) }
+            if pollStarted >= deadline || Task.isCancelled { return (remaining, nil) }
             try? await Task.sleep(until: min(.now + pause, deadline))
             pause = min(pause * 2, Self.longestPollInterval)
         }

@@ -21,11 +21,15 @@ package final class CanaryService: Service, Sendable {
 
     package func run() async throws {
         await cancelWhenGracefulShutdown {
+            // Timer: the canary's period. The first round waits one period too, for the
+            // sources to subscribe (a canary published before would reach nobody); a round
+            // longer than the period starts the next at once.
+            var next = ContinuousClock.now + self.prober.canary.interval
             while !Task.isCancelled {
-                let started = ContinuousClock.now
+                try? await Task.sleep(until: next)
+                guard !Task.isCancelled else { break }
+                next = .now + self.prober.canary.interval
                 self.record(await self.prober.round())
-                // Timer: the canary's period; a round longer than it starts the next at once.
-                try? await Task.sleep(until: started + self.prober.canary.interval)
             }
         }
         await prober.close()
