@@ -161,7 +161,8 @@ extension RunningWorker {
         let health = try HTTPProbe.get(port: port, path: "/healthz")
         try await running.stop()
         #expect(health.status == 503)
-        #expect(health.body.contains("canary kafka:changes: "), "\(health.body)")
+        #expect(health.body.hasPrefix("unhealthy:\n"), "\(health.body)")
+        #expect(health.body.contains("- canary kafka:changes: "), "\(health.body)")
         #expect(Self.sources.allSatisfy { latencies(metrics, source: $0).isEmpty })
     }
 

@@ -132,7 +132,8 @@ package final class ObservabilityServer: Service, Sendable {
             let stalled = running.filter(\.isStalled)
             let failing = canaryProblems()
             if stalled.isEmpty, failing.isEmpty { return HTTPResponse(status: .ok, body: list("alive", running.map(\.description))) }
-            return HTTPResponse(status: .serviceUnavailable, body: list("stalled", stalled.map(\.description) + failing))
+            let title = failing.isEmpty ? "stalled" : "unhealthy"
+            return HTTPResponse(status: .serviceUnavailable, body: list(title, stalled.map(\.description) + failing))
         case "/readyz":
             let state = readiness()
             if state.isReady { return HTTPResponse(status: .ok, body: "ready\n") }
