@@ -63,8 +63,9 @@ package final class CanaryProber: Sendable {
     private let producer: KafkaProducer?
     private let workerID: String
     private let sequence = Atomic<Int>(0)
-    /// The prober's own connection per node, apart from the pipeline's.
-    private let connections = Mutex<[RedisEndpoint: RedisConnection]>([:])
+    /// The prober's own connection per pool and node, apart from the pipeline's (two
+    /// pools may share a node with other credentials or databases).
+    private let connections = Mutex<[String: [RedisEndpoint: RedisConnection]]>([:])
     private let logger: Logger
 
     /// First and longest wait between two EXISTS polls. Doubling from 10 ms keeps
@@ -113,7 +114,7 @@ package final class CanaryProber: Sendable {
         await producer?.close(timeout: .seconds(2))
         let open = connections.withLock { connections in
             defer { connections.removeAll() }
-            return Array(connections.values)
+            return connections.values.flatMap(\.values)
         }
         for connection in open { await connection.close() }
     }
@@ -154,7 +155,7 @@ package final class CanaryProber: Sendable {
                         let list = remaining.map(\.description).joined(separator: ", ")
                         return CanaryResult(
                             source: source, pool: pool.configuration.name, latency: nil,
-                            failure: "the canary key was still on \(list) after \(self.canary.timeout)")
+                            failure: "the canary key was still on \(list) after \(DurationParser.format(self.canary.timeout))")
                     }
                     return CanaryResult(source: source, pool: pool.configuration.name, latency: goneBy - start, failure: nil)
                 }
@@ -189,9 +190,9 @@ package final class CanaryProber: Sendable {
 
     private func connection(to node: RedisEndpoint, of pool: RedisPool) -> RedisConnection {
         connections.withLock { connections in
-            if let connection = connections[node] { return connection }
+            if let connection = connections[pool.configuration.name]?[node] { return connection }
             let connection = pool.dedicatedConnection(to: node)
-            connections[node] = connection
+            connections[pool.configuration.name, default: [:]][node] = connection
             return connection
         }
     }
