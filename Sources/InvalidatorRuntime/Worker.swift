@@ -27,6 +27,8 @@ package final class Worker: Sendable {
     package let metrics: WorkerMetrics
     /// Closes the webhook client once the sources drained; nil without `webhooks:`.
     let webhookClient: WebhookClientService?
+    /// Canary rounds every `canary.interval`; nil unless `canary.enabled`.
+    package let canary: CanaryService?
     private let configuration: Configuration
     private let logger: Logger
 
@@ -40,7 +42,7 @@ package final class Worker: Sendable {
     ///   everything about the config; nothing here checks it again.
     /// - Throws: ``ConfigurationProblem`` for an empty rules set without
     ///   `allow_empty_rules` (valid, so `validate` only warns, but `run` refuses it),
-    ///   or the Kafka dead-letter producer's error.
+    ///   or the error of creating a Kafka producer (the dead-letter store's, the canary's).
     package init(
         loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
         workerID: String = Worker.defaultWorkerID, observability: WorkerObservability = WorkerObservability(),
@@ -70,7 +72,7 @@ package final class Worker: Sendable {
         let webhooks = WebhookClientService.dispatcher(configuration, logger: logger)
         self.webhookClient = webhooks.map(WebhookClientService.init)
         let pipeline = EventPipeline(
-            rules: RulesState(Planner(rules: loaded.rules, pools: configuration.poolTargets, webhooks: configuration.webhooks)),
+            rules: RulesState(configuration.planner(rules: loaded.rules)),
             pools: pools, deadLetters: store, workerID: workerID, logger: logger, metrics: metrics,
             webhooks: webhooks)
         self.pipeline = pipeline
@@ -107,10 +109,15 @@ package final class Worker: Sendable {
             pools: pools, sources: { sources.map { ($0.name, $0.source.isSubscribed) } }, liveness: liveness,
             interval: observability.healthCheckInterval ?? configuration.http.healthCheckInterval, metrics: metrics, logger: logger)
         self.healthMonitor = monitor
+        let canary = try configuration.canary.enabled ? CanaryService(
+            prober: CanaryProber(configuration: configuration, pools: pools, workerID: workerID, logger: logger),
+            metrics: metrics, logger: logger) : nil
+        self.canary = canary
         if observability.serveHTTP {
             self.httpServer = ObservabilityServer(
                 listen: observability.listen ?? configuration.http.listen, renderMetrics: observability.renderMetrics,
-                readiness: { monitor.readiness }, loops: { liveness.loops }, logger: logger)
+                readiness: { monitor.readiness }, loops: { liveness.loops }, canaryProblems: { canary?.healthProblems ?? [] },
+                logger: logger)
         } else {
             self.httpServer = nil
         }
@@ -138,7 +145,8 @@ package final class Worker: Sendable {
             webhookClient, httpServer, httpServer == nil ? nil : healthMonitor, deadLetterBacklog, rulesReloader,
         ]
         let sources: [(any Service)?] = [kafka, redisPubSub, redisStream]
-        return (observability + sources).compactMap { $0 }
+        // Last, so it stops first: no canary is emitted into draining sources.
+        return (observability + sources + [canary]).compactMap { $0 }
     }
 
     /// The services in a group whose graceful shutdown turns into cancellation

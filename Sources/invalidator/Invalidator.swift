@@ -9,7 +9,7 @@ struct Invalidator: AsyncParsableCommand {
             Reads entity-change events from Kafka, Redis pub/sub or Redis Streams, maps each through \
             declarative rules to cache keys, patterns and tags, and applies them across Redis pools.
             """,
-        subcommands: [RunCommand.self, ValidateCommand.self, ExplainCommand.self, ApplyCommand.self, PurgeCommand.self, ReplayCommand.self, DevKafkaCommand.self]
+        subcommands: [RunCommand.self, ValidateCommand.self, ExplainCommand.self, ApplyCommand.self, PurgeCommand.self, ProbeCommand.self, ReplayCommand.self, DevKafkaCommand.self]
     )
 }
 

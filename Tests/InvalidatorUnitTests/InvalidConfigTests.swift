@@ -129,7 +129,7 @@ import Testing
             "$CONFIG:6:28: shutdown.drain_timeout must be a positive duration such as 500ms, 5s, 2m or 1h, got ''",
         ]),
         Case(name: "an unknown key", config: config(more: "metrics: { port: 9090 }\n"), expected: [
-            "$CONFIG:6:1: unknown key 'metrics' in the config; expected one of allow_empty_rules, dead_letters, http, pools, retry, rules, shutdown, sources, webhooks",
+            "$CONFIG:6:1: unknown key 'metrics' in the config; expected one of allow_empty_rules, canary, dead_letters, http, pools, retry, rules, shutdown, sources, webhooks",
         ]),
         Case(name: "a rule on an undefined pool", config: config(),
              rules: "rules:\n  - { name: user, match: { entity: user }, pools: [edge], delete: [\"user:{id}\"] }\n", expected: [

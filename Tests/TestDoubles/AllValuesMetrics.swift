@@ -17,6 +17,11 @@ package final class AllValuesMetrics: MetricsFactory, Sendable {
         timers.withLock { $0[Self.key(label, [])] ?? [] }
     }
 
+    /// Nanoseconds recorded by the timer `label` with `dimensions`, in order.
+    package func recorded(_ label: String, _ dimensions: [String: String]) -> [Int64] {
+        timers.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? [] }
+    }
+
     package func counter(_ label: String, _ dimensions: [String: String]) -> Int64 {
         counters.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? 0 }
     }

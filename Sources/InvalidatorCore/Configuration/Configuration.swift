@@ -21,6 +21,8 @@ public struct Configuration: Hashable, Sendable {
     public var shutdown = ShutdownConfiguration()
     /// `webhooks:`, by name: the targets of rules' `webhook` actions.
     public var webhooks: [WebhookTarget] = []
+    /// `canary:`; its built-in rule is in force even when it is not `enabled`.
+    public var canary = CanaryConfiguration()
 
     public init() {}
 
@@ -37,7 +39,13 @@ public struct Configuration: Hashable, Sendable {
                 warnings.append("webhook '\(target.name)' sends headers over http://, in clear text; use https:// if they hold a secret")
             }
             return warnings
-        }
+        } + canaryWarnings
+    }
+
+    private var canaryWarnings: [String] {
+        guard canary.enabled, let pubSub = sources.redisPubSub, !pubSub.patterns.isEmpty else { return [] }
+        return ["sources.redis_pubsub subscribes to patterns, which carry no canary (there is no channel to publish on)"
+            + (pubSub.channels.isEmpty ? "; add a literal channel for the canary to check this source" : "; only its channels are checked")]
     }
 
     /// `dead_letters.max_records` when the config does not set it: at the roughly
@@ -58,6 +66,11 @@ public struct Configuration: Hashable, Sendable {
     /// The pools as the planner sees them.
     public var poolTargets: [PoolTarget] {
         pools.map { PoolTarget(name: $0.name, tagPrefix: $0.tagPrefix) }
+    }
+
+    /// The planner of `rules` with the built-in canary rule, as every command that applies events uses it.
+    public func planner(rules: RuleSet) -> Planner {
+        Planner(rules: rules, pools: poolTargets, webhooks: webhooks, canary: canary)
     }
 }
 
@@ -80,6 +93,13 @@ public struct Sources: Hashable, Sendable {
     }
 
     public var isEmpty: Bool { kafka == nil && redisPubSub == nil && redisStream == nil }
+
+    /// Makes every source's decoder read canary events whatever its format.
+    mutating func setCanaryEntity(_ entity: String) {
+        kafka?.reading.canaryEntity = entity
+        redisPubSub?.reading.canaryEntity = entity
+        redisStream?.reading.canaryEntity = entity
+    }
 }
 
 public struct KafkaSourceConfiguration: Hashable, Sendable {
@@ -175,14 +195,17 @@ public struct SourceReading: Hashable, Sendable {
     public var fields = FieldMapping()
     /// Set exactly when the source's format is `direct`.
     public var direct: DirectInvalidationPolicy?
+    /// The canary entity, whose events are read as native ones before the source's format is applied.
+    public var canaryEntity: String?
 
-    public init(fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil) {
+    public init(fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil, canaryEntity: String? = nil) {
         self.fields = fields
         self.direct = direct
+        self.canaryEntity = canaryEntity
     }
 
     public func decoder(format: EventFormat) -> EventDecoder {
-        EventDecoder(format: format, fields: fields, direct: direct)
+        EventDecoder(format: format, fields: fields, direct: direct, canaryEntity: canaryEntity)
     }
 }
 

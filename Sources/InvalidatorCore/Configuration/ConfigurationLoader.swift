@@ -26,7 +26,7 @@ public enum ConfigurationLoader {
         }
         EnvironmentOverrides.apply(environment, to: &root, reader: &reader)
         var configuration = Configuration()
-        let allowed: Set<String> = ["sources", "pools", "rules", "allow_empty_rules", "retry", "dead_letters", "http", "shutdown", "webhooks"]
+        let allowed: Set<String> = ["sources", "pools", "rules", "allow_empty_rules", "retry", "dead_letters", "http", "shutdown", "webhooks", "canary"]
         guard let fields = reader.mapping(root, context: "the config", allowed: allowed) else {
             throw ValidationError(reader.diagnostics)
         }
@@ -49,8 +49,13 @@ public enum ConfigurationLoader {
         if let webhooks = fields["webhooks"] {
             configuration.webhooks = parseWebhooks(webhooks, reader: &reader)
         }
+        if let canary = fields["canary"] {
+            configuration.canary = parseCanary(canary, poolNames: poolNames, reader: &reader)
+        }
+        configuration.sources.setCanaryEntity(configuration.canary.entity)
         if let rules = fields["rules"] {
-            configuration.rules = parseRulesReference(rules, poolNames: poolNames, webhooks: configuration.webhooks, reader: &reader)
+            configuration.rules = parseRulesReference(
+                rules, poolNames: poolNames, webhooks: configuration.webhooks, canaryEntity: configuration.canary.entity, reader: &reader)
         } else {
             reader.report("the config needs 'rules:' (a path, a list of paths, or an inline list)", at: root)
         }
@@ -442,7 +447,7 @@ public enum ConfigurationLoader {
     }
 
     private static func parseRulesReference(
-        _ node: Node, poolNames: [String], webhooks: [WebhookTarget], reader: inout YAMLReader
+        _ node: Node, poolNames: [String], webhooks: [WebhookTarget], canaryEntity: String, reader: inout YAMLReader
     ) -> RulesSource {
         switch node {
         case .scalar:
@@ -451,11 +456,66 @@ public enum ConfigurationLoader {
             if sequence.allSatisfy({ if case .scalar = $0 { true } else { false } }) {
                 return .files(reader.strings(node, context: "rules") ?? [])
             }
-            return .inline(RuleSet(RulesLoader.parseRules(node, knownPools: poolNames, webhooks: webhooks, reader: &reader)))
+            return .inline(RuleSet(RulesLoader.parseRules(
+                node, knownPools: poolNames, webhooks: webhooks, reservedEntity: canaryEntity, reader: &reader)))
         default:
             reader.report("rules must be a path, a list of paths, or an inline list of rules", at: node)
             return .files([])
         }
+    }
+
+    private static func parseCanary(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> CanaryConfiguration {
+        var canary = CanaryConfiguration()
+        let allowed: Set<String> = ["enabled", "interval", "timeout", "pools", "entity", "key_prefix", "fail_healthz_after"]
+        guard let values = reader.mapping(node, context: "canary", allowed: allowed) else { return canary }
+        if let enabled = values["enabled"] {
+            canary.enabled = reader.boolean(enabled, context: "canary.enabled") ?? canary.enabled
+        }
+        if let interval = values["interval"] {
+            canary.interval = reader.duration(interval, context: "canary.interval", minimum: .seconds(1), maximum: .seconds(3600))
+                ?? canary.interval
+        }
+        if let timeout = values["timeout"] {
+            canary.timeout = reader.duration(timeout, context: "canary.timeout", minimum: .seconds(1), maximum: .seconds(600))
+                ?? canary.timeout
+        }
+        if let pools = values["pools"] {
+            var names: [String] = []
+            for (name, node) in reader.stringNodes(pools, context: "canary.pools") {
+                if !poolNames.contains(name) {
+                    reader.report("canary.pools: '\(name)' is not a pool defined under pools", at: node)
+                } else if !names.contains(name) {
+                    names.append(name)
+                }
+            }
+            if case .sequence(let sequence) = pools, sequence.isEmpty {
+                reader.report("canary.pools is empty; leave it out to use every pool", at: pools)
+            }
+            canary.pools = names
+        }
+        if let entity = values["entity"], let name = reader.string(entity, context: "canary.entity") {
+            if name.isEmpty {
+                reader.report("canary.entity is empty", at: entity)
+            } else {
+                canary.entity = name
+            }
+        }
+        if let prefix = values["key_prefix"], let text = reader.string(prefix, context: "canary.key_prefix") {
+            // Longer prefixes leave too little of the key limit for the id (worker, source, sequence).
+            let longest = Planner.maximumKeyBytes / 2
+            if text.isEmpty {
+                reader.report("canary.key_prefix is empty; canary keys need a prefix of their own", at: prefix)
+            } else if text.utf8.count > longest {
+                reader.report("canary.key_prefix has \(text.utf8.count) bytes; at most \(longest)", at: prefix)
+            } else {
+                canary.keyPrefix = text
+            }
+        }
+        if let failAfter = values["fail_healthz_after"] {
+            canary.failHealthzAfter = reader.integer(failAfter, context: "canary.fail_healthz_after", range: 0...1000)
+                ?? canary.failHealthzAfter
+        }
+        return canary
     }
 
     /// `retry:` of the config, or of a webhook (`context` names which).

@@ -21,26 +21,37 @@ public struct EventDecoder: Hashable, Sendable {
     public var fields: FieldMapping
     /// The allow-list and pools of a `format: direct` source; nil otherwise.
     public var direct: DirectInvalidationPolicy?
+    /// Messages whose top-level `entity` is this are canary events, read as native
+    /// ones whatever `format` and `fields` say, so every source carries them.
+    public var canaryEntity: String?
 
-    public init(format: EventFormat = .auto, fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil) {
+    public init(
+        format: EventFormat = .auto, fields: FieldMapping = FieldMapping(), direct: DirectInvalidationPolicy? = nil,
+        canaryEntity: String? = nil
+    ) {
         self.format = format
         self.fields = fields
         self.direct = direct
+        self.canaryEntity = canaryEntity
     }
 
     /// The message as the source's format reads it; `cloudEventHeaders` are the
     /// message's `ce_*` headers, which make it a binary-mode CloudEvent.
     public func decodeMessage(_ bytes: [UInt8], cloudEventHeaders: [String: [UInt8]] = [:]) throws(EventDecodingError) -> DecodedMessage {
+        if Self.isBinaryCloudEvent(headers: cloudEventHeaders), format == .auto || format == .cloudevents {
+            return .change(try decodeCloudEventBinary(headers: cloudEventHeaders, data: bytes))
+        }
+        let object = try Self.parseObject(bytes)
+        if let canaryEntity, case .string(canaryEntity)? = object["entity"] {
+            return .change(try Self.decodeNative(object))
+        }
         if format == .direct {
             guard let direct else {
                 throw EventDecodingError(.schemaViolation, "a direct message needs its source's allow-list to be read")
             }
-            return .direct(try Self.decodeDirect(Self.parseObject(bytes), fields: fields, policy: direct))
+            return .direct(try Self.decodeDirect(object, fields: fields, policy: direct))
         }
-        if Self.isBinaryCloudEvent(headers: cloudEventHeaders), format == .auto || format == .cloudevents {
-            return .change(try decodeCloudEventBinary(headers: cloudEventHeaders, data: bytes))
-        }
-        return .change(try decode(bytes))
+        return .change(try decode(object))
     }
 
     public func decode(_ bytes: [UInt8]) throws(EventDecodingError) -> ChangeEvent {

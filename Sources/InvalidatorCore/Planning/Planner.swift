@@ -23,18 +23,23 @@ public struct Planner: Sendable {
     /// The config's `webhooks:`, whose bodies rules' bodies are merged over.
     public let webhooks: [String: WebhookTarget]
     let poolIndexes: [String: Int]
+    /// The built-in rule for canary events, which alone applies them; nil: none.
+    public let canary: CanaryConfiguration?
 
     /// - Parameters:
     ///   - pools: every pool, in output order; rules without `pools` target all of them.
     ///   - webhooks: the targets `webhook` actions name; a rule naming another sends its own body alone.
-    public init(rules: RuleSet, pools: [PoolTarget], webhooks: [WebhookTarget] = []) {
+    ///   - canary: events of its entity are planned by the built-in canary rule, never by `rules`.
+    public init(rules: RuleSet, pools: [PoolTarget], webhooks: [WebhookTarget] = [], canary: CanaryConfiguration? = nil) {
         self.rules = rules
+        self.canary = canary
         self.pools = pools
         self.webhooks = Dictionary(webhooks.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.poolIndexes = Dictionary(pools.enumerated().map { ($0.element.name, $0.offset) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func plan(_ event: ChangeEvent) -> Plan {
+        if let canary, event.entity == canary.entity { return plan(canaryEvent: event, canary) }
         var matchedRules: [String] = []
         var builders = pools.map { PoolPlanBuilder(pool: $0) }
         // Built only when a matching rule has a notify or webhook action.
@@ -80,6 +85,29 @@ extension Planner {
         case .change(let event): plan(event)
         case .direct(let direct): plan(direct)
         }
+    }
+
+    /// Deletes of the canary's keys on its pools: the built-in rule, which nothing else may match.
+    private func plan(canaryEvent event: ChangeEvent, _ canary: CanaryConfiguration) -> Plan {
+        var rendered = RenderedRule()
+        for id in event.ids {
+            let key = canary.key(for: id)
+            guard key.utf8.count <= Self.maximumKeyBytes else {
+                let rejection = PlanRejection(
+                    reason: .invalidKey, rule: CanaryConfiguration.ruleName, template: canary.keyPrefix + "{id}",
+                    message: "the canary key is \(key.utf8.count) bytes, over the \(Self.maximumKeyBytes)-byte limit")
+                return Plan(event: event, matchedRules: [CanaryConfiguration.ruleName], pools: [], rejection: rejection)
+            }
+            rendered.operations.append(.delete(key: key))
+        }
+        rendered.deleteCount = rendered.operations.count
+        let names = canary.targetPools(in: pools.map(\.name))
+        let plans = pools.filter { names.contains($0.name) }.map { target in
+            var builder = PoolPlanBuilder(pool: target)
+            builder.add(rendered, rule: CanaryConfiguration.ruleName, redeleteAfter: nil)
+            return builder.build()
+        }
+        return Plan(event: event, matchedRules: [CanaryConfiguration.ruleName], pools: plans, rejection: nil)
     }
 
     /// A direct message's operations on its source's pools, or a `not-allowed`

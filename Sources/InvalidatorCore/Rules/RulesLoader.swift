@@ -9,8 +9,9 @@ public enum RulesLoader {
     ///     rules naming any other pool are rejected.
     ///   - webhooks: when a config is given, its `webhooks:`; a `webhook` action
     ///     naming any other target is rejected.
+    ///   - reservedEntity: the canary entity, which only the built-in canary rule may match.
     public static func load(
-        yaml: String, file: String, knownPools: [String]? = nil, webhooks: [WebhookTarget]? = nil
+        yaml: String, file: String, knownPools: [String]? = nil, webhooks: [WebhookTarget]? = nil, reservedEntity: String? = nil
     ) throws(ValidationError) -> RuleSet {
         var reader = YAMLReader(file: file)
         guard let root = reader.compose(yaml) else {
@@ -22,7 +23,7 @@ public enum RulesLoader {
         var rules: [Rule] = []
         if let fields = reader.mapping(root, context: "the rules file", allowed: ["rules"]) {
             if let list = fields["rules"] {
-                rules = parseRules(list, knownPools: knownPools, webhooks: webhooks, reader: &reader)
+                rules = parseRules(list, knownPools: knownPools, webhooks: webhooks, reservedEntity: reservedEntity, reader: &reader)
             } else {
                 reader.report("the rules file needs a 'rules:' list", at: root)
             }
@@ -32,12 +33,19 @@ public enum RulesLoader {
     }
 
     /// Parses a `rules:` list node that is already part of a document (inline rules in a config).
-    static func parseRules(_ node: Node, knownPools: [String]?, webhooks: [WebhookTarget]?, reader: inout YAMLReader) -> [Rule] {
+    static func parseRules(
+        _ node: Node, knownPools: [String]?, webhooks: [WebhookTarget]?, reservedEntity: String?, reader: inout YAMLReader
+    ) -> [Rule] {
         guard let entries = reader.sequence(node, context: "rules") else { return [] }
         var rules: [Rule] = []
         var namesSeen: [String: Node] = [:]
         for entry in entries {
             guard let (rule, nameNode) = parseRule(entry, knownPools: knownPools, webhooks: webhooks, reader: &reader) else { continue }
+            if let reservedEntity, rule.match.entities.contains(reservedEntity) {
+                let matchNode = entry.mapping?.first { $0.key.string == "match" }?.value ?? entry
+                reader.report("rule '\(rule.name)' matches entity '\(reservedEntity)', which is the canary's: only the built-in canary rule applies canary events (set canary.entity to use this name)", at: matchNode)
+                continue
+            }
             if let first = namesSeen[rule.name] {
                 let line = first.mark?.line ?? 0
                 reader.report("duplicate rule name '\(rule.name)' (first defined on line \(line))", at: nameNode)

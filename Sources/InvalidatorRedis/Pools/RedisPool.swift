@@ -126,6 +126,12 @@ package final class RedisPool: Sendable {
         return RedisConnection(endpoint: try await node(for: routingKey), options: options, logger: logger)
     }
 
+    /// A new connection, not shared with operations, to `node` (one of this pool's),
+    /// with the pool's credentials, database and timeouts; close it when done.
+    package func dedicatedConnection(to node: RedisEndpoint) -> RedisConnection {
+        RedisConnection(endpoint: node, options: configuration.connectionOptions, logger: logger)
+    }
+
     /// The node owning `routingKey`, as used for raw commands.
     package func node(for routingKey: String) async throws(RedisError) -> RedisEndpoint {
         let placement = try await placement()
@@ -133,6 +139,12 @@ package final class RedisPool: Sendable {
             throw RedisError(code: .clusterDown, message: "no node serves the slot of \(routingKey)")
         }
         return node
+    }
+
+    /// Every node a delete of `key` goes to: each node of a replicated pool, the
+    /// owner otherwise. For checking from outside the pipeline that a key is gone.
+    package func nodes(forKey key: String) async throws(RedisError) -> [RedisEndpoint] {
+        try await placement().nodes(for: .delete(key: key))
     }
 
     /// PINGs every node, once each, through its circuit breaker: a node whose

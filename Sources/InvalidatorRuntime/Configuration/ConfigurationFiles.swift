@@ -53,7 +53,7 @@ package enum ConfigurationFiles {
             for path in resolved {
                 files.append((path, try readText(path)))
             }
-            let rules = try loadRules(files: files, knownPools: configuration.pools.map(\.name), webhooks: configuration.webhooks)
+            let rules = try loadRules(files: files, for: configuration)
             return LoadedConfiguration(
                 configuration: configuration, rules: rules, rulesFiles: resolved, rulesContents: files.map { Data($0.text.utf8) })
         }
@@ -68,17 +68,28 @@ package enum ConfigurationFiles {
         return try loadRules(files: files, knownPools: knownPools, webhooks: webhooks)
     }
 
+    /// Merges rules files already read for `configuration`: its pools, webhooks and canary entity.
+    package static func loadRules(files: [(path: String, text: String)], for configuration: Configuration) throws(ValidationError) -> RuleSet {
+        try loadRules(
+            files: files, knownPools: configuration.pools.map(\.name), webhooks: configuration.webhooks,
+            reservedEntity: configuration.canary.entity)
+    }
+
     /// Merges rules files already read; a rule name may appear in only one of them.
-    /// - Parameter webhooks: the config's targets, which `webhook` actions must name; nil checks no names.
+    /// - Parameters:
+    ///   - webhooks: the config's targets, which `webhook` actions must name; nil checks no names.
+    ///   - reservedEntity: the canary entity, which no rule may match.
     package static func loadRules(
-        files: [(path: String, text: String)], knownPools: [String]?, webhooks: [WebhookTarget]? = nil
+        files: [(path: String, text: String)], knownPools: [String]?, webhooks: [WebhookTarget]? = nil,
+        reservedEntity: String? = nil
     ) throws(ValidationError) -> RuleSet {
         var rules: [Rule] = []
         var fileByRuleName: [String: String] = [:]
         var diagnostics: [Diagnostic] = []
         for (path, text) in files {
             do {
-                for rule in try RulesLoader.load(yaml: text, file: path, knownPools: knownPools, webhooks: webhooks).rules {
+                for rule in try RulesLoader.load(
+                    yaml: text, file: path, knownPools: knownPools, webhooks: webhooks, reservedEntity: reservedEntity).rules {
                     if let other = fileByRuleName[rule.name] {
                         diagnostics.append(Diagnostic(file: path, line: 1, column: 1, message: "rule '\(rule.name)' is also defined in \(other)"))
                     } else {

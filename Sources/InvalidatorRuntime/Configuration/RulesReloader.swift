@@ -82,7 +82,7 @@ package final class RulesReloader: Service, Sendable {
     private func reload(_ contents: [Data?]) -> Bool {
         let loaded: RuleSet
         do {
-            loaded = try ConfigurationFiles.loadRules(files: try texts(contents), knownPools: configuration.pools.map(\.name), webhooks: configuration.webhooks)
+            loaded = try ConfigurationFiles.loadRules(files: try texts(contents), for: configuration)
         } catch let error as ValidationError {
             reject("the new rules are invalid", problems: error.diagnostics.map(\.description))
             return false
@@ -97,7 +97,7 @@ package final class RulesReloader: Service, Sendable {
             ])
             return false
         }
-        rules.replace(with: Planner(rules: loaded, pools: configuration.poolTargets, webhooks: configuration.webhooks))
+        rules.replace(with: configuration.planner(rules: loaded))
         metrics.ruleReload(ok: true)
         metrics.rulesInForce(loaded.rules.count)
         let change = RulesChange(from: previous, to: loaded)

@@ -12,10 +12,16 @@ package final class KafkaDeadLetterStore: DeadLetterStore {
 
     package init(brokers: String, topic: String, properties: [String: String], logger: Logger = Logger(label: "invalidator.dead-letters")) throws {
         // Durable means acknowledged by all in-sync replicas.
-        var properties = properties.filter { !$0.key.hasPrefix("group.") && !$0.key.hasPrefix("fetch.") && $0.key != "auto.offset.reset" }
+        var properties = Self.producerProperties(fromSource: properties)
         properties["acks"] = "all"
         self.producer = try KafkaProducer(configuration: KafkaProducerConfiguration(brokers: brokers, properties: properties), logger: logger)
         self.topic = topic
+    }
+
+    /// The source's librdkafka properties that a producer takes too (brokers' SASL,
+    /// TLS, client settings), without the consumer-only ones.
+    static func producerProperties(fromSource properties: [String: String]) -> [String: String] {
+        properties.filter { !$0.key.hasPrefix("group.") && !$0.key.hasPrefix("fetch.") && $0.key != "auto.offset.reset" }
     }
 
     package func write(_ records: [DeadLetter]) async throws {

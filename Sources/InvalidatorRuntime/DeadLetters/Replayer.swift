@@ -66,7 +66,7 @@ package final class Replayer: Sendable {
                 lockPool: pools.configuredPool(lockPoolName ?? configuration.pools[0].name)))
         }
         self.configuration = configuration
-        self.planner = Planner(rules: loaded.rules, pools: configuration.poolTargets, webhooks: configuration.webhooks)
+        self.planner = configuration.planner(rules: loaded.rules)
         self.pools = pools
         self.logger = logger
         self.metrics = metrics

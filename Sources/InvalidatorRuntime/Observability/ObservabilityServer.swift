@@ -10,7 +10,9 @@ import Synchronization
 /// The HTTP listener on `http.listen`:
 /// - `GET /metrics`: the Prometheus text exposition (when a renderer is given);
 /// - `GET /healthz`: 200 with one line per processing loop while every one is
-///   alive (see ``LivenessMonitor``), else 503 with one line per stalled loop;
+///   alive (see ``LivenessMonitor``) and no source's canary failed
+///   `canary.fail_healthz_after` rounds in a row, else 503 with one line per
+///   stalled loop and per failing canary;
 /// - `GET /readyz`: 200 once sources are subscribed and every pool answers PING,
 ///   else 503 with one line per reason.
 ///
@@ -31,18 +33,22 @@ package final class ObservabilityServer: Service, Sendable {
     private let renderMetrics: (@Sendable () -> String)?
     private let readiness: @Sendable () -> Readiness
     private let loops: @Sendable () -> [LivenessMonitor.LoopStatus]
+    /// Lines of canaries that make `/healthz` fail.
+    private let canaryProblems: @Sendable () -> [String]
     private let logger: Logger
     private let bound = Atomic<Int>(0)
     private let stopRequested = Atomic<Bool>(false)
 
     init(
         listen: HostPort, renderMetrics: (@Sendable () -> String)?, readiness: @escaping @Sendable () -> Readiness,
-        loops: @escaping @Sendable () -> [LivenessMonitor.LoopStatus], logger: Logger
+        loops: @escaping @Sendable () -> [LivenessMonitor.LoopStatus],
+        canaryProblems: @escaping @Sendable () -> [String] = { [] }, logger: Logger
     ) {
         self.listen = listen
         self.renderMetrics = renderMetrics
         self.readiness = readiness
         self.loops = loops
+        self.canaryProblems = canaryProblems
         var logger = logger
         logger[metadataKey: "component"] = "http"
         self.logger = logger
@@ -124,8 +130,10 @@ package final class ObservabilityServer: Service, Sendable {
         case "/healthz":
             let running = loops()
             let stalled = running.filter(\.isStalled)
-            if stalled.isEmpty { return HTTPResponse(status: .ok, body: list("alive", running.map(\.description))) }
-            return HTTPResponse(status: .serviceUnavailable, body: list("stalled", stalled.map(\.description)))
+            let failing = canaryProblems()
+            if stalled.isEmpty, failing.isEmpty { return HTTPResponse(status: .ok, body: list("alive", running.map(\.description))) }
+            let title = failing.isEmpty ? "stalled" : "unhealthy"
+            return HTTPResponse(status: .serviceUnavailable, body: list(title, stalled.map(\.description) + failing))
         case "/readyz":
             let state = readiness()
             if state.isReady { return HTTPResponse(status: .ok, body: "ready\n") }

@@ -33,6 +33,12 @@ package enum MetricName {
     package static let ruleOperations = "invalidator_rule_operations_total"
     /// Counter: times the Redis pub/sub subscription was lost and set up again.
     package static let pubSubReconnections = "invalidator_pubsub_reconnections_total"
+    /// Histogram (seconds) {source, pool}: a canary event emitted to its key gone on the pool's last node.
+    package static let canarySeconds = "invalidator_canary_seconds"
+    /// Counter {source, pool}: canary rounds whose key was not gone within `canary.timeout`, or that could not run.
+    package static let canaryFailures = "invalidator_canary_failures_total"
+    /// Gauge {source, pool}: Unix time of the last passed canary round.
+    package static let canaryLastSuccess = "invalidator_canary_last_success_timestamp_seconds"
 }
 
 /// Records the worker's metrics through swift-metrics. The library never
@@ -171,6 +177,17 @@ package final class WorkerMetrics: Sendable {
 
     func rulesInForce(_ count: Int) {
         Gauge(label: MetricName.rulesInForce, dimensions: [], factory: factory).record(count)
+    }
+
+    /// Records one canary round's result for its source and pool.
+    func canary(_ result: CanaryResult) {
+        let dimensions = [("source", result.source.description), ("pool", result.pool)]
+        if let latency = result.latency {
+            CoreMetrics.Timer(label: MetricName.canarySeconds, dimensions: dimensions, factory: factory).recordNanoseconds(latency.nanoseconds)
+            Gauge(label: MetricName.canaryLastSuccess, dimensions: dimensions, factory: factory).record(Date().timeIntervalSince1970)
+        } else {
+            Counter(label: MetricName.canaryFailures, dimensions: dimensions, factory: factory).increment()
+        }
     }
 
     func pubSubReconnection() {

@@ -43,7 +43,7 @@ struct ApplyCommand: AsyncParsableCommand {
         } catch let error as EventDecodingError {
             throw CommandFailure(message: "the event is not valid: \(error)")
         }
-        let plan = Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets, webhooks: loaded.configuration.webhooks).plan(decoded)
+        let plan = loaded.configuration.planner(rules: loaded.rules).plan(decoded)
         if let rejection = plan.rejection {
             throw CommandFailure(message: "nothing applied: \(rejection)")
         }

@@ -78,7 +78,7 @@ struct ExplainCommand: AsyncParsableCommand {
         do {
             if let config {
                 let loaded = try ConfigurationFiles.load(configPath: config)
-                let planner = Planner(rules: loaded.rules, pools: loaded.configuration.poolTargets, webhooks: loaded.configuration.webhooks)
+                let planner = loaded.configuration.planner(rules: loaded.rules)
                 return (planner, try sourceDecoder(loaded.configuration.sources) ?? flagDecoder)
             }
             guard let rules else { throw CommandFailure(message: "give exactly one of --config or --rules") }
