@@ -85,14 +85,15 @@ let package = Package(
             ]
         ),
 
-        // Wires sources, planner, router, executor and dead letters.
+        // Wires sources, planner, router, executor and dead letters. The webhook client
+        // comes from the executable (`WebhookDelivering`), so neither this nor the fuzz
+        // targets built on it link an HTTP stack.
         .target(
             name: "InvalidatorRuntime",
             dependencies: [
                 "InvalidatorCore",
                 "InvalidatorRedis",
                 "InvalidatorKafka",
-                "InvalidatorWebhooks",
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -199,6 +200,7 @@ let package = Package(
                 "InvalidatorKafka",
                 "InvalidatorRedis",
                 "InvalidatorRuntime",
+                "InvalidatorWebhooks",
                 "TestDoubles",
                 "TestSupport",
                 .product(name: "Logging", package: "swift-log"),

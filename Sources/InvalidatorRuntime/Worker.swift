@@ -46,7 +46,7 @@ package final class Worker: Sendable {
     package init(
         loaded: LoadedConfiguration, deadLetters: (any DeadLetterStore)? = nil,
         workerID: String = Worker.defaultWorkerID, observability: WorkerObservability = WorkerObservability(),
-        logger: Logger
+        webhooks: (any WebhookDelivering)? = nil, logger: Logger
     ) throws {
         let configuration = loaded.configuration
         guard !loaded.rules.rules.isEmpty || configuration.allowEmptyRules else {
@@ -69,7 +69,9 @@ package final class Worker: Sendable {
         let backlog = observability.serveHTTP ? DeadLetterBacklog(store: store, metrics: metrics, logger: logger) : nil
         if let backlog { store = BacklogCountingStore(store: store, backlog: backlog) }
         self.deadLetterBacklog = backlog
-        let webhooks = WebhookClientService.dispatcher(configuration, logger: logger)
+        if webhooks == nil, !configuration.webhooks.isEmpty {
+            logger.warning("the config has webhooks but the worker was given no webhook client: their items will be dead-lettered")
+        }
         self.webhookClient = webhooks.map(WebhookClientService.init)
         let pipeline = EventPipeline(
             rules: RulesState(configuration.planner(rules: loaded.rules)),

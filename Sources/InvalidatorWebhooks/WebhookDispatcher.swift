@@ -16,6 +16,11 @@ public final class WebhookDispatcher: WebhookDelivering {
 
     private let clients: [String: WebhookTargetClient]
 
+    /// A dispatcher for a config's `webhooks:`, with its `retry`; nil when it has none.
+    public static func forConfiguration(_ configuration: Configuration, logger: Logger) -> WebhookDispatcher? {
+        configuration.webhooks.isEmpty ? nil : WebhookDispatcher(targets: configuration.webhooks, retry: configuration.retry, logger: logger)
+    }
+
     /// - Parameter retry: for targets without a `retry` of their own.
     public convenience init(targets: [WebhookTarget], retry: RetryPolicy, logger: Logger) {
         self.init(targets: targets, retry: retry, circuitBreaker: CircuitBreakerPolicy(), logger: logger)

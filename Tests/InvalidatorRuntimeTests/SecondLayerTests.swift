@@ -1,6 +1,7 @@
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
+import InvalidatorWebhooks
 import Logging
 import TestDoubles
 import TestSupport
@@ -81,7 +82,10 @@ import Testing
         }
 
         func makeWorker() throws -> Worker {
-            try Worker(loaded: try loaded(), workerID: "test-worker", logger: logger)
+            let loaded = try loaded()
+            return try Worker(
+                loaded: loaded, workerID: "test-worker",
+                webhooks: WebhookDispatcher.forConfiguration(loaded.configuration, logger: logger), logger: logger)
         }
 
         func publish(ids: [String]) throws {
@@ -111,7 +115,8 @@ import Testing
         }
 
         func replay(targets: [String] = []) async throws -> ReplayResult {
-            let replayer = Replayer(loaded: try loaded(), logger: logger)
+            let loaded = try loaded()
+            let replayer = Replayer(loaded: loaded, logger: logger, webhooks: WebhookDispatcher.forConfiguration(loaded.configuration, logger: logger))
             var options = ReplayOptions(replayerID: "test-replay")
             options.targets = targets
             let result = try await replayer.run(options)

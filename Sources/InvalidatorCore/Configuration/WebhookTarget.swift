@@ -139,11 +139,16 @@ public struct WebhookItem: Hashable, Sendable {
     }
 }
 
-/// Sends webhook items over HTTP: the contract between the runtime and the HTTP layer.
+/// Sends webhook items over HTTP: the contract between the runtime and the HTTP layer,
+/// which the executable hands to the runtime (so the runtime, and what builds on it
+/// such as the fuzz targets, do not link an HTTP stack).
 public protocol WebhookDelivering: Sendable {
     /// Delivers `items`, merged per target as each target's `batch` says, with the
     /// target's retries. Returns one failure per item that was not delivered.
     func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure]
+
+    /// Closes the connections, once no `deliver` is running.
+    func shutdown() async
 }
 
 /// An item a target did not take, after every attempt the retry policy allowed.

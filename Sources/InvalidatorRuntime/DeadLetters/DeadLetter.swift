@@ -1,5 +1,4 @@
 import InvalidatorCore
-import InvalidatorWebhooks
 
 /// Where an event came from, precisely enough to find it again.
 package enum SourceCoordinates: Sendable, Hashable {
@@ -135,10 +134,10 @@ package struct DeadLetter: Sendable {
     }
 }
 
-extension Optional where Wrapped == WebhookDispatcher {
+extension Optional where Wrapped == any WebhookDelivering {
     /// Sends webhook items through the config's webhook client. Without one (a config with no
     /// `webhooks:`, or a record replayed after its target left the config), every item fails.
-    func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
+    package func deliver(_ items: [WebhookItem]) async -> [WebhookDeliveryFailure] {
         guard !items.isEmpty else { return [] }
         guard let client = self else {
             return items.indices.map {

@@ -1,7 +1,6 @@
 import Foundation
 import InvalidatorCore
 import InvalidatorRedis
-import InvalidatorWebhooks
 import Logging
 import Metrics
 import Synchronization
@@ -46,13 +45,14 @@ package final class Replayer: Sendable {
     let planner: Planner
     let logger: Logger
     let metrics: any MetricsFactory
-    /// nil when the config has no `webhooks:`.
-    let webhooks: WebhookDispatcher?
+    /// nil when the config has no `webhooks:`; closed by ``close()``.
+    let webhooks: (any WebhookDelivering)?
 
     /// A replayer for a loaded config, with its own pools and store connections (closed by ``close()``).
     /// The config was checked when it was loaded, so this cannot fail.
     package init(
-        loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory
+        loaded: LoadedConfiguration, logger: Logger, metrics: any MetricsFactory = MetricsSystem.factory,
+        webhooks: (any WebhookDelivering)? = nil
     ) {
         let configuration = loaded.configuration
         let pools = PoolSet(configuration: configuration, logger: logger)
@@ -70,7 +70,7 @@ package final class Replayer: Sendable {
         self.pools = pools
         self.logger = logger
         self.metrics = metrics
-        self.webhooks = WebhookClientService.dispatcher(configuration, logger: logger)
+        self.webhooks = webhooks
     }
 
     /// The Redis stream store's reader; nil for a Kafka topic.

@@ -1,7 +1,6 @@
 import Foundation
 import InvalidatorCore
 import InvalidatorRedis
-import InvalidatorWebhooks
 import Logging
 
 /// Decodes, plans and applies batches of events, and dead-letters whatever cannot
@@ -15,7 +14,7 @@ package final class EventPipeline: Sendable {
     package let rules: RulesState
     package let executor: BatchExecutor
     /// nil when the config has no `webhooks:`.
-    package let webhooks: WebhookDispatcher?
+    package let webhooks: (any WebhookDelivering)?
     package let deadLetters: any DeadLetterStore
     package let metrics: WorkerMetrics
     let logger: Logger
@@ -26,7 +25,7 @@ package final class EventPipeline: Sendable {
     package init(
         rules: RulesState, pools: PoolSet, deadLetters: any DeadLetterStore, workerID: String, logger: Logger,
         deadLetterRetryDelay: Duration = .milliseconds(500), metrics: WorkerMetrics = .disabled,
-        webhooks: WebhookDispatcher? = nil
+        webhooks: (any WebhookDelivering)? = nil
     ) {
         self.rules = rules
         self.metrics = metrics

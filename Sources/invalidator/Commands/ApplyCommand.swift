@@ -68,9 +68,9 @@ struct ApplyCommand: AsyncParsableCommand {
                 guard let pool = pools.pool(named: poolPlan.pool) else { continue }
                 notifications.append(PoolOutcome(pool: poolPlan.pool, reports: [await pool.execute(poolPlan.operations.map(\.operation))]))
             }
-            let dispatcher = WebhookDispatcher(targets: loaded.configuration.webhooks, retry: loaded.configuration.retry, logger: logger)
+            let dispatcher = WebhookDispatcher.forConfiguration(loaded.configuration, logger: logger) as (any WebhookDelivering)?
             let webhookFailures = await dispatcher.deliver(plan.webhooks)
-            await dispatcher.shutdown()
+            await dispatcher?.shutdown()
             secondLayer = .ran(notifications: notifications, webhooks: plan.webhooks, failures: webhookFailures)
         }
         await pools.close()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
+import InvalidatorWebhooks
 
 struct ReplayCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -87,7 +88,8 @@ struct ReplayCommand: AsyncParsableCommand {
     func run() async throws {
         let logger = logging.bootstrap()
         let loaded = try loadConfiguration(config)
-        let replayer = Replayer(loaded: loaded, logger: logger)
+        let replayer = Replayer(
+            loaded: loaded, logger: logger, webhooks: WebhookDispatcher.forConfiguration(loaded.configuration, logger: logger))
 
         var options = ReplayOptions()
         options.dryRun = dryRun

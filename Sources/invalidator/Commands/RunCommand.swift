@@ -5,6 +5,7 @@ import CMalloc
 import Foundation
 import InvalidatorCore
 import InvalidatorRuntime
+import InvalidatorWebhooks
 import Metrics
 import Prometheus
 
@@ -41,6 +42,7 @@ struct RunCommand: AsyncParsableCommand {
             worker = try Worker(
                 loaded: loaded,
                 observability: WorkerObservability(serveHTTP: true, renderMetrics: { registry.emitToString() }),
+                webhooks: WebhookDispatcher.forConfiguration(loaded.configuration, logger: logger),
                 logger: logger)
         } catch {
             throw CommandFailure(message: "\(error)")
