@@ -136,8 +136,8 @@ import Testing
         #expect(try await eventually(timeout: .seconds(30)) {
             try existingKeys(harness.cacheA, keys) == 0 && existingKeys(harness.cacheB, keys) == 0
         })
-        // Published right after the deletes: a second without messages means there are no more.
-        let messages = try subscriber.payloads(untilQuietFor: 1)
+        // Published right after the deletes: once they came, a second without messages means there are no more.
+        let messages = try subscriber.payloads(firstWithin: 20, thenQuietFor: 1)
         // Exactly one message per event, each valid JSON holding the id as it was.
         #expect(messages.count == Self.hostileIDs.count)
         let parsed = try messages.map { try JSONParser.parse(bytes: $0) }
@@ -174,7 +174,7 @@ import Testing
 
         #expect(try await eventually { try harness.deadLetters().count == ids.count })
         #expect(try existingKeys(harness.cacheA, ids.map { "product:\($0)" }) == 0, "the healthy node is not held back")
-        #expect(try subscriber.payloads(untilQuietFor: 1).isEmpty, "no app was told while a node still held the old values")
+        #expect(try subscriber.payloads(firstWithin: 1, thenQuietFor: 1).isEmpty, "no app was told while a node still held the old values")
         #expect(harness.cdn.requests.isEmpty, "no CDN was purged while a node still held the old values")
         try await worker.stop()
 
@@ -193,7 +193,7 @@ import Testing
         let result = try await harness.replay()
         #expect(result.replayed == ids.count && result.failed == 0, "\(result.text)")
         #expect(try existingKeys(harness.cacheB, ids.map { "product:\($0)" }) == 0)
-        let messages = try subscriber.payloads(untilQuietFor: 1)
+        let messages = try subscriber.payloads(firstWithin: 20, thenQuietFor: 1)
         #expect(messages.count == ids.count)
         #expect(Set(harness.receivedTags.joined()) == Set(ids.map { "product-\($0)" }))
         #expect(try harness.deadLetters().isEmpty)
@@ -212,7 +212,7 @@ import Testing
 
         #expect(try await eventually { try harness.deadLetters().count == ids.count })
         try await worker.stop()
-        #expect(try subscriber.payloads(untilQuietFor: 1).count == ids.count, "notify does not wait for a webhook")
+        #expect(try subscriber.payloads(firstWithin: 20, thenQuietFor: 1).count == ids.count, "notify does not wait for a webhook")
         #expect(try existingKeys(harness.cacheA, ids.map { "product:\($0)" }) == 0)
         let records = try harness.deadLetters()
         #expect(records.allSatisfy { $0.reason == .deliveryFailed && $0.target == "cdn" && $0.errorClass == "http-503" })

@@ -17,12 +17,15 @@ public final class RedisSubscriber {
         }
     }
 
-    /// The payloads of every message that arrives until none has for `quietSeconds`.
-    public func payloads(untilQuietFor quietSeconds: Int) throws -> [[UInt8]] {
-        try client.setReceiveTimeout(seconds: quietSeconds)
+    /// The payloads of the messages that arrive: the first within `firstSeconds`, each
+    /// next one within `quietSeconds` of the one before.
+    public func payloads(firstWithin firstSeconds: Int, thenQuietFor quietSeconds: Int) throws -> [[UInt8]] {
         defer { try? client.setReceiveTimeout(seconds: 10) }
-        var payloads: [[UInt8]] = []
+        try client.setReceiveTimeout(seconds: firstSeconds)
         // A receive that times out ends the wait; whole messages arrive in one read.
+        guard let first = try? next() else { return [] }
+        try client.setReceiveTimeout(seconds: quietSeconds)
+        var payloads = [first.payload]
         while let message = try? next() { payloads.append(message.payload) }
         return payloads
     }

@@ -52,8 +52,8 @@ package struct CanaryResult: Hashable, Sendable {
 /// key is gone on every node or the timeout passed. Whichever worker of the
 /// group consumes the event applies it, so the whole group is what is measured.
 ///
-/// Per node and round: one SET (with a TTL of twice the timeout, so a key whose
-/// event is never applied expires by itself) and a few EXISTS (about 5 when the
+/// Per node and round: one SET (with a TTL of twice the timeout and ten seconds, so
+/// a key whose event is never applied expires by itself) and a few EXISTS (about 5 when the
 /// key goes within 100 ms, then 4 a second); per source one event.
 package final class CanaryProber: Sendable {
     package let canary: CanaryConfiguration
@@ -73,6 +73,13 @@ package final class CanaryProber: Sendable {
     /// (a fixed 100 ms would round every healthy round up to 100 ms) for a handful
     /// of EXISTS more, then settles at 4 polls a second.
     static let firstPollInterval: Duration = .milliseconds(10)
+
+    /// How long a canary key lives if its event is never applied: twice the timeout, and
+    /// ten seconds more, so a key can never expire by itself while the round still polls
+    /// it (a slow machine's last poll may start late) and pass for one the worker deleted.
+    static func keyLifetime(timeout: Duration) -> Duration {
+        timeout * 2 + .seconds(10)
+    }
     static let longestPollInterval: Duration = .milliseconds(250)
 
     /// - Throws: ``KafkaError`` when the producer for the Kafka source cannot be created.
@@ -127,7 +134,7 @@ package final class CanaryProber: Sendable {
             pools.map { CanaryResult(source: source, pool: $0.configuration.name, latency: nil, failure: reason) }
         }
         var nodesByPool: [(pool: RedisPool, nodes: [RedisEndpoint])] = []
-        let ttl = String((canary.timeout * 2).milliseconds)
+        let ttl = String(Self.keyLifetime(timeout: canary.timeout).milliseconds)
         for pool in pools {
             do throws(RedisError) {
                 let nodes = try await pool.nodes(forKey: key)
