@@ -258,19 +258,10 @@ package final class Replayer: Sendable {
     private func updated(
         _ record: DeadLetter, failures: [WebhookDeliveryFailure], of items: [WebhookItem], pending: SecondLayerWork?, at now: String
     ) -> [DeadLetter] {
-        Dictionary(grouping: failures, by: \.target).sorted { $0.key < $1.key }.map { target, failures in
+        WebhookDeliveryFailure.byTarget(failures).map { target, failures in
             var updated = record
-            updated.reason = .deliveryFailed
-            updated.errorClass = failures[0].errorClass
-            updated.errorMessage = failures[0].message
-            updated.pool = nil
-            updated.node = nil
-            updated.operations = []
-            updated.target = target
-            updated.webhooks = failures.map { items[$0.item] }
+            updated.recordDeliveryFailure(target: target, failures, of: items)
             updated.pending = pending
-            let rules = Set(updated.webhooks.map(\.rule))
-            updated.rule = rules.count == 1 ? rules.first : nil
             updated.attempts = record.attempts.addingSaturating(max(failures.map(\.attempts).max() ?? 0, 1))
             updated.lastFailedAt = now
             return updated

@@ -50,14 +50,11 @@ package struct BatchPreparer: Sendable {
     /// One record per webhook target for the items of one event that target did not take.
     package func deadLetters(_ event: IncomingEvent, webhookFailures: [WebhookDeliveryFailure], items: [WebhookItem]) -> [DeadLetter] {
         let now = RFC3339Clock.now()
-        return Dictionary(grouping: webhookFailures, by: \.target).sorted { $0.key < $1.key }.map { target, failures in
-            let failedItems = failures.map { items[$0.item] }
-            let rules = Set(failedItems.map(\.rule))
+        return WebhookDeliveryFailure.byTarget(webhookFailures).map { target, failures in
             var record = deadLetter(
-                event, reason: .deliveryFailed, errorClass: failures[0].errorClass, errorMessage: failures[0].message,
-                rule: rules.count == 1 ? rules.first : nil, attempts: failures.map(\.attempts).max() ?? 0, at: now)
-            record.target = target
-            record.webhooks = failedItems
+                event, reason: .deliveryFailed, errorClass: "", errorMessage: "",
+                attempts: failures.map(\.attempts).max() ?? 0, at: now)
+            record.recordDeliveryFailure(target: target, failures, of: items)
             return record
         }
     }
