@@ -11,8 +11,9 @@ struct ApplyCommand: AsyncParsableCommand {
         abstract: "Plan and execute one event now (a manual purge) and print what happened on each node.",
         discussion: """
             Runs the event's operations with the config's retry policy, including redelete_after \
-            second deletes (apply waits for them). Exit 0 when every operation succeeded on every \
-            node, 1 otherwise.
+            second deletes (apply waits for them), then, only once all of them succeeded, the event's \
+            notify messages and webhook requests. Exit 0 when every operation succeeded on every \
+            node and every webhook target took its items, 1 otherwise.
 
             Examples:
               invalidator apply --config invalidator.yaml --event '{"entity":"user","id":"42","op":"update","tenant":"acme"}'
