@@ -45,6 +45,22 @@ import Testing
         #expect(requests[1].receivedAt - requests[0].receivedAt >= .milliseconds(1900))
     }
 
+    /// A server's absurd `Retry-After` (negative, past Int, not a date) neither traps nor
+    /// stalls: each is ignored or read as no wait, and the policy's backoff applies.
+    @Test func absurdRetryAfterValuesFallBackToTheBackoff() async throws {
+        let server = try HTTPTestServer()
+        server.script(["-5", "99999999999999999999", "Wed, 99 Foo 2026 99:99:99 GMT"].map {
+            .answer(status: 503, headers: ["Retry-After": $0])
+        })
+        let start = ContinuousClock.now
+        let failures = try await withDispatcher([target(server: server)], retry: RetryPolicy(attempts: 4, initialBackoff: .milliseconds(10), maxBackoff: .milliseconds(50))) {
+            await $0.deliver([tagsItem(["a"])])
+        }
+        #expect(failures.isEmpty)
+        #expect(server.requests.count == 4)
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+
     @Test(arguments: [408, 429, 500, 502, 503, 504])
     func retriableStatuses(status: Int) async throws {
         let server = try HTTPTestServer()
