@@ -41,6 +41,22 @@ import Testing
         }
     }
 
+    /// The multi-pattern matcher answers, for every key, exactly the patterns that match
+    /// it alone. Patterns share literal prefixes (plain, escaped, nested) so the index
+    /// holds several per prefix and several prefix lengths.
+    @Test func aPatternSetMatchesExactlyWhatEachGlobMatches() async {
+        let prefixes = Gen<String?>.element(of: ["", "a", "ab", "a:", "a\\*", "a\\", "[a]", "*"]).map { $0! }
+        await propertyCheck(count: 400, input: Self.globs.array(of: 0...10), prefixes.array(of: 10)) { globs, prefixes in
+            let patterns = zip(prefixes, globs).map { $0 + $1 }
+            let set = PatternSet(patterns)
+            for key in Self.keys {
+                let expected = patterns.indices.filter { Glob.matches(patterns[$0], key) }
+                #expect(set.matching(Array(key.utf8)) == expected, "\(patterns) on '\(key)'")
+                #expect(set.firstMatch(Array(key.utf8)) == expected.first, "\(patterns) on '\(key)'")
+            }
+        }
+    }
+
     @Test func everyGlobIsInsideItselfAndInsideItsPrefixStar() async {
         await propertyCheck(count: 400, input: Self.globs) { text in
             guard let glob = GlobPattern(text) else { return }

@@ -9,7 +9,8 @@ extension Glob {
         matches(Array(pattern.utf8)[...], bytes[...])
     }
 
-    private static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
+    /// `matches(_:bytes:)` for a pattern already in bytes, so a caller testing many keys converts it once.
+    package static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
         var pattern = pattern
         var string = string
         while let token = pattern.first {
@@ -71,18 +72,19 @@ extension Glob {
     /// The literal text a pattern starts with, up to its first unescaped wildcard
     /// (escapes resolved); the whole text when it has no wildcard.
     package static func literalPrefix(of pattern: String) -> String {
-        String(decoding: scanLiteralPrefix(pattern).prefix, as: UTF8.self)
+        String(decoding: scanLiteralPrefix(pattern.utf8).prefix, as: UTF8.self)
     }
 
     /// Whether `pattern` has an unescaped wildcard, so it can match more than one key.
     package static func hasWildcard(_ pattern: String) -> Bool {
-        scanLiteralPrefix(pattern).reachedWildcard
+        scanLiteralPrefix(pattern.utf8).reachedWildcard
     }
 
-    private static func scanLiteralPrefix(_ pattern: String) -> (prefix: [UInt8], reachedWildcard: Bool) {
+    /// The literal prefix of a pattern given as bytes (escapes resolved) and whether a wildcard ends it.
+    static func scanLiteralPrefix(_ pattern: some Sequence<UInt8>) -> (prefix: [UInt8], reachedWildcard: Bool) {
         var prefix: [UInt8] = []
         var escaped = false
-        for byte in pattern.utf8 {
+        for byte in pattern {
             if escaped {
                 escaped = false
                 prefix.append(byte)

@@ -192,12 +192,17 @@ package enum Glob {
     /// `value` with every glob metacharacter backslash-escaped, so it matches only itself.
     package static func escape(_ value: String) -> String {
         guard value.utf8.contains(where: isSpecial) else { return value }
+        return String(decoding: escape(bytes: value.utf8), as: UTF8.self)
+    }
+
+    /// `escape(_:)` for bytes, which need not be UTF-8 (a key's, a prefix cut anywhere).
+    package static func escape(bytes value: some Collection<UInt8>) -> [UInt8] {
         var escaped: [UInt8] = []
-        escaped.reserveCapacity(value.utf8.count + 4)
-        for byte in value.utf8 {
+        escaped.reserveCapacity(value.count + 4)
+        for byte in value {
             if isSpecial(byte) { escaped.append(UInt8(ascii: "\\")) }
             escaped.append(byte)
         }
-        return String(decoding: escaped, as: UTF8.self)
+        return escaped
     }
 }

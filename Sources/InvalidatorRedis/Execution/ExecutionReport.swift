@@ -19,9 +19,26 @@ package struct ExecutionReport: Sendable {
         /// group makes it exact per key), not per key.
         package var removedKeys: [Int]
         package var failed: [OperationFailure]
+        /// The SCAN walk that applied the patterns routed here; nil when none were.
+        package var patternWalk: PatternWalk?
 
         /// Each succeeded operation with the keys it removed here.
         package var removals: Zip2Sequence<[CacheOperation], [Int]> { zip(succeeded, removedKeys) }
+    }
+
+    /// One SCAN cursor walk over a node's keyspace that applied all the patterns routed
+    /// to the node in one call, however many (each key tested against all of them).
+    package struct PatternWalk: Sendable, Equatable {
+        /// Keys SCAN returned (after the server-side `MATCH` on the patterns' common
+        /// literal prefix, if they share one); a key SCAN returned twice counts twice.
+        package var keysScanned: Int
+        /// From the first SCAN to the last step (or the failure that ended the walk).
+        package var duration: Duration
+
+        package init(keysScanned: Int, duration: Duration) {
+            self.keysScanned = keysScanned
+            self.duration = duration
+        }
     }
 
     /// An operation that could not be applied on one node.
@@ -65,6 +82,7 @@ struct ReportBuilder {
     private var multiStepSeen: Set<NodeOperation> = []
     private var multiStepFailures: [NodeOperation: ExecutionReport.OperationFailure] = [:]
     private var multiStepRemoved: [NodeOperation: Int] = [:]
+    private var patternWalks: [RedisEndpoint: ExecutionReport.PatternWalk] = [:]
 
     private struct Outcomes {
         var succeeded: [CacheOperation] = []
@@ -145,6 +163,16 @@ struct ReportBuilder {
         }
     }
 
+    /// Records a pattern walk on `node`; a second walk there (after a reroute) adds up.
+    mutating func recordWalk(_ walk: ExecutionReport.PatternWalk, on node: RedisEndpoint) {
+        patternWalks[node] = Self.adding(patternWalks[node], walk)
+    }
+
+    private static func adding(_ first: ExecutionReport.PatternWalk?, _ second: ExecutionReport.PatternWalk) -> ExecutionReport.PatternWalk {
+        guard let first else { return second }
+        return .init(keysScanned: first.keysScanned + second.keysScanned, duration: first.duration + second.duration)
+    }
+
     /// Every failure recorded so far.
     var failures: [ExecutionReport.OperationFailure] {
         singleStep.values.flatMap(\.failed) + multiStepOrder.compactMap { multiStepFailures[$0] }
@@ -175,6 +203,7 @@ struct ReportBuilder {
         multiStepSeen.formUnion(other.multiStepSeen)
         multiStepFailures.merge(other.multiStepFailures) { first, _ in first }
         multiStepRemoved.merge(other.multiStepRemoved, uniquingKeysWith: +)
+        for (node, walk) in other.patternWalks { recordWalk(walk, on: node) }
     }
 
     func build(pool: String, deduplicated: [CacheOperation]) -> ExecutionReport {
@@ -188,7 +217,9 @@ struct ReportBuilder {
             }
         }
         let results = byNode.map {
-            ExecutionReport.NodeResult(node: $0.key, succeeded: $0.value.succeeded, removedKeys: $0.value.removedKeys, failed: $0.value.failed)
+            ExecutionReport.NodeResult(
+                node: $0.key, succeeded: $0.value.succeeded, removedKeys: $0.value.removedKeys, failed: $0.value.failed,
+                patternWalk: patternWalks[$0.key])
         }
         return ExecutionReport(pool: pool, nodes: results.sorted { $0.node < $1.node }, deduplicated: deduplicated)
     }

@@ -15,11 +15,11 @@ struct NodeExecution {
     /// jobs are a separate, later stage so they only run once invalidation is done.
     mutating func apply(_ operations: [CacheOperation]) async {
         var keyOperations: [CacheOperation] = []
-        var patterns: [CacheOperation] = []
+        var patterns: [(operation: CacheOperation, pattern: String)] = []
         var tags: [(operation: CacheOperation, setKey: String)] = []
         for operation in operations {
             switch operation {
-            case .deletePattern: patterns.append(operation)
+            case .deletePattern(let pattern): patterns.append((operation, pattern))
             case .purgeTag(let setKey): tags.append((operation, setKey))
             default: keyOperations.append(operation)
             }
@@ -99,44 +99,56 @@ struct NodeExecution {
 
     // MARK: Patterns
 
-    /// SCAN + UNLINK for each pattern. Patterns take turns, each doing at most
-    /// `scanIterationsPerRound` SCAN calls per turn, and the task yields between
-    /// rounds, so one huge pattern cannot starve the others.
-    private mutating func deletePatterns(_ operations: [CacheOperation]) async {
-        struct Scan {
-            var operation: CacheOperation
-            var pattern: String
-            var cursor = "0"
-            var isFinished = false
-        }
-        var scans = operations.compactMap { operation -> Scan? in
-            guard case .deletePattern(let pattern) = operation else { return nil }
-            return Scan(operation: operation, pattern: pattern)
-        }
-        while scans.contains(where: { !$0.isFinished }) {
-            for index in scans.indices where !scans[index].isFinished {
-                for _ in 0..<tuning.scanIterationsPerRound {
-                    let step = await scanStep(["SCAN", scans[index].cursor, "MATCH", scans[index].pattern], on: node)
-                    guard let step = handleFailure(step, of: scans[index].operation) else {
-                        scans[index].isFinished = true
-                        break
-                    }
-                    let unlinked = await unlink(step.keys, on: node)
-                    report.addRemoved(unlinked.removed, by: scans[index].operation, on: node)
-                    if let failed = unlinked.failure {
-                        record(scans[index].operation, failed)
-                        scans[index].isFinished = true
-                        break
-                    }
-                    scans[index].cursor = step.cursor
-                    if step.cursor == "0" {
-                        report.recordSuccess(scans[index].operation, on: node)
-                        scans[index].isFinished = true
-                        break
-                    }
-                }
+    /// One SCAN cursor walk for all the patterns: each page's keys are tested against
+    /// every pattern (``PatternSet``) and the matches unlinked, pipelined. A key that
+    /// matches several patterns is counted for the first of them in `operations`. The
+    /// task yields every `scanIterationsPerRound` SCAN calls so other callers of the
+    /// node's connection get a turn. Every pattern succeeds when the cursor comes back
+    /// to 0; a failed step fails them all (the keys unlinked so far stay counted).
+    private mutating func deletePatterns(_ operations: [(operation: CacheOperation, pattern: String)]) async {
+        guard !operations.isEmpty else { return }
+        let patterns = PatternSet(operations.map(\.pattern))
+        let clock = ContinuousClock()
+        let started = clock.now
+        var keysScanned = 0
+        var cursor = "0"
+        var calls = 0
+        var failure: CommandRunner.Outcome?
+        walking: repeat {
+            var command: [[UInt8]] = [Array("SCAN".utf8), Array(cursor.utf8)]
+            if let match = patterns.scanMatch { command += [Array("MATCH".utf8), match] }
+            let step: ScanStep
+            switch await scanStep(command, on: node) {
+            case .page(let page): step = page
+            case .failed(let outcome):
+                failure = outcome
+                break walking
             }
-            await Task.yield()
+            keysScanned += step.keys.count
+            var matchedByPattern = [[[UInt8]]](repeating: [], count: operations.count)
+            for key in step.keys {
+                if let position = patterns.firstMatch(key) { matchedByPattern[position].append(key) }
+            }
+            let unlinked = await unlink(matchedByPattern, on: node)
+            for (pattern, removed) in zip(operations, unlinked.removed) {
+                report.addRemoved(removed, by: pattern.operation, on: node)
+            }
+            if let failed = unlinked.failure {
+                failure = failed
+                break walking
+            }
+            cursor = step.cursor
+            calls += 1
+            if calls % tuning.scanIterationsPerRound == 0 { await Task.yield() }
+        } while cursor != "0"
+
+        report.recordWalk(.init(keysScanned: keysScanned, duration: clock.now - started), on: node)
+        for pattern in operations {
+            if let failure {
+                record(pattern.operation, failure)
+            } else {
+                report.recordSuccess(pattern.operation, on: node)
+            }
         }
     }
 
@@ -152,8 +164,8 @@ struct NodeExecution {
     }
 
     /// One SCAN-family call (`SCAN cursor ...` or `SSCAN key cursor ...`) with COUNT appended.
-    private func scanStep(_ command: [String], on node: RedisEndpoint) async -> ScanResult {
-        let outcome = await runner.run([command + ["COUNT", String(tuning.scanCount)]], on: node)[0]
+    private func scanStep<Argument: RedisArgument>(_ command: [Argument], on node: RedisEndpoint) async -> ScanResult {
+        let outcome = await runner.run([command + [Argument(text: "COUNT"), Argument(text: String(tuning.scanCount))]], on: node)[0]
         ExecutionProgress.stepDone()
         guard case .success(let reply) = outcome.result else { return .failed(outcome) }
         guard let parts = reply.array, parts.count == 2, let cursor = parts[0].string, let keys = parts[1].array?.compactMap(\.bytes) else {
@@ -164,27 +176,31 @@ struct NodeExecution {
         return .page(ScanStep(cursor: cursor, keys: keys))
     }
 
-    /// Records a failed step against `operation`; returns the step when it succeeded.
-    private mutating func handleFailure(_ result: ScanResult, of operation: CacheOperation) -> ScanStep? {
-        switch result {
-        case .page(let step): return step
-        case .failed(let outcome):
-            record(operation, outcome)
-            return nil
-        }
-    }
-
     /// UNLINKs `keys` on `node`; returns how many existed (the replies' sum) and the
     /// first failed command's outcome.
     private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> (removed: Int, failure: CommandRunner.Outcome?) {
-        guard !keys.isEmpty else { return (0, nil) }
-        let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
+        let unlinked = await unlink([keys], on: node)
+        return (unlinked.removed[0], unlinked.failure)
+    }
+
+    /// UNLINKs every group of keys on `node`, all in one pipeline; returns how many keys
+    /// of each group existed (the sums of its replies) and the first failed command's outcome.
+    private func unlink(_ groups: [[[UInt8]]], on node: RedisEndpoint) async -> (removed: [Int], failure: CommandRunner.Outcome?) {
+        var removed = [Int](repeating: 0, count: groups.count)
+        var commands: [[[UInt8]]] = []
+        var groupOfCommand: [Int] = []
+        for (group, keys) in groups.enumerated() where !keys.isEmpty {
+            let batches = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
+            commands += batches
+            groupOfCommand += repeatElement(group, count: batches.count)
+        }
+        guard !commands.isEmpty else { return (removed, nil) }
         let outcomes = await runner.run(commands, on: node)
         ExecutionProgress.stepDone()
-        var removed = 0
-        for outcome in outcomes {
+        for (index, outcome) in outcomes.enumerated() {
+            // An UNLINK removes at most the keys it names, whatever a server claims.
             if case .success(let reply) = outcome.result, let count = reply.integer, count > 0 {
-                removed += Int(clamping: count)
+                removed[groupOfCommand[index]] += min(Int(clamping: count), commands[index].count - 1)
             }
         }
         return (removed, outcomes.first { $0.error != nil })

@@ -99,6 +99,7 @@ package final class WorkerMetrics: Sendable {
                     operations(pool: report.pool, node: name, kind: kind, ok: false, count: failed[kind.ordinal])
                 }
                 retries(pool: report.pool, node: name, count: retried)
+                patternWalk(pool: report.pool, node: node)
             }
         }
     }
@@ -273,5 +274,22 @@ extension SourceCoordinates {
         case .redisPubSub: "redis_pubsub"
         case .manual: "manual"
         }
+    }
+}
+
+extension MetricName {
+    /// Counter {pool, node}: keys the pattern walks' SCAN calls returned (see ``ExecutionReport/PatternWalk``).
+    package static let patternKeysScanned = "invalidator_pattern_keys_scanned_total"
+    /// Histogram (seconds) {pool, node}: one walk's duration, applying every pattern of a batch on the node.
+    package static let patternWalkSeconds = "invalidator_pattern_walk_seconds"
+}
+
+extension WorkerMetrics {
+    /// Records a node's pattern walk, when the report says one ran there.
+    func patternWalk(pool: String, node: ExecutionReport.NodeResult) {
+        guard let walk = node.patternWalk else { return }
+        let dimensions = [("pool", pool), ("node", node.node.description)]
+        Counter(label: MetricName.patternKeysScanned, dimensions: dimensions, factory: factory).increment(by: walk.keysScanned)
+        CoreMetrics.Timer(label: MetricName.patternWalkSeconds, dimensions: dimensions, factory: factory).recordNanoseconds(walk.duration.nanoseconds)
     }
 }
