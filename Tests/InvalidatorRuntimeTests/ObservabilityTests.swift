@@ -40,6 +40,9 @@ import Testing
         // Three applied events, one from 2020: the histogram counts them and its sum is years.
         #expect(scraped.value(MetricName.endToEndLatency + "_count", [:]) == 3)
         #expect((scraped.value(MetricName.endToEndLatency + "_sum", [:]) ?? 0) > 100_000_000)
+        // The pattern's walk: at least the key it removed scanned, one duration recorded.
+        #expect((scraped.value(MetricName.patternKeysScanned, ["pool": "primary", "node": node]) ?? 0) >= 1)
+        #expect(scraped.value(MetricName.patternWalkSeconds + "_count", ["pool": "primary", "node": node]) == 1)
         #expect(scraped.value(MetricName.inFlightEvents, [:]) == 0)
         #expect(try await eventually { observed.value(MetricName.nodeUp, ["pool": "primary", "node": node]) == 1 })
         #expect(try await eventually {
