@@ -1,9 +1,9 @@
 /// Many Redis glob patterns, asked which of them match one key: for a single SCAN walk
 /// that serves every pattern due on a node.
 ///
-/// A key can only match a pattern that it starts with the literal prefix of (the text
-/// before the pattern's first unescaped wildcard, escapes resolved). Patterns are
-/// indexed by that prefix, one dictionary per distinct prefix length, so a key costs
+/// A key matches a pattern only if it starts with the pattern's literal prefix (the
+/// text before its first unescaped wildcard, escapes resolved). Patterns are indexed
+/// by that prefix, one dictionary per distinct prefix length, so a key costs
 /// one lookup per length however many patterns there are; only the patterns found are
 /// matched in full, with Redis's own semantics (``Glob/matches(_:_:)``).
 package struct PatternSet: Sendable {

@@ -4,8 +4,8 @@ package struct ExecutionTuning: Sendable, Hashable {
     package var unlinkBatchSize: Int
     /// The COUNT hint of each SCAN / SSCAN call.
     package var scanCount: Int
-    /// SCAN calls one pattern or tag may make before the others (and other
-    /// callers sharing the connection) get a turn.
+    /// SCAN calls a pattern walk (all of a node's patterns at once) or a tag purge may
+    /// make before other callers sharing the connection get a turn.
     package var scanIterationsPerRound: Int
     /// Identical precompute jobs within this window are enqueued once.
     package var precomputeDeduplicationWindow: Duration
