@@ -10,18 +10,25 @@ enum Commands {
     /// `keys` in batches of at most `batchSize`. In a cluster a multi-key command must
     /// stay within one slot, so keys are grouped by slot.
     static func keyBatches<Key: RedisArgument>(_ keys: [Key], batchSize: Int, groupBySlot: Bool) -> [ArraySlice<Key>] {
-        let groups: [[Key]]
+        batches(keys, batchSize: batchSize, groupBySlot: groupBySlot) { $0 }
+    }
+
+    /// `keyBatches` for elements that carry a key (`key` gives it), such as a key and what it is counted for.
+    static func batches<Element, Key: RedisArgument>(
+        _ elements: [Element], batchSize: Int, groupBySlot: Bool, key: (Element) -> Key
+    ) -> [ArraySlice<Element>] {
+        let groups: [[Element]]
         if groupBySlot {
             var slotOrder: [Int] = []
-            var keysBySlot: [Int: [Key]] = [:]
-            for key in keys {
-                let slot = HashSlot.slot(of: key)
-                if keysBySlot[slot] == nil { slotOrder.append(slot) }
-                keysBySlot[slot, default: []].append(key)
+            var elementsBySlot: [Int: [Element]] = [:]
+            for element in elements {
+                let slot = HashSlot.slot(of: key(element))
+                if elementsBySlot[slot] == nil { slotOrder.append(slot) }
+                elementsBySlot[slot, default: []].append(element)
             }
-            groups = slotOrder.map { keysBySlot[$0]! }
+            groups = slotOrder.map { elementsBySlot[$0]! }
         } else {
-            groups = [keys]
+            groups = [elements]
         }
         return groups.flatMap { group in
             stride(from: 0, to: group.count, by: batchSize).map { start in

@@ -100,8 +100,9 @@ struct NodeExecution {
     // MARK: Patterns
 
     /// One SCAN cursor walk for all the patterns: each page's keys are tested against
-    /// every pattern (``PatternSet``) and the matches unlinked, pipelined. A key that
-    /// matches several patterns is counted for the first of them in `operations`. The
+    /// every pattern (``PatternSet``) and the matches unlinked in shared, pipelined
+    /// batches. A key that matches several patterns is counted for the first of them in
+    /// `operations` (see ``unlink(_:operations:on:)`` for the count of a batch). The
     /// task yields every `scanIterationsPerRound` SCAN calls so other callers of the
     /// node's connection get a turn. Every pattern succeeds when the cursor comes back
     /// to 0; a failed step fails them all (the keys unlinked so far stay counted).
@@ -125,11 +126,11 @@ struct NodeExecution {
                 break walking
             }
             keysScanned += step.keys.count
-            var matchedByPattern = [[[UInt8]]](repeating: [], count: operations.count)
+            var matched: [(key: [UInt8], operation: Int)] = []
             for key in step.keys {
-                if let position = patterns.firstMatch(key) { matchedByPattern[position].append(key) }
+                if let position = patterns.firstMatch(key) { matched.append((key, position)) }
             }
-            let unlinked = await unlink(matchedByPattern, on: node)
+            let unlinked = await unlink(matched, operations: operations.count, on: node)
             for (pattern, removed) in zip(operations, unlinked.removed) {
                 report.addRemoved(removed, by: pattern.operation, on: node)
             }
@@ -179,29 +180,37 @@ struct NodeExecution {
     /// UNLINKs `keys` on `node`; returns how many existed (the replies' sum) and the
     /// first failed command's outcome.
     private func unlink(_ keys: [[UInt8]], on node: RedisEndpoint) async -> (removed: Int, failure: CommandRunner.Outcome?) {
-        let unlinked = await unlink([keys], on: node)
-        return (unlinked.removed[0], unlinked.failure)
-    }
-
-    /// UNLINKs every group of keys on `node`, all in one pipeline; returns how many keys
-    /// of each group existed (the sums of its replies) and the first failed command's outcome.
-    private func unlink(_ groups: [[[UInt8]]], on node: RedisEndpoint) async -> (removed: [Int], failure: CommandRunner.Outcome?) {
-        var removed = [Int](repeating: 0, count: groups.count)
-        var commands: [[[UInt8]]] = []
-        var groupOfCommand: [Int] = []
-        for (group, keys) in groups.enumerated() where !keys.isEmpty {
-            let batches = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
-            commands += batches
-            groupOfCommand += repeatElement(group, count: batches.count)
-        }
-        guard !commands.isEmpty else { return (removed, nil) }
+        guard !keys.isEmpty else { return (0, nil) }
+        let commands = Commands.unlink(keys, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots)
         let outcomes = await runner.run(commands, on: node)
         ExecutionProgress.stepDone()
-        for (index, outcome) in outcomes.enumerated() {
-            // An UNLINK removes at most the keys it names, whatever a server claims.
+        var removed = 0
+        for outcome in outcomes {
             if case .success(let reply) = outcome.result, let count = reply.integer, count > 0 {
-                removed[groupOfCommand[index]] += min(Int(clamping: count), commands[index].count - 1)
+                removed += Int(clamping: count)
             }
+        }
+        return (removed, outcomes.first { $0.error != nil })
+    }
+
+    /// UNLINKs the `matched` keys on `node`, pipelined, in batches shared by all the
+    /// operations (per-operation batches would be many tiny commands: a page's keys spread
+    /// over thousands of patterns); returns the keys removed for each operation (a key
+    /// counts for the operation it was matched to) and the first failed command's outcome.
+    /// An UNLINK counts the keys that existed, not which: its count goes to its first keys,
+    /// so the split is exact unless a key vanished between SCAN and UNLINK (the sum always
+    /// is), and a key SCAN returned twice is counted once, by the UNLINK that found it.
+    private func unlink(
+        _ matched: [(key: [UInt8], operation: Int)], operations: Int, on node: RedisEndpoint
+    ) async -> (removed: [Int], failure: CommandRunner.Outcome?) {
+        var removed = [Int](repeating: 0, count: operations)
+        guard !matched.isEmpty else { return (removed, nil) }
+        let batches = Commands.batches(matched, batchSize: tuning.unlinkBatchSize, groupBySlot: placement.usesSlots) { $0.key }
+        let outcomes = await runner.run(batches.map { [[UInt8]("UNLINK".utf8)] + $0.map(\.key) }, on: node)
+        ExecutionProgress.stepDone()
+        for (batch, outcome) in zip(batches, outcomes) {
+            guard case .success(let reply) = outcome.result, let count = reply.integer, count > 0 else { continue }
+            for entry in batch.prefix(Int(clamping: count)) { removed[entry.operation] += 1 }
         }
         return (removed, outcomes.first { $0.error != nil })
     }
