@@ -12,7 +12,8 @@ package struct ExecutionReport: Sendable {
         package var node: RedisEndpoint
         package var succeeded: [CacheOperation]
         /// Keys each succeeded operation removed on this node, at the same index as in
-        /// `succeeded`: the keys its SCAN rounds unlinked for a pattern, the members
+        /// `succeeded`: the keys the node's pattern walk unlinked for a pattern (a key that
+        /// several patterns match counts for the first of the batch), the members
         /// unlinked for a tag, 0 for expires, bumps and precompute jobs. Deletes share
         /// multi-key UNLINKs, whose reply counts the keys that existed but not which: a
         /// delete's 1 or 0 is exact in sum over its ``RemovalGroup`` (each delete its own
