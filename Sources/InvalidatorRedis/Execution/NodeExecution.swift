@@ -109,6 +109,7 @@ struct NodeExecution {
     private mutating func deletePatterns(_ operations: [(operation: CacheOperation, pattern: String)]) async {
         guard !operations.isEmpty else { return }
         let patterns = PatternSet(operations.map(\.pattern))
+        let match = patterns.scanMatch.map { [Array("MATCH".utf8), $0] } ?? []
         let clock = ContinuousClock()
         let started = clock.now
         var keysScanned = 0
@@ -116,10 +117,8 @@ struct NodeExecution {
         var calls = 0
         var failure: CommandRunner.Outcome?
         walking: repeat {
-            var command: [[UInt8]] = [Array("SCAN".utf8), Array(cursor.utf8)]
-            if let match = patterns.scanMatch { command += [Array("MATCH".utf8), match] }
             let step: ScanStep
-            switch await scanStep(command, on: node) {
+            switch await scanStep([Array("SCAN".utf8), Array(cursor.utf8)] + match, on: node) {
             case .page(let page): step = page
             case .failed(let outcome):
                 failure = outcome
