@@ -102,9 +102,16 @@ import Testing
         try await seedKeys(harness.redis, Array(keys) + Array(Self.filler.prefix(2000)))
         // Twelve one-pattern events, then one with four patterns: more than the bound.
         try await harness.produce((0..<12).map { Self.sessionEvent([$0]) } + [Self.sessionEvent(Array(12..<16))])
-        let running = RunningWorker(try harness.makeWorker(observability: WorkerObservability(metrics: WorkerMetrics(factory: metrics))))
+        // A loop waiting for room beats while the stage walks: never a stall, though each walk takes about a second.
+        let observability = WorkerObservability(metrics: WorkerMetrics(factory: metrics), stallTimeout: .seconds(3))
+        let running = RunningWorker(try harness.makeWorker(observability: observability))
 
-        #expect(try await eventually(timeout: .seconds(90)) { try await harness.committedTotal() == 13 })
+        var stalls: [String] = []
+        #expect(try await eventually(timeout: .seconds(90)) {
+            stalls += running.worker.liveness.loops.filter(\.isStalled).map(\.description)
+            return try await harness.committedTotal() == 13
+        })
+        #expect(stalls.isEmpty, "\(stalls)")
         #expect(try existingKeys(harness.redis, keys) == 0)
         try await running.stop()
         let pending = metrics.recordedValues("invalidator_patterns_pending", ["pool": "primary"])
