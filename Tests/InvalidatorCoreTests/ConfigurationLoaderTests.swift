@@ -74,6 +74,19 @@ import Testing
         #expect(configuration.http.listen == HostPort(host: "0.0.0.0", port: 9090))
     }
 
+    @Test func readsThePoolsPatternSettings() throws {
+        let defaults = try load(Self.minimalConfig).pool(named: "main")
+        #expect(defaults?.scanCount == 1000)
+        #expect(defaults?.maxPendingPatterns == 10_000)
+        let set = try load(Self.minimalConfig.replacingOccurrences(
+            of: "    nodes: [\"127.0.0.1:6379\"]\n", with: "    nodes: [\"127.0.0.1:6379\"]\n    scan_count: 50\n    max_pending_patterns: \"200\"\n"))
+        #expect(set.pool(named: "main")?.scanCount == 50)
+        #expect(set.pool(named: "main")?.maxPendingPatterns == 200)
+        #expect(throws: ValidationError.self) {
+            try load(Self.minimalConfig.replacingOccurrences(of: "    nodes: [\"127.0.0.1:6379\"]\n", with: "    nodes: [\"127.0.0.1:6379\"]\n    scan_count: 0\n"))
+        }
+    }
+
     @Test func acceptsInlineRulesAndChecksTheirPools() throws {
         let yaml = """
             pools:

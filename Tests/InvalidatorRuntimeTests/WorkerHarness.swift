@@ -28,6 +28,8 @@ final class WorkerHarness: Sendable {
 
     let kafka: KafkaMockCluster
     let redis: RedisServer
+    /// Between the worker and `redis`, when made with a reply delay.
+    let network: TCPProxy?
     let deadLetterRedis: RedisServer
     let topic = "entity-changes"
     let partitions: Int32
@@ -37,19 +39,29 @@ final class WorkerHarness: Sendable {
     /// - Parameters:
     ///   - deadLetterMaxRecords: `dead_letters.max_records`; nil leaves it to its default.
     ///   - deadLetterServerArguments: extra `redis-server` arguments of the dead-letter node.
+    ///   - rules: the rules file.
+    ///   - primarySettings: more keys of the `primary` pool, each written `, key: value`.
+    ///   - replyDelay: how late every reply of `redis` reaches the worker; nil: no proxy.
+    ///   - drainTimeout: `shutdown.drain_timeout`.
     init(
         partitions: Int32 = 4, retryAttempts: Int = 2, initialBackoff: String = "10ms", group: String = "invalidator-\(UUID().uuidString.prefix(8))",
-        deadLetterMaxRecords: Int? = nil, deadLetterServerArguments: [String] = []
+        deadLetterMaxRecords: Int? = nil, deadLetterServerArguments: [String] = [], rules: String = WorkerHarness.rules,
+        primarySettings: String = "", replyDelay: Duration? = nil, drainTimeout: String = "5s"
     ) async throws {
         self.partitions = partitions
         self.group = group
         kafka = try KafkaMockCluster(brokers: 1)
         try kafka.createTopic(topic, partitions: partitions)
         redis = try await RedisServer.start()
+        network = try replyDelay.map { [redis] delay in
+            let proxy = try TCPProxy(to: redis.port)
+            proxy.delayReplies(by: delay)
+            return proxy
+        }
         deadLetterRedis = try await RedisServer.start(deadLetterServerArguments)
         folder = FileManager.default.temporaryDirectory.appendingPathComponent("invalidator-test-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-        try Self.rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
+        try rules.write(to: folder.appendingPathComponent("rules.yaml"), atomically: true, encoding: .utf8)
         let config = """
             sources:
               kafka:
@@ -60,12 +72,12 @@ final class WorkerHarness: Sendable {
                   fetch.wait.max.ms: "5"
                   session.timeout.ms: "6000"
             pools:
-              primary: { nodes: ["\(redis.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms }
+              primary: { nodes: ["\(network?.endpoint ?? redis.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms\(primarySettings) }
               dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 500ms }
             rules: rules.yaml
             retry: { attempts: \(retryAttempts), initial_backoff: \(initialBackoff), max_backoff: 10s }
             dead_letters: { pool: dead, stream: "dead-letters"\(deadLetterMaxRecords.map { ", max_records: \($0)" } ?? "") }
-            shutdown: { drain_timeout: 5s }
+            shutdown: { drain_timeout: \(drainTimeout) }
             """
         try config.write(to: configPath, atomically: true, encoding: .utf8)
     }
@@ -78,11 +90,11 @@ final class WorkerHarness: Sendable {
     var configPath: URL { folder.appendingPathComponent("invalidator.yaml") }
 
     /// Pools only used for the rules; the dead pool gets nothing but dead letters.
-    func makeWorker() throws -> Worker {
+    func makeWorker(observability: WorkerObservability = WorkerObservability()) throws -> Worker {
         let loaded = try ConfigurationFiles.load(configPath: configPath.path, environment: [:])
         var logger = Logger(label: "test")
         logger.logLevel = .warning
-        return try Worker(loaded: loaded, workerID: "test-worker", logger: logger)
+        return try Worker(loaded: loaded, workerID: "test-worker", observability: observability, logger: logger)
     }
 
     func produce(_ events: [String], partition: Int32? = nil) async throws {

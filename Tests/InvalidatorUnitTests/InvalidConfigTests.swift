@@ -178,6 +178,9 @@ import Testing
         ("config.refused-kafka-property.yaml", [
             "$CONFIG:6:7: sources.kafka.properties: group.instance.id cannot be set: set sources.kafka.group_instance_id instead",
         ]),
+        ("config.zero-max-pending-patterns.yaml", [
+            "$CONFIG:6:27: pool 'primary' max_pending_patterns must be an integer in 1...10000000, got '0'",
+        ]),
         ("config.single-with-two-nodes.yaml", [
             "$CONFIG:5:12: pool 'primary' is single but lists 2 nodes; use replicated, sharded or cluster",
         ]),

@@ -5,6 +5,7 @@ import Synchronization
 package final class AllValuesMetrics: MetricsFactory, Sendable {
     private let timers = Mutex<[String: [Int64]]>([:])
     private let counters = Mutex<[String: Int64]>([:])
+    private let recorders = Mutex<[String: [Double]]>([:])
 
     package init() {}
 
@@ -20,6 +21,11 @@ package final class AllValuesMetrics: MetricsFactory, Sendable {
     /// Nanoseconds recorded by the timer `label` with `dimensions`, in order.
     package func recorded(_ label: String, _ dimensions: [String: String]) -> [Int64] {
         timers.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? [] }
+    }
+
+    /// Every value recorded by the recorder or gauge `label` with `dimensions`, in order.
+    package func recordedValues(_ label: String, _ dimensions: [String: String]) -> [Double] {
+        recorders.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? [] }
     }
 
     package func counter(_ label: String, _ dimensions: [String: String]) -> Int64 {
@@ -47,13 +53,19 @@ package final class AllValuesMetrics: MetricsFactory, Sendable {
         func reset() { metrics.counters.withLock { $0[key] = 0 } }
     }
 
-    private final class Ignored: RecorderHandler, Sendable {
-        func record(_ value: Int64) {}
-        func record(_ value: Double) {}
+    private final class Recorder: RecorderHandler, Sendable {
+        let key: String
+        let metrics: AllValuesMetrics
+        init(_ key: String, _ metrics: AllValuesMetrics) {
+            self.key = key
+            self.metrics = metrics
+        }
+        func record(_ value: Int64) { record(Double(value)) }
+        func record(_ value: Double) { metrics.recorders.withLock { $0[key, default: []].append(value) } }
     }
 
     package func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Counter(Self.key(label, dimensions), self) }
-    package func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Ignored() }
+    package func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Recorder(Self.key(label, dimensions), self) }
     package func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Timer(Self.key(label, dimensions), self) }
     package func destroyCounter(_ handler: any CounterHandler) {}
     package func destroyRecorder(_ handler: any RecorderHandler) {}

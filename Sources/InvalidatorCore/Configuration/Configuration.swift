@@ -239,6 +239,13 @@ public struct PoolConfiguration: Hashable, Sendable {
     public static let defaultConnectTimeout: Duration = .seconds(2)
     /// `command_timeout` when the config does not set it.
     public static let defaultCommandTimeout: Duration = .seconds(2)
+    /// `scan_count` when the config does not set it, and its ceiling: a larger COUNT
+    /// makes each SCAN call (which blocks the node while it runs) longer.
+    public static let defaultScanCount = 1000
+    public static let largestScanCount = 100_000
+    /// `max_pending_patterns` when the config does not set it, and its ceiling.
+    public static let defaultMaxPendingPatterns = 10_000
+    public static let largestMaxPendingPatterns = 10_000_000
 
     public var name: String
     public var mode: Mode = .single
@@ -257,6 +264,11 @@ public struct PoolConfiguration: Hashable, Sendable {
     public var commandTimeout = PoolConfiguration.defaultCommandTimeout
     /// nil: plain TCP. Set by `tls.enabled: true` or `rediss://` nodes.
     public var tls: TLSConfiguration?
+    /// `scan_count`: the COUNT hint of each SCAN and SSCAN call of pattern and tag purges.
+    public var scanCount = PoolConfiguration.defaultScanCount
+    /// `max_pending_patterns`: pattern operations a source may have waiting or running on
+    /// this pool (each runs on every node of the pool) before it stops reading new events.
+    public var maxPendingPatterns = PoolConfiguration.defaultMaxPendingPatterns
 
     public init(name: String, nodes: [HostPort]) {
         self.name = name
@@ -270,7 +282,8 @@ extension PoolConfiguration: CustomStringConvertible, CustomDebugStringConvertib
     public var description: String {
         "PoolConfiguration(name: \(name), mode: \(mode), nodes: \(nodes), username: \(username ?? "nil"), "
             + "password: \(redactedPassword), database: \(database), tagPrefix: \(tagPrefix), "
-            + "connectTimeout: \(connectTimeout), commandTimeout: \(commandTimeout), tls: \(tls.map { "\($0)" } ?? "nil"))"
+            + "connectTimeout: \(connectTimeout), commandTimeout: \(commandTimeout), tls: \(tls.map { "\($0)" } ?? "nil"), "
+            + "scanCount: \(scanCount), maxPendingPatterns: \(maxPendingPatterns))"
     }
 
     public var debugDescription: String { description }
@@ -282,6 +295,7 @@ extension PoolConfiguration: CustomStringConvertible, CustomDebugStringConvertib
             "name": name, "mode": mode, "nodes": nodes, "username": username as Any,
             "password": redactedPassword, "database": database, "tagPrefix": tagPrefix,
             "connectTimeout": connectTimeout, "commandTimeout": commandTimeout, "tls": tls as Any,
+            "scanCount": scanCount, "maxPendingPatterns": maxPendingPatterns,
         ], displayStyle: .struct)
     }
 }

@@ -100,6 +100,7 @@ public enum ConfigurationLoader {
         }
         let allowed: Set<String> = [
             "mode", "nodes", "username", "password", "database", "tag_prefix", "connect_timeout", "command_timeout", "tls",
+            "scan_count", "max_pending_patterns",
         ]
         var pools: [PoolConfiguration] = []
         for (key, value) in mapping {
@@ -187,6 +188,13 @@ public enum ConfigurationLoader {
             }
             if let timeout = fields["command_timeout"] {
                 pool.commandTimeout = reader.duration(timeout, context: "\(context) command_timeout", maximum: .seconds(300)) ?? pool.commandTimeout
+            }
+            if let count = fields["scan_count"] {
+                pool.scanCount = reader.integer(count, context: "\(context) scan_count", range: 1...PoolConfiguration.largestScanCount) ?? pool.scanCount
+            }
+            if let limit = fields["max_pending_patterns"] {
+                pool.maxPendingPatterns = reader.integer(
+                    limit, context: "\(context) max_pending_patterns", range: 1...PoolConfiguration.largestMaxPendingPatterns) ?? pool.maxPendingPatterns
             }
             pools.append(pool)
         }

@@ -70,7 +70,7 @@ package struct RedisPoolConfiguration: Sendable {
         self.init(
             name: pool.name, mode: pool.mode, nodes: pool.nodes, username: pool.username, password: pool.password,
             database: pool.database, tagPrefix: pool.tagPrefix, connectTimeout: pool.connectTimeout,
-            commandTimeout: pool.commandTimeout, retry: retry,
+            commandTimeout: pool.commandTimeout, retry: retry, tuning: ExecutionTuning(scanCount: pool.scanCount),
             tls: pool.tls.map { RedisTLSOptions(
                 caFile: $0.caFile, certFile: $0.certFile, keyFile: $0.keyFile, serverName: $0.serverName, verify: $0.verify) })
     }

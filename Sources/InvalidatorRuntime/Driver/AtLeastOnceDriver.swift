@@ -6,22 +6,27 @@ import Synchronization
 ///
 /// - **Tracking.** Each event's position is tracked from the moment it is
 ///   fetched; a position is committed only up to the longest prefix of finished
-///   events (applied, or durably dead-lettered, delayed redeletes included). A
-///   batch that could not be made durable is never committed: the loop stops.
+///   events (applied, or durably dead-lettered, delayed redeletes and pattern-stage
+///   work included). A batch that could not be made durable is never committed:
+///   the loop stops.
 /// - **Overlap.** While one batch is applied, the next is decoded and planned, so
 ///   both cores work; batches still apply one after another, in order.
+/// - **Patterns.** Events with pattern operations (and those that must stay behind
+///   them) go to the source's ``PatternStage``, which applies them in the background:
+///   a long walk never holds up the batches after it (see ``PendingPatternWork``).
 /// - **Commits** run on a timer, so work finished between batches (a redelete, a
 ///   dead-letter store coming back) is committed without new input.
 /// - **Hand-over.** Revoked partitions are committed once their in-flight work is
 ///   finished (bounded by the drain timeout), then handed back.
 /// - **Liveness.** Every wait for input is bounded (`LivenessMonitor.idleWait`),
 ///   so an idle loop still beats; a batch being applied beats for the loop.
-/// - **Stop.** Graceful shutdown stops fetching, drains in-flight work and
-///   pending redeletes up to the drain timeout, commits what is finished, closes.
+/// - **Stop.** Graceful shutdown stops fetching, drains in-flight work, the pattern
+///   stage and pending redeletes up to the drain timeout, commits what is finished, closes.
 final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
     let adapter: Adapter
     private let pipeline: EventPipeline
     private let redeletes: RedeleteScheduler
+    private let patterns: PatternStage
     private let liveness: LivenessMonitor
     private let drainTimeout: Duration
     /// nil for a source with nothing to commit (pub/sub): no commit timer runs.
@@ -38,7 +43,9 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
     ) {
         self.adapter = adapter
         self.pipeline = pipeline
-        self.redeletes = RedeleteScheduler(executor: pipeline.executor)
+        let redeletes = RedeleteScheduler(executor: pipeline.executor)
+        self.redeletes = redeletes
+        self.patterns = PatternStage(pipeline: pipeline, redeletes: redeletes)
         self.liveness = liveness
         self.drainTimeout = drainTimeout
         self.commitInterval = commitInterval
@@ -68,11 +75,18 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
                             }
                         }
                     }
-                    try await self.liveness.monitor(self.adapter.loopName) { try await self.consume(heartbeat: $0) }
-                    // Reading has ended: drain with the scheduler still running, then stop the timers.
+                    try await self.liveness.monitor(self.adapter.loopName) { heartbeat in
+                        // The stage beats the loop's heartbeat: the loop's batches may wait on its walks.
+                        tasks.addTask { await self.patterns.run(heartbeat: heartbeat) }
+                        try await self.consume(heartbeat: heartbeat)
+                    }
+                    // Reading has ended: drain with the stage and the scheduler still running (the
+                    // stage's events may schedule redeletes), then stop them and the timers.
                     self.stop.set()
-                    let drained = await self.redeletes.drain(until: ContinuousClock.now + self.drainTimeout)
-                    // Both timers end at once; awaited, so no commit of theirs overlaps the last one.
+                    let deadline = ContinuousClock.now + self.drainTimeout
+                    let patternsDrained = await self.patterns.drain(until: deadline)
+                    let drained = await self.redeletes.drain(until: deadline) && patternsDrained
+                    // All end at once; awaited, so no commit of theirs overlaps the last one.
                     tasks.cancelAll()
                     try await tasks.waitForAll()
                     await self.finish(drained: drained)
@@ -137,14 +151,14 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
     private func apply(
         _ prepared: EventPipeline.PreparedBatch, _ batch: SourceBatch<Adapter.Partition>, heartbeat: Heartbeat
     ) async -> Bool {
-        let result = await pipeline.apply(prepared, heartbeat: heartbeat, redeletes: redeletes) { [self] index in
-            // A redelete finished: rare, so the run is looked up rather than stored per event.
+        let result = await pipeline.apply(prepared, heartbeat: heartbeat, redeletes: redeletes, patterns: patterns) { [self] index in
+            // A redelete or a pattern-stage event finished: few, so the run is looked up rather than stored per event.
             guard let run = batch.runs.first(where: { $0.range.contains(index) }) else { return }
             tracker.withLock { $0.complete(run.partition, offset: batch.offsets[index]) }
         }
         guard result.isDurable else { return false }
         processed.add(batch.events.count, ordering: .relaxed)
-        let awaiting = result.awaitingRedelete
+        let awaiting = result.awaiting
         tracker.withLock { tracker in
             for run in batch.runs {
                 tracker.complete(
@@ -168,8 +182,8 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
         }
     }
 
-    /// Partitions are leaving: let their in-flight work and delayed redeletes
-    /// finish (bounded by the drain timeout), commit what is finished, forget them.
+    /// Partitions are leaving: let their in-flight work, pattern-stage work and
+    /// delayed redeletes finish (bounded by the drain timeout), commit what is finished, forget them.
     private func handOver(_ partitions: [Adapter.Partition], isLost: Bool, heartbeat: Heartbeat) async {
         logger.info("partitions revoked", metadata: ["partitions": "\(partitions)", "lost": "\(isLost)"])
         if !isLost {
@@ -189,7 +203,7 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
         }
     }
 
-    /// After reading stopped and redeletes drained: commit what is finished and close.
+    /// After reading stopped and the stage and redeletes drained: commit what is finished and close.
     private func finish(drained: Bool) async {
         await commit()
         logger.info("source stopped", metadata: ["drained": "\(drained)", "unfinished": "\(inFlight)"])

@@ -12,6 +12,9 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
     case waitingForDeadLetterRoom
     /// The source's delayed redeletes are at their bound: the loop waits for them to run.
     case waitingForRedeletes
+    /// The source's pattern stage is at a pool's `max_pending_patterns`: the loop waits
+    /// for it to finish some, beating while the stage makes progress.
+    case waitingForPatterns
 
     package var description: String {
         switch self {
@@ -21,13 +24,14 @@ package enum LoopActivity: UInt8, Sendable, CustomStringConvertible {
         case .handingOver: "handing over revoked partitions"
         case .waitingForDeadLetterRoom: "waiting: dead-letter store full"
         case .waitingForRedeletes: "waiting: too many delayed redeletes pending"
+        case .waitingForPatterns: "waiting: too many pattern operations pending"
         }
     }
 
     /// Whether beats of this activity carry figures (``Heartbeat/beat(_:detail:)``).
     var hasDetail: Bool {
         switch self {
-        case .waitingForDeadLetterRoom, .waitingForRedeletes: true
+        case .waitingForDeadLetterRoom, .waitingForRedeletes, .waitingForPatterns: true
         case .reading, .applying, .storingDeadLetters, .handingOver: false
         }
     }

@@ -39,6 +39,8 @@ package enum MetricName {
     package static let canaryFailures = "invalidator_canary_failures_total"
     /// Gauge {source, pool}: Unix time of the last passed canary round.
     package static let canaryLastSuccess = "invalidator_canary_last_success_timestamp_seconds"
+    /// Gauge {pool}: pattern operations a source's pattern stage holds for the pool, queued or running.
+    package static let patternsPending = "invalidator_patterns_pending"
 }
 
 /// Records the worker's metrics through swift-metrics. The library never
@@ -291,5 +293,10 @@ extension WorkerMetrics {
         let dimensions = [("pool", pool), ("node", node.node.description)]
         Counter(label: MetricName.patternKeysScanned, dimensions: dimensions, factory: factory).increment(by: walk.keysScanned)
         CoreMetrics.Timer(label: MetricName.patternWalkSeconds, dimensions: dimensions, factory: factory).recordNanoseconds(walk.duration.nanoseconds)
+    }
+
+    /// Pattern operations queued or running on `pool` in a source's pattern stage.
+    func patternsPending(pool: String, count: Int) {
+        Gauge(label: MetricName.patternsPending, dimensions: [("pool", pool)], factory: factory).record(count)
     }
 }

@@ -37,14 +37,15 @@ package final class EventPipeline: Sendable {
         self.deadLetterRetryDelay = deadLetterRetryDelay
     }
 
-    /// The result of a batch: which events are finished now, and which still
-    /// wait for a delayed redelete (reported through `onRedeleteFinished`).
+    /// The result of a batch: which events are finished now, and which are still
+    /// awaited: handed to the pattern stage, or waiting for a delayed redelete
+    /// (reported through `onAwaitedFinished`).
     package struct BatchResult: Sendable {
         /// False when the batch could not be made durable (shutdown while the
         /// dead-letter store was down): nothing of it may be committed.
         package var isDurable: Bool
-        /// Indexes of events with redeletes still scheduled.
-        package var awaitingRedelete: Set<Int>
+        /// Indexes of events that finish later.
+        package var awaiting: Set<Int>
     }
 
     /// Decoded and planned events of a batch, ready to apply: the CPU-bound half
@@ -97,7 +98,9 @@ package final class EventPipeline: Sendable {
     private static let preparingTasks = ProcessInfo.processInfo.activeProcessorCount
     private static let minimumEventsPerTask = 500
 
-    /// Applies a prepared batch, dead-letters what failed, and schedules redeletes.
+    /// Applies a prepared batch, dead-letters what failed, and schedules redeletes;
+    /// with a pattern stage, hands it the events that go there (see ``PendingPatternWork``
+    /// for which), after applying the others.
     ///
     /// - Parameter heartbeat: the calling loop's: beaten when the cache operations
     ///   start, at each step of a pattern or tag purge, and at each attempt to store
@@ -105,17 +108,70 @@ package final class EventPipeline: Sendable {
     ///   attempts is alive.
     /// - Parameters:
     ///   - redeletes: runs the batch's delayed redeletes; nil schedules none.
-    ///   - onRedeleteFinished: called once per event index in `awaitingRedelete` when its redeletes ran.
+    ///   - patterns: the source's pattern stage; nil applies every event here, in one go.
+    ///   - onAwaitedFinished: called once per event index in `awaiting` when it finished.
     func apply(
+        _ prepared: PreparedBatch, heartbeat: Heartbeat?, redeletes: RedeleteScheduler?, patterns: PatternStage? = nil,
+        onAwaitedFinished: @escaping @Sendable (Int) -> Void = { _ in }
+    ) async -> BatchResult {
+        let count = prepared.batch.count
+        metrics.inFlightChanged(by: count)
+        let staged = patterns.map { Self.staged(prepared.plans, after: $0.pending) } ?? []
+        let (now, eventIndexes) = prepared.excluding(staged.map(\.planIndex))
+        let result = await applyNow(now, heartbeat: heartbeat, redeletes: redeletes) { onAwaitedFinished(eventIndexes?[$0] ?? $0) }
+        guard result.isDurable else {
+            metrics.inFlightChanged(by: -count)
+            return result
+        }
+        var awaiting = eventIndexes.map { indexes in Set(result.awaiting.map { indexes[$0] }) } ?? result.awaiting
+        for (planIndex, footprint) in staged {
+            let eventIndex = prepared.planEventIndexes[planIndex]
+            awaiting.insert(eventIndex)
+            await patterns?.enqueue(
+                PatternStage.Entry(
+                    event: prepared.batch[eventIndex], plan: prepared.plans[planIndex], footprint: footprint,
+                    finished: { onAwaitedFinished(eventIndex) }),
+                heartbeat: heartbeat)
+        }
+        metrics.inFlightChanged(by: -(count - awaiting.count))
+        return BatchResult(isDurable: true, awaiting: awaiting)
+    }
+
+    /// The plans that go to the pattern stage, in order, given what it has pending: each
+    /// decided after the ones before it, as if they were already there.
+    private static func staged(
+        _ plans: [Plan], after pending: PendingPatternWork
+    ) -> [(planIndex: Int, footprint: PendingPatternWork.Footprint)] {
+        var pending = pending
+        var staged: [(planIndex: Int, footprint: PendingPatternWork.Footprint)] = []
+        for planIndex in plans.indices {
+            // Most batches have no pattern and nothing pending: no footprint is built for them.
+            guard !pending.pools.isEmpty || plans[planIndex].hasPatternOperation else { continue }
+            let footprint = PendingPatternWork.Footprint(plans[planIndex])
+            guard pending.mustQueue(footprint) else { continue }
+            pending.add(footprint)
+            staged.append((planIndex, footprint))
+        }
+        return staged
+    }
+
+    /// Applies a prepared batch in one go, dead-letters what failed, and schedules
+    /// redeletes; `heartbeat` and `redeletes` as for ``apply(_:heartbeat:redeletes:patterns:onAwaitedFinished:)``.
+    /// In-flight counting is the caller's, but for the events whose redeletes finish later.
+    func applyNow(
         _ prepared: PreparedBatch, heartbeat: Heartbeat?, redeletes: RedeleteScheduler?,
-        onRedeleteFinished: @escaping @Sendable (Int) -> Void = { _ in }
+        onRedeleteFinished: @escaping @Sendable (Int) -> Void
     ) async -> BatchResult {
         let (batch, plans, planEventIndexes) = (prepared.batch, prepared.plans, prepared.planEventIndexes)
         var records = prepared.rejected
-        metrics.inFlightChanged(by: batch.count)
         heartbeat?.beat(.applying)
-        // A pattern or tag purge may scan for minutes: each page it scans is a beat.
-        let failures = await ExecutionProgress.$onStep.withValue({ heartbeat?.beat(.applying) }) {
+        // A pattern or tag purge may scan for minutes: each page it scans is a beat
+        // (inside the pattern stage, its own step counter runs too).
+        let stageStep = ExecutionProgress.onStep
+        let failures = await ExecutionProgress.$onStep.withValue({
+            heartbeat?.beat(.applying)
+            stageStep?()
+        }) {
             await executor.execute(plans.map(\.pools))
         }
         for planIndex in failures.keys.sorted() {
@@ -130,8 +186,7 @@ package final class EventPipeline: Sendable {
         let secondLayer = await applySecondLayer(prepared, skipping: Set(failures.keys))
         records += secondLayer.records
         guard await store(records, heartbeat: heartbeat) else {
-            metrics.inFlightChanged(by: -batch.count)
-            return BatchResult(isDurable: false, awaitingRedelete: [])
+            return BatchResult(isDurable: false, awaiting: [])
         }
         metrics.recordOutcomes(of: prepared, failed: Set(failures.keys).union(secondLayer.failedPlans))
 
@@ -153,8 +208,7 @@ package final class EventPipeline: Sendable {
                 }
             }
         }
-        metrics.inFlightChanged(by: -(batch.count - awaiting.count))
-        return BatchResult(isDurable: true, awaitingRedelete: awaiting)
+        return BatchResult(isDurable: true, awaiting: awaiting)
     }
 
     /// Runs the `notify` and `webhook` work of the batch's events whose Redis
@@ -227,6 +281,31 @@ package final class EventPipeline: Sendable {
             } catch {
                 return false
             }
+        }
+    }
+}
+
+extension EventPipeline.PreparedBatch {
+    /// The batch without the events of these plans, and for each event left, its index
+    /// in this batch; nil indexes (the indexes are the same) when nothing is left out.
+    func excluding(_ planIndexes: [Int]) -> (EventPipeline.PreparedBatch, eventIndexes: [Int]?) {
+        guard !planIndexes.isEmpty else { return (self, nil) }
+        let leftOut = Set(planIndexes.map { planEventIndexes[$0] })
+        let eventIndexes = batch.indices.filter { !leftOut.contains($0) }
+        var newIndex = [Int](repeating: -1, count: batch.count)
+        for (index, eventIndex) in eventIndexes.enumerated() { newIndex[eventIndex] = index }
+        let kept = plans.indices.filter { !leftOut.contains(planEventIndexes[$0]) }
+        let subset = EventPipeline.PreparedBatch(
+            batch: eventIndexes.map { batch[$0] }, plans: kept.map { plans[$0] },
+            planEventIndexes: kept.map { newIndex[planEventIndexes[$0]] }, rejected: rejected)
+        return (subset, eventIndexes)
+    }
+}
+
+extension Plan {
+    var hasPatternOperation: Bool {
+        pools.contains { pool in
+            pool.operations.contains { if case .deletePattern = $0.operation { true } else { false } }
         }
     }
 }

@@ -7,6 +7,8 @@ package final class PoolSet: Sendable {
     /// In config order.
     package let pools: [RedisPool]
     private let poolsByName: [String: RedisPool]
+    /// `max_pending_patterns` per pool name.
+    let maxPendingPatterns: [String: Int]
 
     /// - Parameter configuration: as `ConfigurationLoader` returns it: valid, so
     ///   building the pools cannot fail.
@@ -16,6 +18,8 @@ package final class PoolSet: Sendable {
         }
         self.pools = pools
         self.poolsByName = Dictionary(pools.map { ($0.configuration.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.maxPendingPatterns = Dictionary(
+            configuration.pools.map { ($0.name, $0.maxPendingPatterns) }, uniquingKeysWith: { first, _ in first })
     }
 
     package func pool(named name: String) -> RedisPool? {
