@@ -33,6 +33,9 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         case crossSlot = "CROSSSLOT"
         /// The reply was not what the command should return.
         case protocolViolation
+        /// Given up before it finished because its task was cancelled (a stop past the
+        /// drain timeout): says nothing about the node; the work is to be redone.
+        case cancelled
         /// Any other error reply, including unknown commands.
         case other
     }
@@ -62,7 +65,7 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
     package var isRetriable: Bool {
         switch code {
         case .connection, .timeout, .circuitOpen, .loading, .tryAgain, .clusterDown, .masterDown, .readOnly, .tooManyClients,
-             .moved, .ask:
+             .moved, .ask, .cancelled:
             true
         case .tls, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
             false
@@ -80,7 +83,8 @@ package struct RedisError: Error, Sendable, Hashable, CustomStringConvertible {
         switch code {
         case .connection, .timeout, .circuitOpen, .clusterDown, .masterDown, .readOnly, .tryAgain, .moved, .ask:
             true
-        case .tls, .loading, .tooManyClients, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other:
+        case .tls, .loading, .tooManyClients, .noAuth, .wrongPass, .noPerm, .wrongType, .crossSlot, .protocolViolation, .other,
+             .cancelled:
             false
         }
     }

@@ -139,7 +139,16 @@ struct NodeExecution {
             }
             cursor = step.cursor
             calls += 1
-            if calls % tuning.scanIterationsPerRound == 0 { await Task.yield() }
+            if calls % tuning.scanIterationsPerRound == 0 {
+                await Task.yield()
+                // A walk can take minutes: a stop past its drain timeout gives it up between rounds.
+                if Task.isCancelled, cursor != "0" {
+                    failure = CommandRunner.Outcome(
+                        node: node, result: .failure(RedisError(code: .cancelled, message: "pattern walk on \(node) cancelled")),
+                        attempts: 0)
+                    break walking
+                }
+            }
         } while cursor != "0"
 
         report.recordWalk(.init(keysScanned: keysScanned, duration: clock.now - started), on: node)

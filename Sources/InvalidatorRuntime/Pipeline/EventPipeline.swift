@@ -174,6 +174,11 @@ package final class EventPipeline: Sendable {
         }) {
             await executor.execute(plans.map(\.pools))
         }
+        // A walk given up by a stop past the drain timeout: nothing of the batch is finished
+        // or dead-lettered, so all of it is redelivered.
+        if failures.values.contains(where: { $0.contains { $0.error.code == .cancelled } }) {
+            return BatchResult(isDurable: false, awaiting: [])
+        }
         for planIndex in failures.keys.sorted() {
             let event = batch[planEventIndexes[planIndex]]
             let pending = plans[planIndex].hasSecondLayerWork ? SecondLayerWork(plans[planIndex]) : nil
