@@ -27,6 +27,8 @@ import Testing
         let port = try await observed.port()
         #expect(try await eventually { try existingKeys(harness.redis, ["user:1", "user:2", "session:9:a"]) == 0 })
         #expect(try await eventually { observed.value(MetricName.events, ["source": "kafka", "result": "skipped"]) == 1 })
+        // The pattern event is applied, and counted, in the background stage.
+        #expect(try await eventually { observed.value(MetricName.events, ["source": "kafka", "result": "applied"]) == 3 })
 
         let (status, body) = try await httpGet(port: port, path: "/metrics")
         #expect(status == 200)
@@ -43,7 +45,8 @@ import Testing
         // The pattern's walk: at least the key it removed scanned, one duration recorded.
         #expect((scraped.value(MetricName.patternKeysScanned, ["pool": "primary", "node": node]) ?? 0) >= 1)
         #expect(scraped.value(MetricName.patternWalkSeconds + "_count", ["pool": "primary", "node": node]) == 1)
-        #expect(scraped.value(MetricName.inFlightEvents, [:]) == 0)
+        // The pattern event finishes in the background stage, just after its key is gone.
+        #expect(try await eventually { observed.value(MetricName.inFlightEvents, [:]) == 0 })
         #expect(try await eventually { observed.value(MetricName.nodeUp, ["pool": "primary", "node": node]) == 1 })
         #expect(try await eventually {
             observed.value(MetricName.consumerLag, ["topic": harness.topic, "partition": "0"]) == 0

@@ -123,7 +123,8 @@ import Testing
     }
 
     @Test func gracefulStopDrainsPatternWork() async throws {
-        let harness = try await Self.harness()
+        // A drain timeout no loaded machine's walk reaches: the stop waits for the walk.
+        let harness = try await Self.harness(drainTimeout: "60s")
         let sessions = Self.sessionKeys(3..<4, each: 100)
         try await seedKeys(harness.redis, sessions + Self.filler)
         try await harness.produce([Self.sessionEvent([3])])
