@@ -8,6 +8,17 @@ package enum ExecutionProgress {
     /// keys unlinked on one node). Must be cheap and must not block.
     @TaskLocal package static var onStep: (@Sendable () -> Void)?
 
+    /// Runs `operation` with `observer` as `onStep`. Other modules bind it through this
+    /// function, not `$onStep.withValue`: in release builds (Swift 6.3) that call, inlined
+    /// into another module, passed a null task-local key and crashed the worker on its
+    /// first applied batch.
+    @inline(never)
+    package static func reporting<Result: Sendable>(
+        to observer: @escaping @Sendable () -> Void, during operation: () async -> Result
+    ) async -> Result {
+        await $onStep.withValue(observer) { await operation() }
+    }
+
     static func stepDone() {
         onStep?()
     }

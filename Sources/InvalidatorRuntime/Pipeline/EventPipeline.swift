@@ -115,7 +115,8 @@ package final class EventPipeline: Sendable {
         metrics.inFlightChanged(by: batch.count)
         heartbeat?.beat(.applying)
         // A pattern or tag purge may scan for minutes: each page it scans is a beat.
-        let failures = await ExecutionProgress.$onStep.withValue({ heartbeat?.beat(.applying) }) {
+        // Through `reporting`, not `$onStep.withValue`: see there (release builds crashed).
+        let failures = await ExecutionProgress.reporting(to: { heartbeat?.beat(.applying) }) {
             await executor.execute(plans.map(\.pools))
         }
         for planIndex in failures.keys.sorted() {
