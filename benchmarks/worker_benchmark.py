@@ -636,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"partitions of the latency topics (default {LATENCY_PARTITIONS}; see the note on the mock)")
     parser.add_argument("--worker-property", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra librdkafka property for invalidator's consumer (repeatable)")
+    parser.add_argument("--baseline-property", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka property for the baseline's consumer only (repeatable); without "
+                             "--baseline-binary the baseline is the same binary: an A/B of settings in one run")
     parser.add_argument("--verbose", action="store_true", help="log how many keys are left every 250 ms")
     args = parser.parse_args(argv)
     if args.events < PARTITIONS or args.rate <= 0 or args.seconds <= 0 or args.rounds <= 0:
@@ -660,10 +663,12 @@ def main(argv: list[str] | None = None) -> int:
                               verbose=args.verbose)
         which_all = ["invalidator"] + ([] if args.skip_reference else ["reference"])
         workers = {"invalidator": consumers}
-        if args.baseline_binary:
-            baseline = Path(args.baseline_binary).resolve()
+        if args.baseline_binary or args.baseline_property:
+            baseline = Path(args.baseline_binary).resolve() if args.baseline_binary else binary
             workers["baseline"] = Consumers(processes, baseline, bootstrap, redis_port, args.fetch_wait_ms,
-                                            run_id=consumers.run_id, worker_properties=consumers.worker_properties,
+                                            run_id=consumers.run_id,
+                                            worker_properties={**consumers.worker_properties,
+                                                               **dict(p.split("=", 1) for p in args.baseline_property)},
                                             verbose=args.verbose)
             which_all.append("baseline")
         others = {"redis": redis_pid, "kafka": kafka.pid}
