@@ -62,7 +62,9 @@ package struct KafkaConsumerConfiguration: Sendable {
     /// (a few hundred ms in a backlog drain), so the queue must stay deep enough to keep
     /// the worker busy meanwhile: 30,000 messages cut a 300k-event drain to a third.
     /// Against the former unbounded queue (everything fetched ahead), peak RSS in that
-    /// drain fell from 136 to 103 MiB with throughput 1.05x (same run, medians of 3).
+    /// drain fell from 134-138 to 103-104 MiB; throughput was 0.85-1.05x in three
+    /// same-run A/Bs on a loaded machine, the end of a drain sometimes waiting on such a
+    /// pause (a newer librdkafka's `fetch.queue.backoff.ms` would shorten it).
     package static let defaultMaxBufferedBytes = 64 << 20
 
     /// What one small message queued in librdkafka costs besides its payload: its op and
