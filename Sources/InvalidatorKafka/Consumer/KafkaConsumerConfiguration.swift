@@ -56,16 +56,14 @@ package struct KafkaConsumerConfiguration: Sendable {
         "heartbeat.interval.ms": "1000",
     ]
 
-    /// `maxBufferedBytes` by default: 131,072 small messages. librdkafka 2.0 compares
+    /// `maxBufferedBytes` by default: 163,840 small messages. librdkafka 2.0 compares
     /// `queued.min.messages` with the consumer queue all partitions share, and once it
-    /// holds that many every partition stops fetching until its broker thread next wakes
-    /// (a few hundred ms in a backlog drain), so the queue must stay deep enough to keep
-    /// the worker busy meanwhile: 30,000 messages cut a 300k-event drain to a third.
-    /// Against the former unbounded queue (everything fetched ahead), peak RSS in that
-    /// drain fell from 134-138 to 103-104 MiB; throughput was 0.85-1.05x in three
-    /// same-run A/Bs on a loaded machine, the end of a drain sometimes waiting on such a
-    /// pause (a newer librdkafka's `fetch.queue.backoff.ms` would shorten it).
-    package static let defaultMaxBufferedBytes = 64 << 20
+    /// holds that many, fetching stops until it holds fewer; the drain slows while the
+    /// queue refills, so the queue must stay deep: 30,000 messages cut a 300k-event drain
+    /// to a third. Against the former unbounded queue (everything fetched ahead), in
+    /// same-run A/Bs of that drain: 64 MiB kept peak RSS at 103 MiB (from 134-138) but
+    /// ran at 0.81-0.87x; 80 MiB 112-115 MiB at 1.04x; 96 MiB 122-126 MiB at 1.01x.
+    package static let defaultMaxBufferedBytes = 80 << 20
 
     /// What one small message queued in librdkafka costs besides its payload: its op and
     /// message structs, and its share of the fetch response it was parsed from, which stays
