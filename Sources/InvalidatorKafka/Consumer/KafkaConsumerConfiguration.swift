@@ -58,11 +58,14 @@ package struct KafkaConsumerConfiguration: Sendable {
 
     /// `maxBufferedBytes` by default: 163,840 small messages. librdkafka 2.0 compares
     /// `queued.min.messages` with the consumer queue all partitions share, and once it
-    /// holds that many, fetching stops until it holds fewer; the drain slows while the
-    /// queue refills, so the queue must stay deep: 30,000 messages cut a 300k-event drain
-    /// to a third. Against the former unbounded queue (everything fetched ahead), in
-    /// same-run A/Bs of that drain: 64 MiB kept peak RSS at 103 MiB (from 134-138) but
-    /// ran at 0.81-0.87x; 80 MiB 112-115 MiB at 1.04x; 96 MiB 122-126 MiB at 1.01x.
+    /// holds that many, its broker threads fetch only when something else wakes them, so
+    /// once the queue is full the drain runs at the pace of those wake-ups (about 130k
+    /// events/s against 340k/s from a full queue; 30,000 messages cut a 300k-event drain
+    /// to a third). Against the former unbounded queue (everything fetched ahead), in
+    /// same-run A/Bs of that drain: 64 MiB peak RSS 103 MiB (from 134-138) at 0.81-0.87x;
+    /// 80 MiB 112-115 MiB at 0.82x on a quiet machine (1.04x under load); 96 MiB 122-126
+    /// MiB at 1.01x under load. A bounded worker is worth that; a librdkafka that wakes
+    /// its fetcher as the queue drains (`fetch.queue.backoff.ms`) would not charge it.
     package static let defaultMaxBufferedBytes = 80 << 20
 
     /// What one small message queued in librdkafka costs besides its payload: its op and
