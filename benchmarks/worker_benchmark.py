@@ -11,18 +11,25 @@ Two phases, each measured for invalidator and then for the reference in the same
   preloaded round-robin over 16 partitions and N keys `user:<i>` seeded; the
   consumer starts with a new group from the earliest offset. Throughput is
   N / (time the last key disappeared - time the first did), from DBSIZE polled
-  every ~5 ms, so group join and startup are excluded.
+  every ~5 ms, so group join and startup are excluded. The Kafka-only ceiling is
+  `kcat -C -e` reading the same topic with no processing (N / (time of the Nth
+  message - time of the first)); each consumer's throughput is also given as a
+  share of it, with its CPU per event (utime + stime from /proc over the drain)
+  and its peak RSS (VmHWM). `--rounds` repeats the drain in alternating order
+  and reports medians.
 * latency: events are produced at a steady rate (default 20000/s for 10 s, in
   1 ms bursts, producer linger.ms 5) to a 4-partition topic, each deleting its
   own pre-seeded key; a separate process subscribed to `__keyevent@0__:del`
   timestamps each deletion. Latency is the notification's arrival minus the
-  moment just before the produce call. Each consumer joins and deletes a
-  warm-up key per partition before the load starts.
+  moment just before the produce call, and minus the moment the producer got
+  the broker's acknowledgement (its delivery report). Each consumer joins and
+  deletes a warm-up key per partition before the load starts.
 
-    pip install confluent-kafka redis
+    pip install confluent-kafka redis     # and kcat (apt-get install kcat) for the ceiling
     python3 benchmarks/worker_benchmark.py            # builds the release binary first
     python3 benchmarks/worker_benchmark.py --binary .build-bench/release/invalidator --verbose
     python3 benchmarks/worker_benchmark.py --baseline-binary /path/to/older/invalidator   # A/B in one run
+    python3 benchmarks/worker_benchmark.py --rounds 5 --skip-reference --skip-latency --stream-events 0
 
 A third phase drains N entries preloaded into a Redis stream (`--stream-events`,
 default 100000) through a `redis_stream` source; with `--baseline-binary` every
@@ -34,6 +41,7 @@ Exits 0 when the run completed (whatever the figures), 1 when something failed.
 from __future__ import annotations
 
 import argparse
+import statistics
 import multiprocessing
 import os
 import shutil
@@ -86,6 +94,17 @@ def cpu_seconds(pid: int) -> float:
     except OSError:
         return 0.0
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far, in MiB; nan once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def percentile(sorted_values: list[float], p: float) -> float:
@@ -213,8 +232,9 @@ class Consumers:
     worker_properties: dict[str, str] = field(default_factory=dict)
     verbose: bool = False
 
-    def start(self, which: str, topic: str, phase: str) -> subprocess.Popen:
-        group = f"bench-{which}-{phase}-{self.run_id}"
+    def start(self, which: str, topic: str, phase: str, round_index: int = 0) -> subprocess.Popen:
+        # A new group each round: the drain starts again from the earliest offset.
+        group = f"bench-{which}-{phase}-{self.run_id}" + (f"-{round_index}" if round_index else "")
         if phase == "stream-drain":
             config = self.processes.work / f"{which}-{phase}.yaml"
             rules = self.processes.work / "rules.yaml"
@@ -280,13 +300,15 @@ class DrainResult:
     seconds: float
     startup_seconds: float
     cpu_percent: dict[str, float]
+    cpu_us_per_event: float = float("nan")
+    peak_rss_mib: float = float("nan")
 
 
 STREAM = "entity-changes-stream"
 
 
 def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events: int,
-                  others: dict[str, int], phase: str = "drain") -> DrainResult:
+                  others: dict[str, int], phase: str = "drain", round_index: int = 0) -> DrainResult:
     client.flushdb()
     seed(client, [str(i) for i in range(events)])
     if client.dbsize() != events:
@@ -299,7 +321,7 @@ def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events:
                 pipe.execute()
         pipe.execute()
     started = time.monotonic()
-    process = consumers.start(which, STREAM if phase == "stream-drain" else DRAIN_TOPIC, phase)
+    process = consumers.start(which, STREAM if phase == "stream-drain" else DRAIN_TOPIC, phase, round_index)
     first = last = None
     timeline: list[tuple[float, int]] = []
     cpu_first: dict[str, float] = {}
@@ -321,6 +343,7 @@ def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events:
         check_alive(which, process, consumers.processes.work, phase)
         time.sleep(0.005)
     cpu_last = {which: cpu_seconds(process.pid), **{k: cpu_seconds(p) for k, p in others.items()}}
+    peak_rss = peak_rss_mib(process.pid)
     seconds = max(last - first, 1e-3)
     consumers.stop(which, process)
     dead_letters = client.xlen(DEAD_LETTERS) if client.exists(DEAD_LETTERS) else 0
@@ -330,10 +353,56 @@ def measure_drain(which: str, consumers: Consumers, client: redis.Redis, events:
     if consumers.verbose:
         log(f"drain: {which} keys left every 250 ms: " + " ".join(
             f"{at - first:+.2f}s:{left}" for at, left in timeline if at >= first - 0.3))
-    result = DrainResult(events / seconds, seconds, first - started, cpu)
+    result = DrainResult(events / seconds, seconds, first - started, cpu,
+                         1e6 * (cpu_last[which] - cpu_first[which]) / events, peak_rss)
     log(f"{phase}: {which} {result.events_per_second:,.0f} events/s ({seconds:.3f} s after a "
-        f"{result.startup_seconds:.1f} s start); CPU " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
+        f"{result.startup_seconds:.1f} s start); {result.cpu_us_per_event:.2f} µs CPU/event, "
+        f"peak RSS {peak_rss:.0f} MiB; CPU " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
     return result
+
+
+def measure_ceiling(bootstrap: str, events: int, fetch_wait_ms: int, others: dict[str, int]) -> DrainResult:
+    """What Kafka alone delivers: kcat reads the preloaded topic from the start, no group, no processing."""
+    # queued.min.messages above the backlog: at librdkafka's 100,000 the fetcher pauses
+    # whenever its queue fills, and the ceiling measured 0.3M or 1.5M+ messages/s by luck.
+    argv = ["kcat", "-C", "-b", bootstrap, "-t", DRAIN_TOPIC, "-o", "beginning", "-e", "-q",
+            "-X", f"fetch.wait.max.ms={fetch_wait_ms}", "-X", f"queued.min.messages={max(events, 100_000)}"]
+    started = time.monotonic()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    count = 0
+    first = None
+    cpu_first: dict[str, float] = {}
+    while count < events:
+        chunk = os.read(process.stdout.fileno(), 1 << 20)
+        if not chunk:
+            break
+        if first is None:
+            first = time.monotonic()
+            cpu_first = {"kcat": cpu_seconds(process.pid), **{k: cpu_seconds(p) for k, p in others.items()}}
+        count += chunk.count(b"\n")
+    last = time.monotonic()
+    cpu_last = {"kcat": cpu_seconds(process.pid), **{k: cpu_seconds(p) for k, p in others.items()}}
+    peak_rss = peak_rss_mib(process.pid)
+    process.stdout.close()
+    error = process.stderr.read().decode(errors="replace").strip()
+    if process.wait(30) != 0 or count < events or first is None:
+        raise BenchmarkFailure(f"kcat read {count} of {events} messages (status {process.returncode}): {error[-500:]}")
+    seconds = max(last - first, 1e-3)
+    cpu = {name: 100 * (cpu_last[name] - cpu_first[name]) / seconds for name in cpu_last}
+    result = DrainResult(events / seconds, seconds, first - started, cpu,
+                         1e6 * (cpu_last["kcat"] - cpu_first["kcat"]) / events, peak_rss)
+    log(f"drain: ceiling (kcat) {result.events_per_second:,.0f} messages/s ({seconds:.3f} s); "
+        f"{result.cpu_us_per_event:.2f} µs CPU/message; CPU " + ", ".join(f"{k} {v:.0f}%" for k, v in cpu.items()))
+    return result
+
+
+def median_drain(results: list[DrainResult]) -> DrainResult:
+    """Each figure's median over the rounds."""
+    return DrainResult(
+        statistics.median(r.events_per_second for r in results), statistics.median(r.seconds for r in results),
+        statistics.median(r.startup_seconds for r in results),
+        {k: statistics.median(r.cpu_percent[k] for r in results) for k in results[0].cpu_percent},
+        statistics.median(r.cpu_us_per_event for r in results), statistics.median(r.peak_rss_mib for r in results))
 
 
 def preload(bootstrap: str, events: int) -> None:
@@ -425,6 +494,8 @@ class LatencyResult:
     maximum: float
     achieved_rate: float
     missing: int
+    ack_p50: float
+    ack_p99: float
 
 
 def measure_latency(which: str, consumers: Consumers, client: redis.Redis, bootstrap: str,
@@ -464,9 +535,17 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
         log(f"latency: {which} warmed up; producing {total} events at {rate}/s")
 
         sent: list[int] = [0] * total
+        # When the producer learnt the broker had the event (its delivery report). Reports
+        # are served by poll(), which also does the waiting between bursts, so each is
+        # timestamped within a fraction of a millisecond of its arrival.
+        acked: list[int] = [0] * total
         produce = producer.produce
         poll = producer.poll
         clock = time.monotonic_ns
+
+        def acknowledged(index: int):
+            return lambda error, _message: acked.__setitem__(index, 0 if error else clock())
+
         start = clock()
         interval_ns = 1_000_000  # 1 ms bursts
         next_tick = start
@@ -476,16 +555,15 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
             while i < due:
                 sent[i] = clock()
                 try:
-                    produce(topic, event(ids[i]), partition=i % partitions)
+                    produce(topic, event(ids[i]), partition=i % partitions, on_delivery=acknowledged(i))
                 except BufferError:
                     raise BenchmarkFailure("the producer's queue is full: the mock Kafka cannot take "
                                            f"{rate} events/s on this machine")
                 i += 1
             poll(0)
             next_tick += interval_ns
-            pause = next_tick - clock()
-            if pause > 0:
-                time.sleep(pause / 1e9)
+            while (pause := next_tick - clock()) > 0:
+                poll(pause / 1e9)
         elapsed = (clock() - start) / 1e9
         producer.flush(30)
         # Wait for the stragglers.
@@ -503,6 +581,7 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
     client.config_set("notify-keyspace-events", "")
 
     latencies = []
+    from_ack = []
     missing = 0
     for i, entity_id in enumerate(ids):
         at = received.get(f"user:{entity_id}".encode())
@@ -510,6 +589,8 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
             missing += 1
         else:
             latencies.append((at - sent[i]) / 1e6)
+            if acked[i]:
+                from_ack.append((at - acked[i]) / 1e6)
     if consumers.verbose and latencies:
         per_second = []
         step = max(1, rate)
@@ -520,12 +601,15 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
                 per_second.append(f"{percentile(window, 50):.1f}/{percentile(window, 99):.1f}")
         log(f"latency: {which} p50/p99 ms per second of load: " + " ".join(per_second))
     latencies.sort()
+    from_ack.sort()
     if not latencies:
         raise BenchmarkFailure(f"{which}: no deletion was observed")
     result = LatencyResult(percentile(latencies, 50), percentile(latencies, 99), percentile(latencies, 99.9),
-                           latencies[-1], total / elapsed, missing)
+                           latencies[-1], total / elapsed, missing,
+                           percentile(from_ack, 50), percentile(from_ack, 99))
     log(f"latency: {which} p50 {result.p50:.2f} ms, p99 {result.p99:.2f} ms, p99.9 {result.p999:.2f} ms, "
-        f"max {result.maximum:.2f} ms at {result.achieved_rate:,.0f} events/s sent; {missing} not observed")
+        f"max {result.maximum:.2f} ms at {result.achieved_rate:,.0f} events/s sent; {missing} not observed; "
+        f"from the broker's acknowledgement p50 {result.ack_p50:.2f} ms, p99 {result.ack_p99:.2f} ms")
     return result
 
 
@@ -534,7 +618,9 @@ def measure_latency(which: str, consumers: Consumers, client: redis.Redis, boots
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="End-to-end benchmark: invalidator vs a hand-written Python consumer (mock Kafka, local Redis).")
-    parser.add_argument("--events", type=int, default=200_000, help="events preloaded for the drain (default 200000)")
+    parser.add_argument("--events", type=int, default=300_000, help="events preloaded for the drain (default 300000)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="drain rounds, each consumer once per round in rotating order; medians are reported (default 3)")
     parser.add_argument("--rate", type=int, default=20_000, help="events/s for the latency phase (default 20000)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the latency phase (default 10)")
     parser.add_argument("--skip-reference", action="store_true", help="measure only invalidator")
@@ -552,13 +638,19 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"partitions of the latency topics (default {LATENCY_PARTITIONS}; see the note on the mock)")
     parser.add_argument("--worker-property", action="append", default=[], metavar="KEY=VALUE",
                         help="an extra librdkafka property for invalidator's consumer (repeatable)")
+    parser.add_argument("--baseline-property", action="append", default=[], metavar="KEY=VALUE",
+                        help="a librdkafka property for the baseline's consumer only (repeatable); without "
+                             "--baseline-binary the baseline is the same binary: an A/B of settings in one run")
     parser.add_argument("--verbose", action="store_true", help="log how many keys are left every 250 ms")
     args = parser.parse_args(argv)
-    if args.events < PARTITIONS or args.rate <= 0 or args.seconds <= 0:
-        parser.error("--events must be at least 16, --rate and --seconds positive")
+    if args.events < PARTITIONS or args.rate <= 0 or args.seconds <= 0 or args.rounds <= 0:
+        parser.error("--events must be at least 16, --rate, --seconds and --rounds positive")
+    if not shutil.which("kcat"):
+        parser.error("kcat is needed for the Kafka-only ceiling (apt-get install kcat)")
 
     # SIGTERM unwinds like Ctrl-C, so the cleanup below still runs.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    load_at_start = os.getloadavg()
     work = Path(tempfile.mkdtemp(prefix="invalidator-bench-"))
     processes = Processes(work)
     try:
@@ -573,18 +665,35 @@ def main(argv: list[str] | None = None) -> int:
                               verbose=args.verbose)
         which_all = ["invalidator"] + ([] if args.skip_reference else ["reference"])
         workers = {"invalidator": consumers}
-        if args.baseline_binary:
-            baseline = Path(args.baseline_binary).resolve()
+        if args.baseline_binary or args.baseline_property:
+            baseline = Path(args.baseline_binary).resolve() if args.baseline_binary else binary
             workers["baseline"] = Consumers(processes, baseline, bootstrap, redis_port, args.fetch_wait_ms,
-                                            run_id=consumers.run_id, worker_properties=consumers.worker_properties,
+                                            run_id=consumers.run_id,
+                                            worker_properties={**consumers.worker_properties,
+                                                               **dict(p.split("=", 1) for p in args.baseline_property)},
                                             verbose=args.verbose)
             which_all.append("baseline")
         others = {"redis": redis_pid, "kafka": kafka.pid}
 
         log(f"drain: preloading {args.events} events over {PARTITIONS} partitions")
         preload(bootstrap, args.events)
-        drain = {which: measure_drain(which, workers.get(which, consumers), client, args.events, others)
-                 for which in which_all}
+        # Each round measures the ceiling and every consumer once, starting one later in
+        # the list each round, so none always runs first (or last) on a warming machine.
+        order = ["ceiling", *which_all]
+        rounds: dict[str, list[DrainResult]] = {which: [] for which in order}
+        for round_index in range(args.rounds):
+            log(f"drain: round {round_index + 1} of {args.rounds}")
+            shift = round_index % len(order)
+            for which in order[shift:] + order[:shift]:
+                if which == "ceiling":
+                    rounds[which].append(measure_ceiling(bootstrap, args.events, args.fetch_wait_ms, others))
+                else:
+                    rounds[which].append(measure_drain(which, workers.get(which, consumers), client, args.events, others,
+                                                       round_index=round_index))
+        ceiling = rounds.pop("ceiling")
+        drain = {which: median_drain(results) for which, results in rounds.items()}
+        shares = {which: statistics.median(r.events_per_second / c.events_per_second for r, c in zip(results, ceiling))
+                  for which, results in rounds.items()}
         stream_drain = {which: measure_drain(which, runner, client, args.stream_events, {"redis": redis_pid}, "stream-drain")
                         for which, runner in workers.items()} if args.stream_events > 0 else {}
 
@@ -596,17 +705,29 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(f"invalidator end-to-end benchmark ({os.cpu_count()} CPUs, mock Kafka and redis-server on the same machine; "
-              f"reference on librdkafka {confluent_kafka.libversion()[0]})")
+              f"reference on librdkafka {confluent_kafka.libversion()[0]}; load average at the start "
+              f"{load_at_start[0]:.2f}, at the end {os.getloadavg()[0]:.2f})")
         inv = drain["invalidator"]
-        line = f"drain {args.events} events, {PARTITIONS} partitions: invalidator {inv.events_per_second:,.0f} events/s"
+        ceiling_median = median_drain(ceiling)
+        print(f"drain {args.events} events, {PARTITIONS} partitions, medians of {args.rounds} rounds; "
+              f"Kafka-only ceiling (kcat -C -e) {ceiling_median.events_per_second:,.0f} messages/s, "
+              f"{ceiling_median.cpu_us_per_event:.2f} µs CPU/message")
+        for which, result in drain.items():
+            print(f"  {which:<11} {result.events_per_second:>11,.0f} events/s = {100 * shares[which]:.0f}% of the ceiling "
+                  f"(target >= 50%), {result.cpu_us_per_event:.2f} µs CPU/event, peak RSS {result.peak_rss_mib:.0f} MiB "
+                  f"(rounds: " + ", ".join(f"{r.events_per_second / 1000:.0f}k" for r in rounds[which]) + ")")
+        print("  ceiling rounds: " + ", ".join(f"{c.events_per_second / 1000:.0f}k" for c in ceiling))
+        line = f"drain: invalidator {inv.events_per_second:,.0f} events/s"
         if "reference" in drain:
             ref = drain["reference"]
             line += (f", python reference {ref.events_per_second:,.0f} events/s, "
                      f"ratio {inv.events_per_second / ref.events_per_second:.2f}x (target >= 4x)")
         print(line)
         if "baseline" in drain:
+            ratio = statistics.median(i.events_per_second / b.events_per_second
+                                      for i, b in zip(rounds["invalidator"], rounds["baseline"]))
             print(f"  baseline build {drain['baseline'].events_per_second:,.0f} events/s: "
-                  f"invalidator / baseline {inv.events_per_second / drain['baseline'].events_per_second:.2f}x")
+                  f"invalidator / baseline {ratio:.2f}x (median of the rounds' ratios)")
         for which, result in drain.items():
             print(f"  {which:<11} CPU while draining: " + ", ".join(f"{k} {v:.0f}%" for k, v in result.cpu_percent.items()))
         if stream_drain:
@@ -622,6 +743,9 @@ def main(argv: list[str] | None = None) -> int:
                 name = "python reference" if which == "reference" else which
                 parts.append(f"{name} p50 {result.p50:.2f} ms p99 {result.p99:.2f} ms")
             print(f"latency at {args.rate} events/s: " + "; ".join(parts) + " (target p99 < 10 ms)")
+            print("  from the broker's acknowledgement: " + "; ".join(
+                f"{which} p50 {result.ack_p50:.2f} ms p99 {result.ack_p99:.2f} ms" for which, result in latency.items())
+                + " (target p99 < 3 ms)")
             print(f"  {args.seconds:g} s of load on a {args.latency_partitions}-partition topic, producer linger.ms "
                   f"{args.linger_ms:g}, fetch.wait.max.ms {args.fetch_wait_ms}; latency = keyevent arrival - produce call")
             for which, result in latency.items():

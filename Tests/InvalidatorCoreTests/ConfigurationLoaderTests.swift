@@ -183,6 +183,49 @@ import Testing
         ])
     }
 
+    // MARK: Kafka buffer memory
+
+    /// A Kafka config whose line 5 is `    max_buffered_bytes: <value>`; the value starts at column 25.
+    func bufferedBytesConfig(_ value: String) -> String {
+        """
+        sources:
+          kafka:
+            brokers: "k:9092"
+            topics: [entity-changes]
+            max_buffered_bytes: \(value)
+        pools:
+          main: { nodes: ["127.0.0.1:6379"] }
+        rules: r.yaml
+        """
+    }
+
+    @Test(arguments: [("48MiB", 48 << 20), ("4096KiB", 4 << 20), ("2GiB", 2 << 30), ("16777216", 16 << 20)])
+    func maxBufferedBytesTakesBinaryUnitsOrBytes(_ value: String, _ bytes: Int) throws {
+        #expect(try load(bufferedBytesConfig(value)).sources.kafka?.maxBufferedBytes == bytes)
+    }
+
+    @Test func maxBufferedBytesIsUnsetByDefaultAndOverriddenFromTheEnvironment() throws {
+        #expect(try load(staticMemberConfig("w-0")).sources.kafka?.maxBufferedBytes == nil)
+        let overridden = try load(staticMemberConfig("w-0"), environment: ["INVALIDATOR__SOURCES__KAFKA__MAX_BUFFERED_BYTES": "32MiB"])
+        #expect(overridden.sources.kafka?.maxBufferedBytes == 32 << 20)
+    }
+
+    @Test(arguments: [
+        ("64MB", "must be a size such as 64MiB, 512KiB or a number of bytes, got '64MB'"),
+        ("-1MiB", "must be a size such as 64MiB, 512KiB or a number of bytes, got '-1MiB'"),
+        ("MiB", "must be a size such as 64MiB, 512KiB or a number of bytes, got 'MiB'"),
+        ("1.5GiB", "must be a size such as 64MiB, 512KiB or a number of bytes, got '1.5GiB'"),
+        ("99999999999999999999", "must be a size such as 64MiB, 512KiB or a number of bytes, got '99999999999999999999'"),
+        ("9007199254740993GiB", "must be from 4MiB to 2GiB, got '9007199254740993GiB'"),
+        ("3MiB", "must be from 4MiB to 2GiB, got '3MiB'"),
+        ("0", "must be from 4MiB to 2GiB, got '0'"),
+        ("3GiB", "must be from 4MiB to 2GiB, got '3GiB'"),
+        ("[1]", "must be a string"),
+    ])
+    func anAbsurdMaxBufferedBytesIsReportedAtItsValue(_ value: String, _ problem: String) {
+        #expect(diagnostics(bufferedBytesConfig(value)) == ["invalidator.yaml:5:25: sources.kafka.max_buffered_bytes \(problem)"])
+    }
+
     // MARK: Environment overrides
 
     @Test func environmentOverridesNestedKeys() throws {

@@ -1,4 +1,5 @@
 import InvalidatorCore
+import PropertyBased
 import Testing
 
 @Suite struct JSONParserTests {
@@ -42,5 +43,22 @@ import Testing
     @Test func serializesWhatItParses() throws {
         let text = #"{"a":[1,"x\"y",null,{"b":true}],"c":"\u0001"}"#
         #expect(try parse(text).serialized() == text)
+    }
+}
+
+/// The parser's own UTF-8 check (decode, then compare) against the standard library's.
+@Suite struct JSONStringUTF8PropertyTests {
+    /// ASCII, continuation bytes, every kind of lead byte, and bytes never valid in UTF-8.
+    static let strings = Gen<UInt8?>.element(of: [
+        0x61, 0x7A, 0x7F, 0x80, 0x8F, 0x9F, 0xA0, 0xBF, 0xC0, 0xC2, 0xDF, 0xE0, 0xED, 0xEF, 0xF0, 0xF4, 0xF5, 0xFF,
+    ]).map { $0! }.array(of: 0...8)
+
+    @Test func aStringIsAcceptedExactlyWhenItIsValidUTF8AndKeepsItsBytes() async {
+        await propertyCheck(count: 2_000, input: Self.strings) { bytes in
+            let document = [UInt8(ascii: "\"")] + bytes + [UInt8(ascii: "\"")]
+            let expected = String(validating: bytes, as: UTF8.self)
+            let parsed = try? JSONParser.parse(bytes: document)
+            #expect(parsed == expected.map { JSONValue.string($0) }, "\(bytes)")
+        }
     }
 }

@@ -19,6 +19,29 @@ import Testing
         #expect(messages.allSatisfy { $0.timestamp != nil })
     }
 
+    @Test func maxBufferedBytesBoundsLibrdkafkasQueueAndExplicitPropertiesWin() async throws {
+        let fixture = try KafkaFixture(topic: "changes", partitions: 1)
+        let perMessage = KafkaConsumerConfiguration.bytesPerQueuedMessage
+
+        let budgeted = try fixture.consumer(group: "g", topics: ["changes"], maxBufferedBytes: 8 << 20)
+        #expect(budgeted.librdkafkaSetting("queued.max.messages.kbytes") == "4096")
+        #expect(budgeted.librdkafkaSetting("queued.min.messages") == "\((4 << 20) / perMessage)")
+        await budgeted.close()
+
+        let defaulted = try fixture.consumer(group: "g", topics: ["changes"])
+        let half = KafkaConsumerConfiguration.defaultMaxBufferedBytes / 2
+        #expect(defaulted.librdkafkaSetting("queued.max.messages.kbytes") == "\(half / 1024)")
+        #expect(defaulted.librdkafkaSetting("queued.min.messages") == "\(half / perMessage)")
+        await defaulted.close()
+
+        let explicit = try fixture.consumer(
+            group: "g", topics: ["changes"], maxBufferedBytes: 8 << 20, properties: ["queued.min.messages": "5000"])
+        #expect(explicit.librdkafkaSetting("queued.min.messages") == "5000")
+        #expect(explicit.librdkafkaSetting("queued.max.messages.kbytes") == "4096")
+        #expect(explicit.librdkafkaSetting("no.such.property") == nil)
+        await explicit.close()
+    }
+
     @Test func newMemberResumesExactlyAfterCommittedOffsets() async throws {
         let fixture = try KafkaFixture(topic: "changes", partitions: 4)
         try await fixture.produce(topic: "changes", partitions: 4, perPartition: 100)

@@ -19,7 +19,7 @@ struct KafkaFixture {
 
     func consumer(
         group: String, topics: [String], maxBufferedMessages: Int = 20_000, maxBatchSize: Int = 4_000,
-        revocationTimeout: Duration = .seconds(10), properties: [String: String] = [:]
+        revocationTimeout: Duration = .seconds(10), maxBufferedBytes: Int? = nil, properties: [String: String] = [:]
     ) throws -> KafkaConsumer {
         try KafkaConsumer(
             configuration: KafkaConsumerConfiguration(
@@ -35,6 +35,7 @@ struct KafkaFixture {
                 ].merging(properties) { $1 },
                 maxBufferedMessages: maxBufferedMessages,
                 maxBatchSize: maxBatchSize,
+                maxBufferedBytes: maxBufferedBytes,
                 revocationTimeout: revocationTimeout
             ),
             logger: logger

@@ -143,7 +143,7 @@ import Testing
         let steps = Atomic<Int>(0)
 
         // Set on this task, seen by the pool's per-node tasks.
-        let report = await ExecutionProgress.$onStep.withValue({ steps.add(1, ordering: .relaxed) }) {
+        let report = await ExecutionProgress.reporting(to: { steps.add(1, ordering: .relaxed) }) {
             await pool.execute([.deletePattern(pattern: "session:*"), .purgeTag(setKey: "tag:all")])
         }
 

@@ -114,6 +114,10 @@ public struct KafkaSourceConfiguration: Hashable, Sendable {
     public var reading = SourceReading()
     /// Passed verbatim to librdkafka.
     public var properties: [String: String] = [:]
+    /// `max_buffered_bytes`: most memory librdkafka may fill with events fetched ahead
+    /// of processing; nil for the consumer's default. `properties` that set the same
+    /// librdkafka limits win over it.
+    public var maxBufferedBytes: Int?
 
     public init(brokers: String, topics: [String]) {
         self.brokers = brokers
@@ -136,7 +140,8 @@ extension KafkaSourceConfiguration: CustomStringConvertible, CustomDebugStringCo
 
     public var description: String {
         "KafkaSourceConfiguration(brokers: \(brokers), topics: \(topics), group: \(group), "
-            + "groupInstanceID: \(groupInstanceID ?? "nil"), format: \(format), properties: \(redactedProperties))"
+            + "groupInstanceID: \(groupInstanceID ?? "nil"), format: \(format), properties: \(redactedProperties), "
+            + "maxBufferedBytes: \(maxBufferedBytes.map(String.init) ?? "nil"))"
     }
 
     public var debugDescription: String { description }
@@ -144,7 +149,7 @@ extension KafkaSourceConfiguration: CustomStringConvertible, CustomDebugStringCo
     public var customMirror: Mirror {
         Mirror(self, children: [
             "brokers": brokers, "topics": topics, "group": group, "groupInstanceID": groupInstanceID as Any,
-            "format": format, "properties": redactedProperties,
+            "format": format, "properties": redactedProperties, "maxBufferedBytes": maxBufferedBytes as Any,
         ], displayStyle: .struct)
     }
 }

@@ -355,7 +355,7 @@ public enum ConfigurationLoader {
     }
 
     private static func parseKafka(_ node: Node, poolNames: [String], reader: inout YAMLReader) -> KafkaSourceConfiguration? {
-        let allowed = Set(["brokers", "topics", "group", "group_instance_id", "format", "properties"]).union(readingKeys)
+        let allowed = Set(["brokers", "topics", "group", "group_instance_id", "format", "properties", "max_buffered_bytes"]).union(readingKeys)
         guard let values = reader.mapping(node, context: "sources.kafka", allowed: allowed) else { return nil }
         guard let brokersNode = values["brokers"], let brokers = reader.string(brokersNode, context: "sources.kafka.brokers"),
               let topicsNode = values["topics"], let topics = reader.strings(topicsNode, context: "sources.kafka.topics"),
@@ -375,6 +375,9 @@ public enum ConfigurationLoader {
             }
         }
         kafka.format = format(values["format"], context: "sources.kafka.format", reader: &reader)
+        if let budget = values["max_buffered_bytes"] {
+            kafka.maxBufferedBytes = reader.byteSize(budget, context: "sources.kafka.max_buffered_bytes", range: kafkaBufferedBytesRange)
+        }
         kafka.reading = parseReading(values, format: kafka.format, in: node, context: "sources.kafka", poolNames: poolNames, reader: &reader)
         if let properties = values["properties"] {
             if case .mapping(let mapping) = properties {
@@ -394,6 +397,11 @@ public enum ConfigurationLoader {
         }
         return kafka
     }
+
+    /// `sources.kafka.max_buffered_bytes`: below a few MiB the consumer would stop fetching
+    /// after every few hundred events; above 2 GiB librdkafka's byte limit
+    /// (`queued.max.messages.kbytes`, at most 2,097,151 KiB) could not hold its half.
+    static let kafkaBufferedBytesRange = (4 << 20)...(2 << 30)
 
     /// Why `name` cannot be a `group.instance.id`, or nil when it can. Kafka's own rule
     /// (its Java client refuses the others): 1 to 249 of `a-z A-Z 0-9 . _ -`, not `.` or `..`.

@@ -206,6 +206,33 @@ struct YAMLReader {
         return value
     }
 
+    /// A size in bytes within `range`: a count of bytes, or one with a KiB, MiB or GiB suffix
+    /// (powers of 1024; decimal KB/MB/GB are refused rather than guessed at).
+    mutating func byteSize(_ node: Node, context: String, range: ClosedRange<Int>) -> Int? {
+        guard let text = string(node, context: context) else { return nil }
+        let units: [(suffix: String, bytes: Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)]
+        let unit = units.first { text.hasSuffix($0.suffix) } ?? ("", 1)
+        let digits = text.dropLast(unit.suffix.count)
+        guard digits.utf8.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }), let count = Int(digits) else {
+            report("\(context) must be a size such as 64MiB, 512KiB or a number of bytes, got '\(text)'", at: node)
+            return nil
+        }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: unit.bytes)
+        guard !overflow, range.contains(bytes) else {
+            report("\(context) must be from \(Self.formatBytes(range.lowerBound)) to \(Self.formatBytes(range.upperBound)), got '\(text)'", at: node)
+            return nil
+        }
+        return bytes
+    }
+
+    /// `bytes` in the largest unit that divides it, as `byteSize` reads it back.
+    static func formatBytes(_ bytes: Int) -> String {
+        for (suffix, unit) in [("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] where bytes >= unit && bytes % unit == 0 {
+            return "\(bytes / unit)\(suffix)"
+        }
+        return "\(bytes)"
+    }
+
     /// A positive duration from `minimum` to `maximum`: every duration setting has a
     /// ceiling past which it can only be a mistake (and arithmetic on it could overflow),
     /// and some a floor below which the worker would busy itself for nothing.

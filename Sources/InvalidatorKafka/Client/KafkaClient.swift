@@ -115,6 +115,20 @@ final class KafkaClient: @unchecked Sendable {
         callbacksBox.release()
     }
 
+    /// The value librdkafka holds for property `name` in this handle's configuration,
+    /// after defaults and adjustments; nil for an unknown property or a closed handle.
+    func setting(_ name: String) -> String? {
+        try? gate.enter { () -> String? in
+            var size = 0
+            guard let conf = rd_kafka_conf(handle), rd_kafka_conf_get(conf, name, nil, &size) == RD_KAFKA_CONF_OK, size > 0 else {
+                return nil
+            }
+            var value = [CChar](repeating: 0, count: size)
+            guard rd_kafka_conf_get(conf, name, &value, &size) == RD_KAFKA_CONF_OK else { return nil }
+            return Self.string(value)
+        }
+    }
+
     /// Wakes a poll in progress so the poll thread notices a stop request promptly.
     func wakeUp() {
         try? gate.enter { rd_kafka_yield(handle) }

@@ -100,6 +100,12 @@ package final class KafkaConsumer: Sendable {
         core.interruptWait()
     }
 
+    /// The value librdkafka applies for property `name` (e.g. `queued.min.messages`);
+    /// nil for an unknown property or once the consumer is closed.
+    package func librdkafkaSetting(_ name: String) -> String? {
+        client.setting(name)
+    }
+
     /// The partitions currently assigned to this consumer.
     package var assignment: Set<TopicPartition> {
         core.assignment

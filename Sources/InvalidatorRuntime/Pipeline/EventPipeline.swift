@@ -166,12 +166,8 @@ package final class EventPipeline: Sendable {
         var records = prepared.rejected
         heartbeat?.beat(.applying)
         // A pattern or tag purge may scan for minutes: each page it scans is a beat
-        // (inside the pattern stage, its own step counter runs too).
-        let stageStep = ExecutionProgress.onStep
-        let failures = await ExecutionProgress.$onStep.withValue({
-            heartbeat?.beat(.applying)
-            stageStep?()
-        }) {
+        // (inside the pattern stage, the stage's step counter is told too).
+        let failures = await ExecutionProgress.reporting(to: { heartbeat?.beat(.applying) }) {
             await executor.execute(plans.map(\.pools))
         }
         // A walk given up by a stop past the drain timeout: nothing of the batch is finished

@@ -208,7 +208,7 @@ final class PatternStage: Sendable {
     private func apply(_ group: [Entry], heartbeat: Heartbeat?) async {
         let prepared = EventPipeline.PreparedBatch(
             batch: group.map(\.event), plans: group.map(\.plan), planEventIndexes: Array(group.indices), rejected: [])
-        let result = await ExecutionProgress.$onStep.withValue({ [state] in state.withLock { $0.steps &+= 1 } }) {
+        let result = await ExecutionProgress.reporting(to: { [state] in state.withLock { $0.steps &+= 1 } }) {
             await pipeline.applyNow(prepared, heartbeat: heartbeat, redeletes: redeletes) { index in group[index].finished() }
         }
         state.withLock { state in

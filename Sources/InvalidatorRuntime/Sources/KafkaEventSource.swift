@@ -46,12 +46,7 @@ package final class KafkaEventSource: Service, Sendable {
     package var inFlight: Int { driver.withLock { $0?.inFlight ?? 0 } }
 
     package func run() async throws {
-        let consumer = try KafkaConsumer(
-            configuration: KafkaConsumerConfiguration(
-                brokers: configuration.brokers, group: configuration.group,
-                groupInstanceID: configuration.groupInstanceID, topics: configuration.topics,
-                properties: configuration.properties),
-            logger: logger)
+        let consumer = try KafkaConsumer(configuration: Self.consumerConfiguration(configuration), logger: logger)
         let adapter = KafkaAdapter(consumer: consumer, decoder: configuration.decoder, metrics: metrics, logger: logger)
         let driver = AtLeastOnceDriver(
             adapter: adapter, pipeline: pipeline, liveness: liveness, drainTimeout: drainTimeout,
@@ -61,6 +56,16 @@ package final class KafkaEventSource: Service, Sendable {
         if let instance = configuration.groupInstanceID { metadata["group_instance_id"] = "\(instance)" }
         logger.info("consuming", metadata: metadata)
         try await driver.run()
+    }
+}
+
+extension KafkaEventSource {
+    /// The consumer `sources.kafka` describes.
+    package static func consumerConfiguration(_ configuration: KafkaSourceConfiguration) -> KafkaConsumerConfiguration {
+        KafkaConsumerConfiguration(
+            brokers: configuration.brokers, group: configuration.group,
+            groupInstanceID: configuration.groupInstanceID, topics: configuration.topics,
+            properties: configuration.properties, maxBufferedBytes: configuration.maxBufferedBytes)
     }
 }
 
