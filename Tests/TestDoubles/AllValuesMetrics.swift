@@ -32,7 +32,8 @@ package final class AllValuesMetrics: MetricsFactory, Sendable {
         counters.withLock { $0[Self.key(label, dimensions.map { ($0.key, $0.value) })] ?? 0 }
     }
 
-    private final class Timer: TimerHandler, Sendable {
+    /// One handler for every kind: each appends to (or adds into) the values kept under its key.
+    private final class Handler: CounterHandler, RecorderHandler, TimerHandler, Sendable {
         let key: String
         let metrics: AllValuesMetrics
         init(_ key: String, _ metrics: AllValuesMetrics) {
@@ -40,33 +41,15 @@ package final class AllValuesMetrics: MetricsFactory, Sendable {
             self.metrics = metrics
         }
         func recordNanoseconds(_ duration: Int64) { metrics.timers.withLock { $0[key, default: []].append(duration) } }
-    }
-
-    private final class Counter: CounterHandler, Sendable {
-        let key: String
-        let metrics: AllValuesMetrics
-        init(_ key: String, _ metrics: AllValuesMetrics) {
-            self.key = key
-            self.metrics = metrics
-        }
         func increment(by amount: Int64) { metrics.counters.withLock { $0[key, default: 0] += amount } }
         func reset() { metrics.counters.withLock { $0[key] = 0 } }
-    }
-
-    private final class Recorder: RecorderHandler, Sendable {
-        let key: String
-        let metrics: AllValuesMetrics
-        init(_ key: String, _ metrics: AllValuesMetrics) {
-            self.key = key
-            self.metrics = metrics
-        }
         func record(_ value: Int64) { record(Double(value)) }
         func record(_ value: Double) { metrics.recorders.withLock { $0[key, default: []].append(value) } }
     }
 
-    package func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Counter(Self.key(label, dimensions), self) }
-    package func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Recorder(Self.key(label, dimensions), self) }
-    package func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Timer(Self.key(label, dimensions), self) }
+    package func makeCounter(label: String, dimensions: [(String, String)]) -> any CounterHandler { Handler(Self.key(label, dimensions), self) }
+    package func makeRecorder(label: String, dimensions: [(String, String)], aggregate: Bool) -> any RecorderHandler { Handler(Self.key(label, dimensions), self) }
+    package func makeTimer(label: String, dimensions: [(String, String)]) -> any TimerHandler { Handler(Self.key(label, dimensions), self) }
     package func destroyCounter(_ handler: any CounterHandler) {}
     package func destroyRecorder(_ handler: any RecorderHandler) {}
     package func destroyTimer(_ handler: any TimerHandler) {}

@@ -10,20 +10,42 @@ extension Glob {
     }
 
     /// `matches(_:bytes:)` for a pattern already in bytes, so a caller testing many keys converts it once.
+    ///
+    /// Linear-ish whatever the pattern, as Redis's own matcher since CVE-2022-36021: a
+    /// pattern such as `*?*?*?…*?\x01` from a direct message would otherwise try every way
+    /// its stars can split a key, exponential in the number of stars.
     package static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
+        var skipLongerMatches = false
+        return matches(pattern, string, skipLongerMatches: &skipLongerMatches, nesting: 0)
+    }
+
+    /// Stars deeper than this never match, as in Redis (`stringmatchlen`'s nesting limit),
+    /// which also bounds the recursion.
+    private static let maximumStarNesting = 1000
+
+    /// - Parameter skipLongerMatches: set once the rest of the pattern after a star matched
+    ///   nowhere in the rest of the key: then no earlier star can help by matching longer
+    ///   (the rest would have to match even later), so every enclosing star gives up at once.
+    private static func matches(
+        _ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>, skipLongerMatches: inout Bool, nesting: Int
+    ) -> Bool {
+        guard nesting <= maximumStarNesting else { return false }
         var pattern = pattern
         var string = string
         while let token = pattern.first {
             switch token {
             case UInt8(ascii: "*"):
-                let rest = pattern.dropFirst()
+                // Consecutive stars are one.
+                let rest = pattern.drop { $0 == UInt8(ascii: "*") }
                 if rest.isEmpty { return true }
                 var tail = string
                 while true {
-                    if matches(rest, tail) { return true }
-                    if tail.isEmpty { return false }
+                    if matches(rest, tail, skipLongerMatches: &skipLongerMatches, nesting: nesting + 1) { return true }
+                    if skipLongerMatches || tail.isEmpty { break }
                     tail = tail.dropFirst()
                 }
+                skipLongerMatches = true
+                return false
             case UInt8(ascii: "?"):
                 guard !string.isEmpty else { return false }
                 string = string.dropFirst()
