@@ -159,6 +159,28 @@ import Testing
         try await restarted.stop()
     }
 
+    @Test func aStopWhileWaitingForRoomLeavesBothEventsForRedelivery() async throws {
+        let harness = try await Self.harness(settings: ", max_pending_patterns: 1", drainTimeout: "100ms")
+        let first = Self.sessionKeys(3..<4, each: 100)
+        let second = Self.sessionKeys(4..<5, each: 100)
+        try await seedKeys(harness.redis, first + second + Self.filler)
+        try await harness.produce([Self.sessionEvent([3])])
+        let stopped = RunningWorker(try harness.makeWorker())
+        try await Self.walkStarted(harness, first)
+        // The second pattern event finds the pool at its bound: the loop waits for room.
+        try await harness.produce([Self.sessionEvent([4])])
+        try await Task.sleep(for: .milliseconds(500))
+        try await stopped.stop()
+        // The loop stops waiting for room at the stop; the walk is given up after the drain timeout.
+        #expect(try existingKeys(harness.redis, first) > 0, "the stop did not wait for the walk")
+        #expect(try await harness.committedTotal() == 0)
+
+        let restarted = RunningWorker(try harness.makeWorker())
+        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 2 })
+        #expect(try existingKeys(harness.redis, first + second) == 0, "redelivered and applied")
+        try await restarted.stop()
+    }
+
     @Test func aNodeLostDuringTheWalkDeadLettersThePatternEvent() async throws {
         let harness = try await Self.harness()
         let sessions = Self.sessionKeys(5..<6, each: 100)

@@ -34,7 +34,7 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
     private let logger: Logger
     /// Woken on every completion, for hand-over.
     private let tracker = Guarded(CompletionTracker<Adapter.Partition>())
-    private let stop = StopSignal()
+    private let stop: StopSignal
     private let processed = Atomic<Int>(0)
 
     init(
@@ -45,7 +45,9 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
         self.pipeline = pipeline
         let redeletes = RedeleteScheduler(executor: pipeline.executor)
         self.redeletes = redeletes
-        self.patterns = PatternStage(pipeline: pipeline, redeletes: redeletes)
+        let stop = StopSignal()
+        self.stop = stop
+        self.patterns = PatternStage(pipeline: pipeline, redeletes: redeletes, stop: stop)
         self.liveness = liveness
         self.drainTimeout = drainTimeout
         self.commitInterval = commitInterval
@@ -182,12 +184,17 @@ final class AtLeastOnceDriver<Adapter: SourceAdapter>: Sendable {
         }
     }
 
-    /// Partitions are leaving: let their in-flight work, pattern-stage work and
-    /// delayed redeletes finish (bounded by the drain timeout), commit what is finished, forget them.
+    /// Partitions are leaving: let the pattern stage finish, then their delayed
+    /// redeletes (bounded by the drain timeout), commit what is finished, forget them.
+    ///
+    /// The stage is waited for in full, lost partitions too, as batches were before it
+    /// existed: work of a partition that another worker may already own must not run
+    /// after it (a walk deleting a version key that worker bumped since).
     private func handOver(_ partitions: [Adapter.Partition], isLost: Bool, heartbeat: Heartbeat) async {
         logger.info("partitions revoked", metadata: ["partitions": "\(partitions)", "lost": "\(isLost)"])
+        heartbeat.beat(.handingOver)
+        await patterns.drain(until: nil)
         if !isLost {
-            heartbeat.beat(.handingOver)
             let finished = await tracker.wait(
                 until: { tracker in !partitions.contains { tracker.unfinishedCount($0) > 0 } },
                 deadline: ContinuousClock.now + drainTimeout)

@@ -142,9 +142,13 @@ final class PatternStage: Sendable {
     /// How often a loop waiting for room looks at the stage's progress.
     private static let waitingBeat: Duration = .milliseconds(500)
 
-    init(pipeline: EventPipeline, redeletes: RedeleteScheduler) {
+    /// Set when the source stops: a loop waiting for room stops waiting.
+    private let stop: StopSignal
+
+    init(pipeline: EventPipeline, redeletes: RedeleteScheduler, stop: StopSignal) {
         self.pipeline = pipeline
         self.redeletes = redeletes
+        self.stop = stop
         self.limits = pipeline.executor.pools.maxPendingPatterns
     }
 
@@ -156,11 +160,12 @@ final class PatternStage: Sendable {
     /// Queues an event behind everything pending, first waiting while a pool it has
     /// patterns on is at its bound. While waiting, `heartbeat` beats whenever the
     /// stage made a step since the last look, so a long walk is not a stall but a
-    /// stage that hangs is. When cancelled (shutdown) the event is queued anyway: the
-    /// drain runs or drops it, and it is not committed before it ran.
+    /// stage that hangs is. When the source stops (or the task is cancelled) the event is
+    /// queued anyway, so the stop is not held up by a walk: the drain runs it or leaves
+    /// it, and it is not committed before it ran.
     func enqueue(_ entry: Entry, heartbeat: Heartbeat?) async {
         var lastSteps = state.read(\.steps)
-        while !Task.isCancelled, !state.read({ $0.pending.hasRoom(for: entry.footprint, limits: limits) }) {
+        while !Task.isCancelled, !stop.isSet, !state.read({ $0.pending.hasRoom(for: entry.footprint, limits: limits) }) {
             await state.wait(
                 until: { $0.pending.hasRoom(for: entry.footprint, limits: limits) }, deadline: ContinuousClock.now + Self.waitingBeat)
             let (steps, detail) = state.read { state in (state.steps, describeFullPools(state.pending, for: entry.footprint)) }
@@ -229,9 +234,10 @@ final class PatternStage: Sendable {
         pipeline.metrics.inFlightChanged(by: -(group.count - result.awaiting.count))
     }
 
-    /// Waits until every queued event was applied, or until `deadline`.
+    /// Waits until every queued event was applied, or until `deadline` (none: however long it takes).
     /// - Returns: true when none is left.
-    func drain(until deadline: ContinuousClock.Instant) async -> Bool {
+    @discardableResult
+    func drain(until deadline: ContinuousClock.Instant?) async -> Bool {
         await state.wait(until: \.isIdle, deadline: deadline)
     }
 }
