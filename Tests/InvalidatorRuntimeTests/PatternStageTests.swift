@@ -135,50 +135,51 @@ import Testing
         #expect(try await harness.committedTotal() == 1)
     }
 
-    @Test func pastTheDrainTimeoutPatternWorkIsGivenUpAndLeftUncommitted() async throws {
-        let harness = try await Self.harness(drainTimeout: "100ms")
+    /// Two single-id pattern events: the first's walk starts, the second is read while it
+    /// runs, then the worker stops with a 100 ms drain timeout. Returns both events' keys.
+    static func stopDuringAWalkWithASecondEventRead(
+        _ harness: WorkerHarness
+    ) async throws -> (first: [String], second: [String]) {
         let first = Self.sessionKeys(3..<4, each: 100)
         let second = Self.sessionKeys(4..<5, each: 100)
         try await seedKeys(harness.redis, first + second + Self.filler)
         try await harness.produce([Self.sessionEvent([3])])
         let stopped = RunningWorker(try harness.makeWorker())
         try await Self.walkStarted(harness, first)
-        // Read while the first walk runs, so it waits in the stage behind it.
         try await harness.produce([Self.sessionEvent([4])])
         try await Task.sleep(for: .milliseconds(500))
         try await stopped.stop()
+        return (first, second)
+    }
+
+    /// A new worker redelivers and applies both events.
+    static func restartAppliesBoth(_ harness: WorkerHarness, _ keys: [String]) async throws {
+        let restarted = RunningWorker(try harness.makeWorker())
+        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 2 })
+        #expect(try existingKeys(harness.redis, keys) == 0, "redelivered and applied")
+        try await restarted.stop()
+    }
+
+    @Test func pastTheDrainTimeoutPatternWorkIsGivenUpAndLeftUncommitted() async throws {
+        let harness = try await Self.harness(drainTimeout: "100ms")
+        // The second event waits in the stage behind the first walk.
+        let (first, second) = try await Self.stopDuringAWalkWithASecondEventRead(harness)
         // The walk under way is given up between rounds; the one queued never starts.
         #expect(try await harness.committedTotal() == 0, "neither event is committed")
         #expect(try existingKeys(harness.redis, first) > 0, "the walk under way stopped before its end")
         #expect(try existingKeys(harness.redis, second) == second.count, "the queued walk did not start")
         #expect(try harness.deadLetterReasons().isEmpty, "a walk given up is redone, not dead-lettered")
-
-        let restarted = RunningWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 2 })
-        #expect(try existingKeys(harness.redis, first + second) == 0, "redelivered and applied")
-        try await restarted.stop()
+        try await Self.restartAppliesBoth(harness, first + second)
     }
 
     @Test func aStopWhileWaitingForRoomLeavesBothEventsForRedelivery() async throws {
         let harness = try await Self.harness(settings: ", max_pending_patterns: 1", drainTimeout: "100ms")
-        let first = Self.sessionKeys(3..<4, each: 100)
-        let second = Self.sessionKeys(4..<5, each: 100)
-        try await seedKeys(harness.redis, first + second + Self.filler)
-        try await harness.produce([Self.sessionEvent([3])])
-        let stopped = RunningWorker(try harness.makeWorker())
-        try await Self.walkStarted(harness, first)
         // The second pattern event finds the pool at its bound: the loop waits for room.
-        try await harness.produce([Self.sessionEvent([4])])
-        try await Task.sleep(for: .milliseconds(500))
-        try await stopped.stop()
+        let (first, second) = try await Self.stopDuringAWalkWithASecondEventRead(harness)
         // The loop stops waiting for room at the stop; the walk is given up after the drain timeout.
         #expect(try existingKeys(harness.redis, first) > 0, "the stop did not wait for the walk")
         #expect(try await harness.committedTotal() == 0)
-
-        let restarted = RunningWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 2 })
-        #expect(try existingKeys(harness.redis, first + second) == 0, "redelivered and applied")
-        try await restarted.stop()
+        try await Self.restartAppliesBoth(harness, first + second)
     }
 
     @Test func aNodeLostDuringTheWalkDeadLettersThePatternEvent() async throws {
