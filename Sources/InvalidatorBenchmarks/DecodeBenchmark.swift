@@ -116,7 +116,6 @@ enum DecodeBenchmark {
             let elapsed = try ContinuousClock().measure(body)
             fastest = min(fastest, elapsed)
         }
-        let seconds = Double(fastest.components.seconds) + Double(fastest.components.attoseconds) / 1e18
-        return Double(count) / seconds
+        return Double(count) / fastest.seconds
     }
 }
