@@ -99,6 +99,7 @@ package final class Worker: Sendable {
         self.rulesReloader = observability.rulesReloadInterval.flatMap { interval in
             loaded.rulesFiles.isEmpty ? nil : RulesReloader(
                 paths: loaded.rulesFiles, rules: pipeline.rules, configuration: configuration, interval: interval,
+                settleInterval: observability.rulesReloadSettle,
                 loadedContents: loaded.rulesContents.count == loaded.rulesFiles.count ? loaded.rulesContents : nil,
                 metrics: metrics, logger: logger)
         }

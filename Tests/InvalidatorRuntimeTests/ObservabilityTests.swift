@@ -93,11 +93,11 @@ import Testing
         let store = ControlledDeadLetterStore()
         let capture = LogCapture()
         let observed = try ObservedWorker(
-            harness, logger: Logger(label: "test") { _ in CapturingLogHandler(capture: capture) }, stallTimeout: .seconds(2),
+            harness, logger: Logger(label: "test") { _ in CapturingLogHandler(capture: capture) }, stallTimeout: .seconds(4),
             deadLetters: store)
         let port = try await observed.port()
         // Idle for longer than the stall timeout: the loop keeps going round.
-        #expect(try await holds(for: .seconds(5)) { try await httpGet(port: port, path: "/healthz").status == 200 })
+        #expect(try await holds(for: .seconds(6)) { try await httpGet(port: port, path: "/healthz").status == 200 })
         #expect(try await httpGet(port: port, path: "/healthz").body.hasPrefix("alive:\n- kafka: last heartbeat "))
 
         store.mode = .hangs
@@ -123,11 +123,11 @@ import Testing
         let harness = try await WorkerHarness(partitions: 1)
         let store = ControlledDeadLetterStore()
         store.mode = .fails
-        let observed = try ObservedWorker(harness, stallTimeout: .seconds(2), deadLetters: store)
+        let observed = try ObservedWorker(harness, stallTimeout: .seconds(4), deadLetters: store)
         let port = try await observed.port()
         try await harness.produce([#"{"entity":"user","id":"#])
         #expect(try await eventually { store.attempts > 0 })
-        #expect(try await holds(for: .seconds(5)) { try await httpGet(port: port, path: "/healthz").status == 200 })
+        #expect(try await holds(for: .seconds(9)) { try await httpGet(port: port, path: "/healthz").status == 200 })
         #expect(store.attempts >= 5)
         store.mode = .works
         #expect(try await eventually { store.stored == 1 })
@@ -213,8 +213,8 @@ import Testing
                   sasl.password: ${KAFKA_PASSWORD}
               redis_stream: { pool: dead, streams: ["changes"], group: g }
             pools:
-              primary: { nodes: ["\(protected.endpoint)"], password: "${REDIS_PASSWORD}", command_timeout: 500ms, connect_timeout: 500ms }
-              dead: { nodes: ["\(dead.endpoint)"], connect_timeout: 500ms }
+              primary: { nodes: ["\(protected.endpoint)"], password: "${REDIS_PASSWORD}", command_timeout: 5s, connect_timeout: 5s }
+              dead: { nodes: ["\(dead.endpoint)"], connect_timeout: 5s }
             rules:
               - { name: user, match: { entity: user }, pools: [primary], delete: ["user:{id}"] }
             retry: { attempts: 2, initial_backoff: 10ms, max_backoff: 10s }
@@ -256,13 +256,14 @@ struct ObservedWorker {
 
     init(
         _ harness: WorkerHarness, logger: Logger? = nil, stallTimeout: Duration? = nil,
-        deadLetters: (any DeadLetterStore)? = nil
+        rulesReloadSettle: Duration = .milliseconds(300), deadLetters: (any DeadLetterStore)? = nil
     ) throws {
         let registry = registry
         let observability = WorkerObservability(
             metrics: WorkerMetrics(factory: PrometheusMetricsFactory(registry: registry)), serveHTTP: true,
             listen: HostPort(host: "127.0.0.1", port: 0), renderMetrics: { registry.emitToString() },
-            healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100), stallTimeout: stallTimeout)
+            healthCheckInterval: .milliseconds(200), rulesReloadInterval: .milliseconds(100),
+            rulesReloadSettle: rulesReloadSettle, stallTimeout: stallTimeout)
         let loaded = try ConfigurationFiles.load(configPath: harness.configPath.path, environment: [:])
         var logger = logger ?? Logger(label: "test")
         logger.logLevel = .info
@@ -271,7 +272,7 @@ struct ObservedWorker {
     }
 
     func port() async throws -> Int {
-        _ = try await eventually(timeout: .seconds(10)) { (running.worker.httpServer?.boundPort ?? 0) > 0 }
+        _ = try await eventually { (running.worker.httpServer?.boundPort ?? 0) > 0 }
         return running.worker.httpServer?.boundPort ?? 0
     }
 

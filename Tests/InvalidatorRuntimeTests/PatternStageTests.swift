@@ -25,8 +25,9 @@ import Testing
             bump: ["session:{id}:version"]
         """
 
-    /// Keys no rule touches: the keyspace a walk goes through.
-    static let filler = (0..<8000).map { "filler:\($0)" }
+    /// Keys no rule touches: the keyspace a walk goes through, 600 SCAN pages of at least
+    /// 10 ms each: long enough for a test to produce events and stop a worker while it runs.
+    static let filler = (0..<30_000).map { "filler:\($0)" }
 
     static func harness(
         partitions: Int32 = 1, settings: String = "", drainTimeout: String = "5s"
@@ -89,7 +90,7 @@ import Testing
         // delete removes user:1. Had the bump overtaken the walk, the key would be gone.
         try await harness.produce([#"{"entity":"session_version","id":"1","op":"update"}"#] + Self.userEvents(1..<2))
         #expect(try existingKeys(harness.redis, sessions) > 0, "the bump came while the walk ran")
-        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 3 })
+        #expect(try await eventually(timeout: .seconds(120)) { try await harness.committedTotal() == 3 })
         #expect(try harness.redis.call("GET", "session:1:version") == "1")
         #expect(try existingKeys(harness.redis, sessions + ["user:1"]) == 0)
         try await running.stop()
@@ -102,8 +103,8 @@ import Testing
         try await seedKeys(harness.redis, Array(keys) + Array(Self.filler.prefix(2000)))
         // Twelve one-pattern events, then one with four patterns: more than the bound.
         try await harness.produce((0..<12).map { Self.sessionEvent([$0]) } + [Self.sessionEvent(Array(12..<16))])
-        // A loop waiting for room beats while the stage walks: never a stall, though each walk takes about a second.
-        let observability = WorkerObservability(metrics: WorkerMetrics(factory: metrics), stallTimeout: .seconds(3))
+        // A loop waiting for room beats while the stage walks: never a stall, though the walks take seconds.
+        let observability = WorkerObservability(metrics: WorkerMetrics(factory: metrics), stallTimeout: .seconds(10))
         let running = RunningWorker(try harness.makeWorker(observability: observability))
 
         var stalls: [String] = []
@@ -155,7 +156,7 @@ import Testing
     /// A new worker redelivers and applies both events.
     static func restartAppliesBoth(_ harness: WorkerHarness, _ keys: [String]) async throws {
         let restarted = RunningWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(60)) { try await harness.committedTotal() == 2 })
+        #expect(try await eventually(timeout: .seconds(120)) { try await harness.committedTotal() == 2 })
         #expect(try existingKeys(harness.redis, keys) == 0, "redelivered and applied")
         try await restarted.stop()
     }

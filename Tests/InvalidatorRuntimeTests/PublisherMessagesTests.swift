@@ -22,7 +22,7 @@ import Testing
         try await seedKeys(harness.redis, allowed + kept)
         let running = RunningWorker(try harness.makeWorker())
         let source = try #require(running.worker.redisPubSub)
-        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try await eventually { source.isSubscribed })
 
         try await harness.publish([
             #"{"pattern": "session:acme:*", "tenantId": "acme"}"#,   // not in the list
@@ -34,8 +34,8 @@ import Testing
             #"{"pattern": "user:\\*:*", "tenantId": "*"}"#,          // the literal tenant '*'
         ], on: "cache:invalidate")
 
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, allowed) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons().count == 5 })
+        #expect(try await eventually { try existingKeys(harness.redis, allowed) == 0 })
+        #expect(try await eventually { try harness.deadLetterReasons().count == 5 })
         try await running.stop()
         #expect(try existingKeys(harness.redis, kept) == kept.count)
         #expect(try harness.deadLetterReasons() == Array(repeating: "not-allowed", count: 5))
@@ -65,9 +65,9 @@ import Testing
             #"{"patterns": "api:*", "ctx": {"tenantId": "acme"}}"#,
         ], to: "cache:invalidate")
         let running = RunningWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, allowed) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons().count == 2 })
-        #expect(try await eventually(timeout: .seconds(5)) { try harness.pending("cache:invalidate") == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, allowed) == 0 })
+        #expect(try await eventually { try harness.deadLetterReasons().count == 2 })
+        #expect(try await eventually { try harness.pending("cache:invalidate") == 0 })
         try await running.stop()
         #expect(try existingKeys(harness.redis, kept) == kept.count)
         #expect(try harness.deadLetterReasons() == ["not-allowed", "not-allowed"])
@@ -93,7 +93,7 @@ import Testing
         try await seedKeys(harness.redis, keys + kept)
         let running = RunningWorker(try harness.makeWorker())
         let pubsub = try #require(running.worker.redisPubSub)
-        #expect(try await eventually(timeout: .seconds(10)) { pubsub.isSubscribed })
+        #expect(try await eventually { pubsub.isSubscribed })
         try await harness.add([
             #"{"type": "org", "action": "changed", "tenant": "ignored", "tenantId": "acme", "payload": {"after": {"user_id": 42}}}"#,
         ])
@@ -103,8 +103,8 @@ import Testing
             // No user_id: the composite key is incomplete, so the row is dead-lettered, not half-keyed.
             #"{"payload": {"op": "c", "source": {"table": "org"}, "after": {"org_id": 7, "tenant_id": "acme"}}}"#,
         ], on: "dbz")
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, keys) == 0 })
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons().count == 1 })
+        #expect(try await eventually { try existingKeys(harness.redis, keys) == 0 })
+        #expect(try await eventually { try harness.deadLetterReasons().count == 1 })
         try await running.stop()
         #expect(try existingKeys(harness.redis, kept) == kept.count)
         #expect(try harness.deadLetterReasons() == ["schema-violation"])
@@ -124,8 +124,8 @@ import Testing
             #"{"specversion": "1.0", "id": "e1", "source": "s", "type": "t", "data": {"entity": "org", "op": "update", "orgId": 5, "ctx": {"tenantId": "acme"}}}"#,
         ])
         let running = RunningWorker(try harness.makeWorker())
-        #expect(try await eventually(timeout: .seconds(10)) { try existingKeys(harness.redis, ["org:acme:5"]) == 0 })
-        #expect(try await eventually(timeout: .seconds(5)) { try harness.pending() == 0 })
+        #expect(try await eventually { try existingKeys(harness.redis, ["org:acme:5"]) == 0 })
+        #expect(try await eventually { try harness.pending() == 0 })
         try await running.stop()
         #expect(try existingKeys(harness.redis, ["org:acme:6"]) == 1)
         #expect(try harness.deadLetterReasons().isEmpty)
@@ -136,9 +136,9 @@ import Testing
         try await seedKeys(harness.redis, ["session:acme:1", "session:acme:2", "session:globex:1"])
         let running = RunningWorker(try harness.makeWorker())
         let source = try #require(running.worker.redisPubSub)
-        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try await eventually { source.isSubscribed })
         try await harness.publish([#"{"pattern": "session:acme:*", "tenantId": "acme"}"#], on: "cache:invalidate")
-        #expect(try await eventually(timeout: .seconds(10)) { try harness.deadLetterReasons() == ["not-allowed"] })
+        #expect(try await eventually { try harness.deadLetterReasons() == ["not-allowed"] })
         try await running.stop()
 
         let configPath = harness.folder.appendingPathComponent("invalidator.yaml")

@@ -24,8 +24,8 @@ final class ReplayFixture: Sendable {
         let nodes = cache.map { "\"\($0.endpoint)\"" }.joined(separator: ", ")
         let config = """
             pools:
-              primary: { mode: \(cacheNodes == 1 ? "single" : "replicated"), nodes: [\(nodes)], command_timeout: 500ms, connect_timeout: 300ms }
-              dead: { nodes: ["\(dead.endpoint)"], connect_timeout: 500ms }
+              primary: { mode: \(cacheNodes == 1 ? "single" : "replicated"), nodes: [\(nodes)], command_timeout: 5s, connect_timeout: 5s }
+              dead: { nodes: ["\(dead.endpoint)"], connect_timeout: 5s }
             rules: rules.yaml
             retry: { attempts: \(retryAttempts), initial_backoff: 10ms, max_backoff: 50ms }
             dead_letters: { pool: dead, stream: "\(stream)" }
@@ -148,8 +148,8 @@ func failedRecord(
                 group: \(harness.group)
                 properties: { fetch.wait.max.ms: "5", session.timeout.ms: "6000" }
             pools:
-              primary: { mode: replicated, nodes: ["\(harness.redis.endpoint)", "\(edge.endpoint)"], command_timeout: 500ms, connect_timeout: 300ms }
-              dead: { nodes: ["\(harness.deadLetterRedis.endpoint)"], connect_timeout: 500ms }
+              primary: { mode: replicated, nodes: ["\(harness.redis.endpoint)", "\(edge.endpoint)"], command_timeout: 5s, connect_timeout: 5s }
+              dead: { nodes: ["\(harness.deadLetterRedis.endpoint)"], connect_timeout: 5s }
             rules: rules.yaml
             retry: { attempts: 2, initial_backoff: 10ms, max_backoff: 50ms }
             dead_letters: { pool: dead, stream: "dead-letters" }

@@ -104,25 +104,25 @@ import Testing
 
     // MARK: 2. A file written in place is loaded only whole
 
-    /// The harness's worker polls every 100 ms and settles for 300 ms. The first
-    /// half stays alone for 150 ms, so a poll sees it; the second half lands well
-    /// inside the settle window. Without settling the one-rule set would be loaded.
+    /// The worker polls every 100 ms and settles for 2 s. The first half stays alone
+    /// for 150 ms, so a poll sees it; the second half lands well inside the settle
+    /// window, even on a loaded machine. Without settling the one-rule set would be loaded.
     @Test func aRulesFileWrittenInPlaceInTwoHalvesIsLoadedOnlyWhole() async throws {
         let harness = try await WorkerHarness(partitions: 1)
         let capture = LogCapture()
-        let observed = try ObservedWorker(harness, logger: Self.capturingLogger(capture))
+        let observed = try ObservedWorker(harness, logger: Self.capturingLogger(capture), rulesReloadSettle: .seconds(2))
         // An event applied means the services, the reloader among them, are running.
         try await seedKeys(harness.redis, ["user:1"])
         try await harness.produce([Self.user(1)])
         #expect(try await eventually { try existingKeys(harness.redis, ["user:1"]) == 0 })
         func reloads() -> Double { observed.value(MetricName.ruleReloads, ["result": "ok"]) ?? 0 }
-        try await prime(Self.rulesFile(harness), settle: .milliseconds(300), reloads: reloads)
+        try await prime(Self.rulesFile(harness), settle: .seconds(2), reloads: reloads)
         let primed = (reloads: reloads(), logged: Self.reloadedCounts(capture).count)
 
         try await writeInTwoHalves(Self.rulesFile(harness), gap: .milliseconds(150))
 
         #expect(try await eventually { reloads() == primed.reloads + 1 })
-        try await Task.sleep(for: .seconds(1))
+        try await Task.sleep(for: .seconds(3))
         #expect(reloads() == primed.reloads + 1, "the halves were loaded exactly once")
         #expect((observed.value(MetricName.ruleReloads, ["result": "rejected"]) ?? 0) == 0, "no partial read was rejected either")
         #expect(Array(Self.reloadedCounts(capture).dropFirst(primed.logged)) == [2], "never a reload with the first half's single rule")
@@ -136,9 +136,9 @@ import Testing
     }
 
     /// The same in-place write against a reloader driven directly, with timings
-    /// far apart: the first half alone for 250 ms under a 50 ms poll, a 600 ms settle.
+    /// far apart: the first half alone for 250 ms under a 50 ms poll, a 2 s settle.
     @Test func aDirectlyDrivenReloaderWaitsForTheFileToSettle() async throws {
-        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .milliseconds(600))
+        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .seconds(2))
         #expect(reloads == 1)
         #expect(counts == [2], "the first half is never loaded")
     }
@@ -301,7 +301,7 @@ import Testing
         try Self.firstHalf.write(to: Self.rulesFile(harness), atomically: true, encoding: .utf8)
         let running = RunningWorker(worker)
         func value(_ name: String, _ labels: [String: String]) -> Double? { PrometheusText(registry.emitToString()).value(name, labels) }
-        #expect(try await eventually(timeout: .seconds(15)) { value(MetricName.ruleReloads, ["result": "ok"]) == 1 }, "the one-rule file is loaded")
+        #expect(try await eventually { value(MetricName.ruleReloads, ["result": "ok"]) == 1 }, "the one-rule file is loaded")
         #expect(value(MetricName.rulesInForce, [:]) == 1)
         try await running.stop()
     }

@@ -50,7 +50,7 @@ import Testing
                   redis_stream: { pool: events, streams: ["events"], block: 100ms }
                 pools:
                   events: { nodes: ["\(events.endpoint)"] }
-                  cache: { mode: replicated, nodes: ["\(cacheA.endpoint)", "\(cacheB.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms }
+                  cache: { mode: replicated, nodes: ["\(cacheA.endpoint)", "\(cacheB.endpoint)"], command_timeout: 5s, connect_timeout: 5s }
                 rules: rules.yaml
                 retry: { attempts: 2, initial_backoff: 10ms, max_backoff: 50ms }
                 dead_letters: { pool: events, stream: "dead-letters" }
@@ -61,7 +61,7 @@ import Testing
                     headers: { Authorization: "Bearer ${CDN_TOKEN}" }
                     body: { account: "${CDN_ACCOUNT}", tags: [] }
                     batch: { field: tags, max: 3 }
-                    timeout: 1s
+                    timeout: 10s
                 """.write(to: configPath, atomically: true, encoding: .utf8)
         }
 

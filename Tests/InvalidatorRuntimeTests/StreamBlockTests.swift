@@ -29,7 +29,7 @@ import Testing
         try await seedKeys(harness.redis, ["user:1"])
         let running = RunningWorker(try harness.makeWorker())
         let source = try #require(running.worker.redisStream)
-        #expect(try await eventually(timeout: .seconds(10)) { source.isSubscribed })
+        #expect(try await eventually { source.isSubscribed })
 
         // Idle: one XREADGROUP waiting, where a 100 ms block would have sent about 30.
         let before = try readCommands(harness)
@@ -42,7 +42,7 @@ import Testing
         let pickedUp = try await timeUntil(timeout: .seconds(20)) { try existingKeys(harness.redis, ["user:1"]) == 0 }
         #expect(pickedUp != nil)
         #expect(pickedUp.map { $0 < .seconds(5) } ?? false, "read after \(String(describing: pickedUp)); the block is 30 s")
-        #expect(try await eventually(timeout: .seconds(5)) { try harness.pending() == 0 })
+        #expect(try await eventually { try harness.pending() == 0 })
 
         // Shutdown while the reader is blocked again: CLIENT UNBLOCK ends the wait.
         try await Task.sleep(for: .seconds(1))

@@ -33,7 +33,7 @@ final class TopicReplayFixture: Sendable {
                 group: \(group)
                 properties: { fetch.wait.max.ms: "5", session.timeout.ms: "6000" }
             pools:
-              primary: { nodes: ["\(cache.endpoint)"], command_timeout: 500ms, connect_timeout: 300ms }
+              primary: { nodes: ["\(cache.endpoint)"], command_timeout: 5s, connect_timeout: 5s }
               coordination: { nodes: ["\(coordination.endpoint)"] }
             rules: rules.yaml
             retry: { attempts: 2, initial_backoff: 10ms, max_backoff: 50ms }

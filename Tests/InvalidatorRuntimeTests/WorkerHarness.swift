@@ -17,7 +17,7 @@ final class WorkerHarness: Sendable {
           - name: slow-page
             match: { entity: page }
             delete: ["page:{id}"]
-            redelete_after: 300ms
+            redelete_after: 2s
           - name: sessions
             match: { entity: session }
             patterns: ["session:{id}:*"]
@@ -72,8 +72,8 @@ final class WorkerHarness: Sendable {
                   fetch.wait.max.ms: "5"
                   session.timeout.ms: "6000"
             pools:
-              primary: { nodes: ["\(network?.endpoint ?? redis.endpoint)"], command_timeout: 500ms, connect_timeout: 500ms\(primarySettings) }
-              dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 500ms }
+              primary: { nodes: ["\(network?.endpoint ?? redis.endpoint)"], command_timeout: 5s, connect_timeout: 5s\(primarySettings) }
+              dead: { nodes: ["\(deadLetterRedis.endpoint)"], connect_timeout: 5s }
             rules: rules.yaml
             retry: { attempts: \(retryAttempts), initial_backoff: \(initialBackoff), max_backoff: 10s }
             dead_letters: { pool: dead, stream: "dead-letters"\(deadLetterMaxRecords.map { ", max_records: \($0)" } ?? "") }

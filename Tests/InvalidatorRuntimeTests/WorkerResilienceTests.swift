@@ -14,16 +14,25 @@ import Testing
         try await seedKeys(harness.redis, keys)
         let first = RunningWorker(try harness.makeWorker())
         let second = RunningWorker(try harness.makeWorker())
-        try await harness.produce(userEvents(0..<2000))
-        #expect(try await eventually {
-            (first.worker.kafka?.processedEvents ?? 0) > 0 && (second.worker.kafka?.processedEvents ?? 0) > 0
+        // Events keep coming (ids 0..<2000, round and round) until the group has formed
+        // and both workers have processed some: however long the group takes to form.
+        var produced = 0
+        #expect(try await eventually(timeout: .seconds(60)) {
+            let start = produced % 2000
+            try await harness.produce(userEvents(start..<start + 50))
+            produced += 50
+            return (first.worker.kafka?.processedEvents ?? 0) > 0 && (second.worker.kafka?.processedEvents ?? 0) > 0
         })
+        if produced < 2000 {
+            try await harness.produce(userEvents(produced..<2000))
+            produced = 2000
+        }
         try await first.stop()
         try await harness.produce(userEvents(2000..<4000))
         #expect(try await eventually(timeout: .seconds(60)) { try existingKeys(harness.redis, keys) == 0 })
         try await second.stop()
         let committed = try await harness.committedOffsets()
-        #expect(committed.values.reduce(0, +) == 4000, "\(committed.sorted { $0.key < $1.key })")
+        #expect(committed.values.reduce(0, +) == produced + 2000, "\(committed.sorted { $0.key < $1.key })")
     }
 
     @Test func consumptionResumesAfterTheBrokerWasDown() async throws {

@@ -78,7 +78,7 @@ import Testing
     static let userRules = """
         rules:
           - { name: user, match: { entity: user }, delete: ["user:{id}"] }
-          - { name: slow, match: { entity: slow }, delete: ["slow:{id}"], redelete_after: 400ms }
+          - { name: slow, match: { entity: slow }, delete: ["slow:{id}"], redelete_after: 2s }
         """
 
     /// Events of `partition` at `offsets`, each `{"entity": entity, ...}`.
@@ -151,7 +151,8 @@ import Testing
         let driver = driver(adapter, try Self.pipeline(store: store, rules: Self.userRules))
         let running = Task { try await driver.run() }
         #expect(await eventually { adapter.state.withLock { !$0.commitsAtRevocation.isEmpty } })
-        try await Task.sleep(for: .milliseconds(600))
+        // Past the redelete: the work is done, and still not committed.
+        try await Task.sleep(for: .milliseconds(2300))
         running.cancel()
         try await running.value
         #expect(adapter.committed("a") == nil, "another member may own it already")

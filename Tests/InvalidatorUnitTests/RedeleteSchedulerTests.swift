@@ -32,7 +32,8 @@ import Testing
         let scheduler = RedeleteScheduler(executor: executor)
         let running = Task { await scheduler.run() }
         let finished = Finished()
-        for (key, delay) in [("a", 600), ("b", 100), ("c", 300), ("d", 100)] {
+        // Delays far apart: scheduling the four takes no time next to them on any machine.
+        for (key, delay) in [("a", 3000), ("b", 100), ("c", 1500), ("d", 100)] {
             await scheduler.schedule(group(key, after: .milliseconds(delay)), heartbeat: nil) { finished.record($0) }
         }
         #expect(await scheduler.drain(until: ContinuousClock.now + .seconds(10)))
@@ -48,7 +49,7 @@ import Testing
         let running = Task { await scheduler.run() }
         let finished = Finished()
         for key in ["a", "b"] {
-            await scheduler.schedule(group(key, after: .milliseconds(500)), heartbeat: nil) { finished.record($0) }
+            await scheduler.schedule(group(key, after: .seconds(3)), heartbeat: nil) { finished.record($0) }
         }
         let heartbeat = Heartbeat(name: "source")
         let third = Task {

@@ -92,7 +92,8 @@ import Testing
     @Test func anUnansweredRequestTimesOutAndIsRetried() async throws {
         let server = try HTTPTestServer()
         server.script([.hang])
-        let timeout = Duration.milliseconds(500)
+        // Long enough that the retry's answer, from a local server, always comes in time.
+        let timeout = Duration.seconds(2)
         let started = ContinuousClock.now
         let failures = try await withDispatcher([target(server: server, timeout: timeout)]) { await $0.deliver([tagsItem(["a"])]) }
         #expect(failures.isEmpty)
@@ -108,7 +109,7 @@ import Testing
         let elapsed = ContinuousClock.now - silentStarted
         #expect(timedOut.map(\.errorClass) == ["timeout"])
         #expect(timedOut.map(\.attempts) == [2])
-        #expect(elapsed >= timeout * 2 && elapsed < .seconds(5), "each attempt gives up after the timeout: \(elapsed)")
+        #expect(elapsed >= timeout * 2 && elapsed < .seconds(20), "each attempt gives up after the timeout: \(elapsed)")
     }
 
     @Test func aConnectionClosedMidAnswerIsRetried() async throws {
@@ -138,7 +139,8 @@ import Testing
     @Test func theCircuitOpensAfterRepeatedFailuresAndRecovers() async throws {
         let server = try HTTPTestServer()
         server.setDefaultReply(.answer(status: 503))
-        let breaker = CircuitBreakerPolicy(failureThreshold: 2, coolDown: .milliseconds(600))
+        // A cool-down that outlasts the two failures and the deliveries while open on any machine.
+        let breaker = CircuitBreakerPolicy(failureThreshold: 2, coolDown: .seconds(3))
         try await withDispatcher([target(server: server)], retry: RetryPolicy(attempts: 1), circuitBreaker: breaker) { dispatcher in
             for _ in 0..<2 {
                 #expect(await dispatcher.deliver([tagsItem(["a"])]).map(\.errorClass) == ["http-503"])
@@ -149,7 +151,7 @@ import Testing
             #expect(server.requests.count == 2, "no request while the circuit is open")
 
             server.setDefaultReply(.ok)
-            try await Task.sleep(for: .milliseconds(700))
+            try await Task.sleep(for: .milliseconds(3100))
             #expect(await dispatcher.deliver([tagsItem(["d"])]).isEmpty, "the half-open probe succeeds")
             #expect(await dispatcher.deliver([tagsItem(["e"])]).isEmpty)
             #expect(server.requests.count == 4)

@@ -7,7 +7,7 @@ import TestSupport
 /// A target sending to `server` at `path`.
 func target(
     _ name: String = "cdn", server: HTTPTestServer, path: String = "/purge", batch: WebhookTarget.Batch? = nil,
-    timeout: Duration = .seconds(2)
+    timeout: Duration = .seconds(10)
 ) -> WebhookTarget {
     var target = WebhookTarget(name: name, url: server.baseURL + path)
     target.batch = batch

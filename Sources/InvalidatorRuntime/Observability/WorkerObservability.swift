@@ -19,6 +19,8 @@ package struct WorkerObservability: Sendable {
     package var healthCheckInterval: Duration?
     /// Period of the rules files' change check; nil turns hot reload off.
     package var rulesReloadInterval: Duration?
+    /// How long a changed rules file must stay unchanged before it is loaded.
+    package var rulesReloadSettle: Duration
     /// How long a processing loop may go without a heartbeat before `/healthz`
     /// reports it stalled; nil derives it from the pools' timeouts and retries
     /// (``LivenessMonitor/defaultStallTimeout(pools:)``).
@@ -27,7 +29,8 @@ package struct WorkerObservability: Sendable {
     package init(
         metrics: WorkerMetrics = WorkerMetrics(), serveHTTP: Bool = false, listen: HostPort? = nil,
         renderMetrics: (@Sendable () -> String)? = nil, healthCheckInterval: Duration? = nil,
-        rulesReloadInterval: Duration? = .seconds(1), stallTimeout: Duration? = nil
+        rulesReloadInterval: Duration? = .seconds(1), rulesReloadSettle: Duration = .milliseconds(300),
+        stallTimeout: Duration? = nil
     ) {
         self.metrics = metrics
         self.serveHTTP = serveHTTP
@@ -35,6 +38,7 @@ package struct WorkerObservability: Sendable {
         self.renderMetrics = renderMetrics
         self.healthCheckInterval = healthCheckInterval
         self.rulesReloadInterval = rulesReloadInterval
+        self.rulesReloadSettle = rulesReloadSettle
         self.stallTimeout = stallTimeout
     }
 }
