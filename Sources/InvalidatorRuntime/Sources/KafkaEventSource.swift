@@ -36,7 +36,8 @@ package final class KafkaEventSource: Service, Sendable {
         self.logger = logger
     }
 
-    /// True once the consumer has joined its group.
+    /// True once the consumer is open and subscribed to its topics; partitions may
+    /// still be on their way (a group forms or rebalances in seconds).
     package var isSubscribed: Bool { driver.withLock { $0?.adapter.isOpen ?? false } }
 
     /// Events processed since start (applied or dead-lettered).
