@@ -110,6 +110,32 @@ import Testing
         #expect(try server.keys().count == keys.count, "nothing removed")
     }
 
+    @Test func theEmptyKeyIsMatchedAsScanMatchDoes() async throws {
+        let server = try await RedisServer.start()
+        try server.call("SET", "", "x")
+        try await server.seed(["a", "ab", "b"])
+        let keys: [[UInt8]] = [[], Array("a".utf8), Array("ab".utf8), Array("b".utf8)]
+        for pattern in ["*", "**", "?*", "[a]*", "", "a*"] {
+            var cursor: [UInt8] = Array("0".utf8)
+            var scanned = Set<[UInt8]>()
+            repeat {
+                let page = try server.call(bytes: [Array("SCAN".utf8), cursor, Array("MATCH".utf8), Array(pattern.utf8)])
+                cursor = page.first ?? Array("0".utf8)
+                scanned.formUnion(page.dropFirst())
+            } while cursor != Array("0".utf8)
+            let set = PatternSet([pattern])
+            #expect(Set(keys.filter { !set.matching($0).isEmpty }) == scanned, "'\(pattern)'")
+        }
+
+        // The walk: `**` leaves the empty key, as SCAN MATCH ** does; `*` removes it.
+        let pool = try makePool(.single, [server.endpoint])
+        #expect(await pool.execute([.deletePattern(pattern: "**")]).isSuccess)
+        #expect(try server.call(bytes: [Array("EXISTS".utf8), []]) == [Array("1".utf8)])
+        #expect(try server.call("DBSIZE") == "1")
+        #expect(await pool.execute([.deletePattern(pattern: "*")]).isSuccess)
+        #expect(try server.call("DBSIZE") == "0")
+    }
+
     /// Redis's own matcher is the reference: for random patterns over glob syntax and
     /// keys holding glob characters, the set answers what `SCAN MATCH` does for each.
     @Test func thePatternSetAgreesWithRedissMatcher() async throws {
