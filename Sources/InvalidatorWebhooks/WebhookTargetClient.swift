@@ -28,7 +28,7 @@ final class WebhookTargetClient: Sendable {
     private let requestURL: String?
     /// The TLS settings with the CA, certificate and key files' contents, read again
     /// when the files change (a renewed certificate in a mounted Secret); nil without `tls`.
-    private let tls: FileBackedMaterial<NIOSSL.TLSConfiguration>?
+    private let tls: FileBackedMaterial<NIOSSL.TLSConfiguration, FileReadError>?
 
     /// How long a request trusts the TLS files' last check: a few `stat` calls a second at most.
     static let tlsFilesCheckInterval: Duration = .seconds(1)
@@ -249,12 +249,12 @@ final class WebhookTargetClient: Sendable {
 
     /// The TLS settings from the files as they are now, or as they were when they last
     /// could be used: a rotation caught half-way keeps the previous certificate working.
-    private func currentTLS(_ files: FileBackedMaterial<NIOSSL.TLSConfiguration>) throws(FileReadError) -> NIOSSL.TLSConfiguration {
+    private func currentTLS(_ files: FileBackedMaterial<NIOSSL.TLSConfiguration, FileReadError>) throws(FileReadError) -> NIOSSL.TLSConfiguration {
         let (configuration, change) = try files.current()
         switch change {
-        case .reloaded:
-            logger.info("webhook TLS files reloaded", metadata: ["target": "\(target.name)"])
-        case .rejected(let error):
+        case .reloaded(let changed):
+            logger.info("webhook TLS files reloaded", metadata: ["target": "\(target.name)", "paths": "\(changed.joined(separator: ", "))"])
+        case .rejected(let error, _):
             logger.warning("webhook TLS files changed but cannot be used; the previous ones stay in use", metadata: [
                 "target": "\(target.name)", "path": "\(error.path)", "reason": "\(error.reason)",
             ])

@@ -9,14 +9,14 @@ import Synchronization
 /// A change is a different inode, size or modification time of any of the paths
 /// (following symlinks, so a Secret's symlink swap counts), looked for at most once
 /// per `checkInterval`: a few `stat` calls.
-package final class FileBackedMaterial<Material: Sendable>: Sendable {
+package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Sendable {
     /// What a look-up did besides answering; the caller logs it.
     package enum Change: Sendable {
         /// The files changed and the material was built from them.
-        case reloaded
+        case reloaded(changed: [String])
         /// The files changed and could not be built from: the previous material stays
         /// in use. Reported once per state of the files.
-        case rejected(FileReadError)
+        case rejected(Failure, changed: [String])
     }
 
     private struct FileState: Hashable {
@@ -40,14 +40,14 @@ package final class FileBackedMaterial<Material: Sendable>: Sendable {
 
     private let paths: [String]
     private let checkInterval: Duration
-    private let build: @Sendable () throws(FileReadError) -> Material
+    private let build: @Sendable () throws(Failure) -> Material
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - paths: the files `build` reads.
     ///   - checkInterval: how long a look-up trusts the last check; zero checks at each.
-    ///   - build: reads the files; throws naming the file at fault.
-    package init(paths: [String], checkInterval: Duration, build: @escaping @Sendable () throws(FileReadError) -> Material) {
+    ///   - build: reads the files.
+    package init(paths: [String], checkInterval: Duration, build: @escaping @Sendable () throws(Failure) -> Material) {
         self.paths = paths
         self.checkInterval = checkInterval
         self.build = build
@@ -55,8 +55,8 @@ package final class FileBackedMaterial<Material: Sendable>: Sendable {
 
     /// The material, built again first when the files changed since it was built.
     /// Throws only while no build has succeeded yet: the last build's error.
-    package func current() throws(FileReadError) -> (material: Material, change: Change?) {
-        let result: Result<(Material, Change?), FileReadError> = state.withLock { state in
+    package func current() throws(Failure) -> (material: Material, change: Change?) {
+        let result: Result<(Material, Change?), Failure> = state.withLock { state in
             let now = ContinuousClock.now
             if let material = state.material, let checkedAt = state.checkedAt, now - checkedAt < checkInterval {
                 return .success((material, nil))
@@ -66,22 +66,24 @@ package final class FileBackedMaterial<Material: Sendable>: Sendable {
             if let material = state.material, before == state.builtFrom {
                 return .success((material, nil))
             }
-            do throws(FileReadError) {
+            let changed = paths.indices.filter { !state.builtFrom.indices.contains($0) || state.builtFrom[$0] != before[$0] }.map { paths[$0] }
+            do throws(Failure) {
                 let built = try build()
-                // A file written while it was read is read again at the next check.
-                guard fileStates() == before else {
+                // A file written while it was read is read again at the next check (its
+                // state differs from `builtFrom`); the first material is used meanwhile.
+                let settled = fileStates() == before
+                if let material = state.material, !settled {
                     state.checkedAt = nil
-                    let changing = FileReadError(path: paths.joined(separator: ", "), reason: "changed while it was read")
-                    return state.material.map { .success(($0, nil)) } ?? .failure(changing)
+                    return .success((material, nil))
                 }
-                let change: Change? = state.material == nil ? nil : .reloaded
-                state = State(material: built, builtFrom: before, checkedAt: now)
+                let change: Change? = state.material == nil ? nil : .reloaded(changed: changed)
+                state = State(material: built, builtFrom: settled ? before : [], checkedAt: now)
                 return .success((built, change))
             } catch {
                 let isNew = state.rejected != before
                 state.rejected = before
                 guard let material = state.material else { return .failure(error) }
-                return .success((material, isNew ? .rejected(error) : nil))
+                return .success((material, isNew ? .rejected(error, changed: changed) : nil))
             }
         }
         return try result.get()
