@@ -31,7 +31,7 @@ final class WebhookTargetClient: Sendable {
     private let tls: FileBackedMaterial<NIOSSL.TLSConfiguration, FileReadError>?
 
     /// How long a request trusts the TLS files' last check: a few `stat` calls a second at most.
-    static let tlsFilesCheckInterval: Duration = .seconds(1)
+    private static let tlsFilesCheckInterval: Duration = .seconds(1)
 
     init(target: WebhookTarget, retry: RetryPolicy, circuitBreaker: CircuitBreakerPolicy, metrics: WebhookTargetMetrics, logger: Logger) {
         self.target = target

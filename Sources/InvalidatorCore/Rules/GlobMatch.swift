@@ -14,6 +14,7 @@ extension Glob {
     /// Linear-ish whatever the pattern, as Redis's own matcher since CVE-2022-36021: a
     /// pattern such as `*?*?*?…*?\x01` from a direct message would otherwise try every way
     /// its stars can split a key, exponential in the number of stars.
+    ///
     /// An empty key matches only the empty pattern, as in Redis, whose loop never starts for
     /// an empty string: not even `*` (``scanMatches(_:_:)`` has SCAN's exception for it).
     package static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
