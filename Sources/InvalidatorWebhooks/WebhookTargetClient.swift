@@ -26,8 +26,12 @@ final class WebhookTargetClient: Sendable {
     /// Where requests go: the URL, or with `tls.serverName` the URL with that host
     /// (mapped back to the URL's host by `dnsOverride`); nil when the URL cannot be requested.
     private let requestURL: String?
-    /// Why no request can be sent (TLS files that cannot be read): every attempt fails with it.
-    private let setupError: WebhookError?
+    /// The TLS settings with the CA, certificate and key files' contents, read again
+    /// when the files change (a renewed certificate in a mounted Secret); nil without `tls`.
+    private let tls: FileBackedMaterial<NIOSSL.TLSConfiguration, FileReadError>?
+
+    /// How long a request trusts the TLS files' last check: a few `stat` calls a second at most.
+    private static let tlsFilesCheckInterval: Duration = .seconds(1)
 
     init(target: WebhookTarget, retry: RetryPolicy, circuitBreaker: CircuitBreakerPolicy, metrics: WebhookTargetMetrics, logger: Logger) {
         self.target = target
@@ -36,15 +40,15 @@ final class WebhookTargetClient: Sendable {
         self.logger = logger
         // A probe that never reports is presumed lost after two timeouts.
         breaker = CircuitBreaker(policy: circuitBreaker, probeTimeout: target.timeout * 2)
-        var tls: NIOSSL.TLSConfiguration?
-        do {
-            tls = try target.tls.map(Self.tlsConfiguration)
-            setupError = nil
-        } catch {
-            setupError = WebhookError(code: .tls, message: "\(target.name): cannot load the client certificate or key (\(Self.tlsReasons(error)))")
+        tls = target.tls.map { settings in
+            FileBackedMaterial(
+                paths: [settings.caFile, settings.certFile, settings.keyFile].compactMap { $0 },
+                checkInterval: Self.tlsFilesCheckInterval
+            ) { () throws(FileReadError) in try Self.tlsConfiguration(settings) }
         }
+        // Each request carries the TLS settings: connections are pooled per settings, so
+        // new files take effect on the next request and old connections go idle.
         var configuration = HTTPClient.Configuration(
-            tlsConfiguration: tls,
             redirectConfiguration: .disallow,
             timeout: .init(connect: TimeAmount(target.timeout), read: TimeAmount(target.timeout)),
             decompression: .disabled)
@@ -127,11 +131,17 @@ final class WebhookTargetClient: Sendable {
     /// One HTTP exchange: nil on a 2xx answer, else the error and, for 429 and 503,
     /// how long the answer's `Retry-After` asks to wait.
     private func attempt(_ body: ByteBuffer) async -> (WebhookError?, retryAfter: Duration?) {
-        if let setupError { return (setupError, nil) }
         guard let requestURL else {
             return (WebhookError(code: .invalidURL, message: "\(target.name): not an http or https URL with a host"), nil)
         }
         var request = HTTPClientRequest(url: requestURL)
+        if let tls {
+            do throws(FileReadError) {
+                request.tlsConfiguration = try currentTLS(tls)
+            } catch {
+                return (WebhookError(code: .tls, message: "\(target.name): cannot load the TLS files (\(error))"), nil)
+            }
+        }
         request.method = HTTPMethod(rawValue: target.method)
         for header in target.headers {
             request.headers.add(name: header.name, value: header.value)
@@ -237,21 +247,56 @@ final class WebhookTargetClient: Sendable {
         return reasons.isEmpty ? String(text.prefix { $0 != "(" }) : reasons.joined(separator: ", ")
     }
 
-    /// AsyncHTTPClient's TLS settings for `settings`. The client certificate and key
-    /// are read now, as PEM (NIOSSL would take a `.key` file for DER).
-    private static func tlsConfiguration(_ settings: InvalidatorCore.TLSConfiguration) throws -> NIOSSL.TLSConfiguration {
+    /// The TLS settings from the files as they are now, or as they were when they last
+    /// could be used: a rotation caught half-way keeps the previous certificate working.
+    private func currentTLS(_ files: FileBackedMaterial<NIOSSL.TLSConfiguration, FileReadError>) throws(FileReadError) -> NIOSSL.TLSConfiguration {
+        let (configuration, change) = try files.current()
+        switch change {
+        case .reloaded(let changed):
+            logger.info("webhook TLS files reloaded", metadata: ["target": "\(target.name)", "paths": "\(changed.joined(separator: ", "))"])
+        case .rejected(let error, _):
+            logger.warning("webhook TLS files changed but cannot be used; the previous ones stay in use", metadata: [
+                "target": "\(target.name)", "path": "\(error.path)", "reason": "\(error.reason)",
+            ])
+        case nil:
+            break
+        }
+        return configuration
+    }
+
+    /// AsyncHTTPClient's TLS settings for `settings`, with the files' contents read now
+    /// as PEM (NIOSSL would take a `.key` file for DER). An empty file, or a key that
+    /// does not belong to the certificate, is refused.
+    private static func tlsConfiguration(_ settings: InvalidatorCore.TLSConfiguration) throws(FileReadError) -> NIOSSL.TLSConfiguration {
         var tls = NIOSSL.TLSConfiguration.makeClientConfiguration()
         if let caFile = settings.caFile {
-            tls.trustRoots = .file(caFile)
+            // In memory rather than `.file`: AsyncHTTPClient caches contexts by these settings.
+            tls.trustRoots = .certificates(try readCertificates(caFile))
         }
         if let certFile = settings.certFile, let keyFile = settings.keyFile {
-            tls.certificateChain = try NIOSSLCertificate.fromPEMFile(certFile).map { .certificate($0) }
-            tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: keyFile, format: .pem))
+            tls.certificateChain = try readCertificates(certFile).map { .certificate($0) }
+            tls.privateKey = .privateKey(try reading(keyFile) { try NIOSSLPrivateKey(file: keyFile, format: .pem) })
+            _ = try reading(keyFile) { try NIOSSLContext(configuration: tls) }
         }
         if !settings.verify {
             tls.certificateVerification = .none
         }
         return tls
+    }
+
+    private static func readCertificates(_ path: String) throws(FileReadError) -> [NIOSSLCertificate] {
+        let certificates = try reading(path) { try NIOSSLCertificate.fromPEMFile(path) }
+        guard !certificates.isEmpty else { throw FileReadError(path: path, reason: "no PEM certificate in it") }
+        return certificates
+    }
+
+    /// `load`'s result; its failure as the file at `path` with BoringSSL's reasons.
+    private static func reading<T>(_ path: String, _ load: () throws -> T) throws(FileReadError) -> T {
+        do {
+            return try load()
+        } catch {
+            throw FileReadError(path: path, reason: tlsReasons(error))
+        }
     }
 }
 

@@ -30,11 +30,19 @@ import Testing
         ("a]", "a]", true), (#"a[\]]"#, "a]", true),
         // The empty pattern matches only the empty key.
         ("", "", true), ("", "a", false),
-        ("?", "", false),
+        ("?", "", false), ("**", "", false), ("?*", "", false), ("[a]*", "", false),
     ])
     func redisSyntaxCornerCases(pattern: String, key: String, matches: Bool) {
         #expect(Glob.matches(pattern, key) == matches)
         #expect(matching([pattern, "zzz*"], key) == (matches ? [0] : []))
+    }
+
+    /// Redis's matcher never matches the empty key with `*`, but SCAN skips matching for
+    /// the pattern `*` alone, so the walk, like SCAN MATCH, finds the empty key with it.
+    @Test func theEmptyKeyMatchesTheStarAloneOnlyAsScanDoes() {
+        #expect(!Glob.matches("*", ""))
+        #expect(matching(["*", "**", "zzz*"], "") == [0])
+        #expect(matching(["*", "**"], "a") == [0, 1])
     }
 
     @Test func keysNeedNotBeUTF8() {

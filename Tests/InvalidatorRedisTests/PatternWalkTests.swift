@@ -80,6 +80,62 @@ import Testing
         #expect(try server.keys().isEmpty)
     }
 
+    @Test func aDryRunCountsEveryPatternAsScanMatchDoesInOneWalk() async throws {
+        let server = try await RedisServer.start()
+        let keys = (0..<3_000).map { "item:\($0 % 30):\($0)" } + (0..<1_000).map { "page:\($0 % 7):\($0)" } + ["a*", "[a]", "k"]
+        try await server.seed(keys)
+        // No common prefix, overlapping patterns: every key is tested against all of them.
+        let patterns = (0..<30).map { "item:\($0):*" } + (0..<7).map { "page:\($0):*" }
+            + ["item:1*", "*:1", "?age:*:1?", #"a\*"#, "[[]a]", "k", "none:*"]
+        let pool = try makePool(.single, [server.endpoint], tuning: ExecutionTuning(scanCount: 100))
+        let scansBefore = try server.scanCalls()
+
+        let estimate = await pool.estimateRemovals(patterns.map { .deletePattern(pattern: $0) })
+
+        let scans = try server.scanCalls() - scansBefore
+        #expect(estimate.isSuccess)
+        #expect(estimate.targets.map(\.operation) == patterns.map { .deletePattern(pattern: $0) }, "in the order given")
+        for (pattern, target) in zip(patterns, estimate.targets) {
+            #expect(target.keys == (try server.keys(matching: pattern)).count, "'\(pattern)'")
+            #expect(target.sample.count == min(target.keys, 10))
+        }
+        // One walk of 4,003 keys 100 at a time: a walk per pattern would take 44 times as many calls.
+        var cursor = "0"
+        var oneWalk = 0
+        repeat {
+            cursor = String(try server.call("SCAN", cursor, "COUNT", "100").prefix { $0 != "\n" })
+            oneWalk += 1
+        } while cursor != "0"
+        #expect(abs(scans - oneWalk) <= 2, "\(scans) SCAN calls, one walk takes \(oneWalk)")
+        #expect(try server.keys().count == keys.count, "nothing removed")
+    }
+
+    @Test func theEmptyKeyIsMatchedAsScanMatchDoes() async throws {
+        let server = try await RedisServer.start()
+        try server.call("SET", "", "x")
+        try await server.seed(["a", "ab", "b"])
+        let keys: [[UInt8]] = [[], Array("a".utf8), Array("ab".utf8), Array("b".utf8)]
+        for pattern in ["*", "**", "?*", "[a]*", "", "a*"] {
+            var cursor: [UInt8] = Array("0".utf8)
+            var scanned = Set<[UInt8]>()
+            repeat {
+                let page = try server.call(bytes: [Array("SCAN".utf8), cursor, Array("MATCH".utf8), Array(pattern.utf8)])
+                cursor = page.first ?? Array("0".utf8)
+                scanned.formUnion(page.dropFirst())
+            } while cursor != Array("0".utf8)
+            let set = PatternSet([pattern])
+            #expect(Set(keys.filter { !set.matching($0).isEmpty }) == scanned, "'\(pattern)'")
+        }
+
+        // The walk: `**` leaves the empty key, as SCAN MATCH ** does; `*` removes it.
+        let pool = try makePool(.single, [server.endpoint])
+        #expect(await pool.execute([.deletePattern(pattern: "**")]).isSuccess)
+        #expect(try server.call(bytes: [Array("EXISTS".utf8), []]) == [Array("1".utf8)])
+        #expect(try server.call("DBSIZE") == "1")
+        #expect(await pool.execute([.deletePattern(pattern: "*")]).isSuccess)
+        #expect(try server.call("DBSIZE") == "0")
+    }
+
     /// Redis's own matcher is the reference: for random patterns over glob syntax and
     /// keys holding glob characters, the set answers what `SCAN MATCH` does for each.
     @Test func thePatternSetAgreesWithRedissMatcher() async throws {
@@ -167,5 +223,15 @@ private struct SplitMix: RandomNumberGenerator {
         mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
         mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
         return mixed ^ (mixed >> 31)
+    }
+}
+
+extension RedisServer {
+    /// How many SCAN calls the server has answered (`INFO commandstats`).
+    func scanCalls() throws -> Int {
+        let stats = try call("INFO", "commandstats")
+        guard let line = stats.split(whereSeparator: \.isNewline).first(where: { $0.hasPrefix("cmdstat_scan:") }) else { return 0 }
+        let calls = line.split(separator: ",").first { $0.hasPrefix("cmdstat_scan:calls=") }?.dropFirst("cmdstat_scan:calls=".count)
+        return calls.flatMap { Int($0) } ?? 0
     }
 }

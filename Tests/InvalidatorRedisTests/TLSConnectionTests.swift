@@ -1,3 +1,4 @@
+import Foundation
 import InvalidatorCore
 import TestSupport
 import Testing
@@ -94,6 +95,40 @@ import Testing
         let error = try await connectionError(server, RedisTLSOptions(caFile: certificates.caFile + ".missing"))
         #expect(error.code == .tls)
         #expect(error.message.contains("cannot read the TLS CA file \(certificates.caFile).missing"), "\(error)")
+    }
+
+    /// Client files replaced in place, as cert-manager renews a mounted Secret: new
+    /// connections use the new pair, and a pair caught half-way keeps the last good one.
+    @Test func aRotatedClientCertificateIsUsedByNewConnectionsWithoutARestart() async throws {
+        let otherCA = try await TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
+        let server = try await RedisServer.start(tls: certificates, requireClientCertificates: true)
+        let certFile = certificates.directory.appendingPathComponent("mounted-tls.crt")
+        let keyFile = certificates.directory.appendingPathComponent("mounted-tls.key")
+        func mount(certificate: String, key: String?) throws {
+            try Data(contentsOf: URL(fileURLWithPath: certificate)).write(to: certFile)
+            if let key { try Data(contentsOf: URL(fileURLWithPath: key)).write(to: keyFile) }
+        }
+        let options = RedisConnectionOptions(tls: RedisTLSOptions(caFile: certificates.caFile, certFile: certFile.path, keyFile: keyFile.path))
+        func ping() async -> RedisReply? {
+            try? await RedisConnection(endpoint: endpoint(server.tlsEndpoint), options: options, logger: quietLogger).send(["PING"])
+        }
+
+        try mount(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
+        #expect(await ping() == nil, "the server refuses a certificate from another CA")
+        let kept = RedisConnection(endpoint: endpoint(server.tlsEndpoint), options: options, logger: quietLogger)
+        try mount(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
+        #expect(await ping() == .status("PONG"))
+        #expect(try await kept.send(["PING"]) == .status("PONG"), "a connection made before the rotation connects with the new pair")
+
+        try Data("-----BEGIN CERTIFICATE-----\nMIIB".utf8).write(to: certFile)
+        #expect(await ping() == .status("PONG"), "a half-written certificate keeps the previous pair in use")
+        try mount(certificate: otherCA.clientCertificateFile, key: nil)
+        #expect(await ping() == .status("PONG"), "a certificate whose key is not written yet keeps the previous pair in use")
+        #expect(try server.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") != "0")
+        // The call that finds its connection killed fails; the next one reconnects.
+        _ = try? await kept.send(["PING"])
+        #expect(try await kept.send(["PING"]) == .status("PONG"), "a reconnection uses the previous pair too")
     }
 
     @Test func receiveTimesOutWithoutDroppingTheSubscription() async throws {

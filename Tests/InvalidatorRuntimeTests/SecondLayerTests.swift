@@ -232,4 +232,33 @@ import Testing
         #expect(try harness.deadLetters().isEmpty)
         #expect(!harness.logs.lines.contains { $0.contains(Self.token) || $0.contains(Self.account) })
     }
+
+    @Test func deadLetterCountsNameTheWebhookTargetOrThePoolAndNode() async throws {
+        let harness = try await Harness()
+        try await harness.seed(ids: ["1", "2"])
+        harness.cdn.setDefaultReply(.answer(status: 503))
+        let loaded = try harness.loaded()
+        let storePools = PoolSet(configuration: loaded.configuration, logger: harness.logger)
+        let metrics = AllValuesMetrics()
+        let store = RedisStreamDeadLetterStore(
+            pool: try #require(storePools.pool(named: "events")), stream: "dead-letters", metricsFactory: metrics)
+        let worker = RunningWorker(try Worker(
+            loaded: loaded, deadLetters: store, workerID: "test-worker",
+            webhooks: WebhookDispatcher.forConfiguration(loaded.configuration, logger: harness.logger), logger: harness.logger))
+
+        try harness.publish(ids: ["1"])
+        #expect(try await eventually { try harness.deadLetters().count == 1 })
+        harness.cdn.setDefaultReply(.ok)
+        harness.cacheB.kill()
+        try harness.publish(ids: ["2"])
+        #expect(try await eventually { try harness.deadLetters().count == 2 })
+        try await worker.stop()
+        await storePools.close()
+
+        let records = try harness.deadLetters()
+        #expect(records.map(\.reason) == [.deliveryFailed, .operationFailed])
+        let written = DeadLetterMetrics.written
+        #expect(metrics.counter(written, ["reason": "delivery-failed", "pool": "", "node": "", "target": "cdn"]) == 1)
+        #expect(metrics.counter(written, ["reason": "operation-failed", "pool": "cache", "node": harness.cacheB.endpoint, "target": ""]) == 1)
+    }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import InvalidatorCore
 import InvalidatorWebhooks
 import TestSupport
@@ -75,5 +76,65 @@ import Testing
         let failures = try await withDispatcher([without], retry: RetryPolicy(attempts: 1)) { await $0.deliver([tagsItem(["a"])]) }
         #expect(failures.count == 1, "the server refuses a client without a certificate")
         #expect(server.requests.count == 1)
+    }
+}
+
+/// Client certificates replaced in place, as cert-manager renews a mounted Secret.
+@Suite(.timeLimit(.minutes(2))) struct WebhookCertificateRotationTests {
+    /// Longer than the client's check of the TLS files (every second).
+    private let check: Duration = .milliseconds(1300)
+
+    @Test func aRotatedClientCertificateIsUsedWithoutARestartAndABrokenOneIsNot() async throws {
+        let otherCA = try await TestCertificates.generate()
+        let certificates = try await TestCertificates.generate()
+        let server = try HTTPTestServer(certificates: certificates, requireClientCertificate: true)
+        // Each request on a connection of its own, so each one's TLS settings are tried.
+        server.setDefaultReply(.answer(status: 200, headers: ["Connection": "close"]))
+        let mounted = RotatedFiles(in: certificates.directory)
+        try mounted.write(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
+        var target = WebhookTarget(name: "cdn", url: server.baseURL + "/purge")
+        var tls = TLSConfiguration()
+        tls.caFile = certificates.caFile
+        tls.certFile = mounted.certificateFile
+        tls.keyFile = mounted.keyFile
+        target.tls = tls
+
+        try await withDispatcher([target], retry: RetryPolicy(attempts: 1), circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1000)) {
+            dispatcher in
+            let refused = await dispatcher.deliver([tagsItem(["a"])])
+            #expect(refused.count == 1, "the server refuses a certificate from another CA")
+
+            try mounted.write(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
+            #expect(try await eventually(timeout: .seconds(10)) { await dispatcher.deliver([tagsItem(["b"])]).isEmpty })
+
+            // Half-written: the previous certificate stays in use.
+            try Data("-----BEGIN CERTIFICATE-----\nMIIB".utf8).write(to: URL(fileURLWithPath: mounted.certificateFile))
+            try await Task.sleep(for: check)
+            #expect(await dispatcher.deliver([tagsItem(["c"])]).isEmpty)
+
+            // Mid-rotation: a new certificate whose key is not written yet does not fit the old key.
+            try Data(contentsOf: URL(fileURLWithPath: otherCA.clientCertificateFile)).write(to: URL(fileURLWithPath: mounted.certificateFile))
+            try await Task.sleep(for: check)
+            let accepted = server.connectionsAccepted
+            #expect(await dispatcher.deliver([tagsItem(["d"])]).isEmpty)
+            #expect(server.connectionsAccepted > accepted, "the request made a new connection with the kept certificate")
+        }
+        #expect(server.requests.map(tags) == [["b"], ["c"], ["d"]])
+    }
+}
+
+/// A client certificate and key at fixed paths, overwritten in place.
+private struct RotatedFiles {
+    let certificateFile: String
+    let keyFile: String
+
+    init(in directory: URL) {
+        certificateFile = directory.appendingPathComponent("mounted-tls.crt").path
+        keyFile = directory.appendingPathComponent("mounted-tls.key").path
+    }
+
+    func write(certificate: String, key: String) throws {
+        try Data(contentsOf: URL(fileURLWithPath: certificate)).write(to: URL(fileURLWithPath: certificateFile))
+        try Data(contentsOf: URL(fileURLWithPath: key)).write(to: URL(fileURLWithPath: keyFile))
     }
 }

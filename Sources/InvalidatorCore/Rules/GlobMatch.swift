@@ -14,9 +14,19 @@ extension Glob {
     /// Linear-ish whatever the pattern, as Redis's own matcher since CVE-2022-36021: a
     /// pattern such as `*?*?*?…*?\x01` from a direct message would otherwise try every way
     /// its stars can split a key, exponential in the number of stars.
+    ///
+    /// An empty key matches only the empty pattern, as in Redis, whose loop never starts for
+    /// an empty string: not even `*` (``scanMatches(_:_:)`` has SCAN's exception for it).
     package static func matches(_ pattern: ArraySlice<UInt8>, _ string: ArraySlice<UInt8>) -> Bool {
+        guard !string.isEmpty else { return pattern.isEmpty }
         var skipLongerMatches = false
         return matches(pattern, string, skipLongerMatches: &skipLongerMatches, nesting: 0)
+    }
+
+    /// Whether `SCAN MATCH pattern` returns `key`: as ``matches(_:_:)``, except that SCAN
+    /// does not match at all for the pattern `*` alone, so it returns the empty key too.
+    package static func scanMatches(_ pattern: ArraySlice<UInt8>, _ key: ArraySlice<UInt8>) -> Bool {
+        pattern.elementsEqual([UInt8(ascii: "*")]) || matches(pattern, key)
     }
 
     /// Stars deeper than this never match, as in Redis (`stringmatchlen`'s nesting limit),

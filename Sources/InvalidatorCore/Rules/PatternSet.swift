@@ -5,7 +5,7 @@
 /// text before its first unescaped wildcard, escapes resolved). Patterns are indexed
 /// by that prefix, one dictionary per distinct prefix length, so a key costs
 /// one lookup per length however many patterns there are; only the patterns found are
-/// matched in full, with Redis's own semantics (``Glob/matches(_:_:)``).
+/// matched in full, with Redis's own semantics (``Glob/scanMatches(_:_:)``).
 package struct PatternSet: Sendable {
     /// In the order given; answers are indices into this.
     package let patterns: [String]
@@ -41,7 +41,7 @@ package struct PatternSet: Sendable {
     package func matching(_ key: [UInt8]) -> [Int] {
         var matched: [Int] = []
         forEachCandidate(of: key) { position in
-            if Glob.matches(patternBytes[position][...], key[...]) { matched.append(position) }
+            if Glob.scanMatches(patternBytes[position][...], key[...]) { matched.append(position) }
             return true
         }
         return matched.sorted()
@@ -52,7 +52,7 @@ package struct PatternSet: Sendable {
         var first: Int?
         forEachCandidate(of: key) { position in
             if let first, first < position { return false }
-            guard Glob.matches(patternBytes[position][...], key[...]) else { return true }
+            guard Glob.scanMatches(patternBytes[position][...], key[...]) else { return true }
             first = position
             return false
         }

@@ -152,12 +152,36 @@ package actor RedisConnection {
     }
 
     private func openConnection() throws(RedisError) -> Session {
-        let opened = Session(socket: try RedisSocket.connect(to: endpoint, options: options), parser: try ReplyParser())
+        let tlsContext = try options.tls.map { tls throws(RedisError) in try currentTLSContext(tls) }
+        let socket = try RedisSocket.connect(to: endpoint, options: options, tlsContext: tlsContext)
+        let opened = Session(socket: socket, parser: try ReplyParser())
         for command in handshakeCommands() {
             try write([command], to: opened)
             if let error = try commandReply(from: opened).error { throw error }
         }
         return opened
+    }
+
+    /// The TLS context from the files as they are now, or as they were when they last
+    /// could be used: a rotation caught half-way keeps the previous certificate working.
+    private func currentTLSContext(_ tls: RedisTLSOptions) throws(RedisError) -> TLSClientContext {
+        let current: (material: TLSClientContext, change: FileBackedMaterial<TLSClientContext, RedisError>.Change?)
+        do {
+            current = try TLSClientContext.files(for: tls).current()
+        } catch {
+            throw RedisError(code: error.code, message: "\(endpoint): \(error.message)")
+        }
+        switch current.change {
+        case .reloaded(let changed):
+            logger.info("redis TLS files reloaded", metadata: ["node": "\(endpoint)", "paths": "\(changed.joined(separator: ", "))"])
+        case .rejected(let error, let changed):
+            logger.warning("redis TLS files changed but cannot be used; the previous ones stay in use", metadata: [
+                "node": "\(endpoint)", "paths": "\(changed.joined(separator: ", "))", "error": "\(error.message)",
+            ])
+        case nil:
+            break
+        }
+        return current.material
     }
 
     /// AUTH then SELECT, as configured. The password is only ever sent, never logged.

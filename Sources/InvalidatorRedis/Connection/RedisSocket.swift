@@ -17,13 +17,13 @@ final class RedisSocket {
     /// Where reads land; a slice of it is handed out until the next read.
     private let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 1)
 
-    /// Connects to `endpoint` and, with `options.tls`, completes the TLS handshake,
-    /// both within `options.connectTimeout`.
-    static func connect(to endpoint: RedisEndpoint, options: RedisConnectionOptions) throws(RedisError) -> RedisSocket {
+    /// Connects to `endpoint` and, with `options.tls`, completes the TLS handshake with
+    /// `tlsContext` (made for those options), both within `options.connectTimeout`.
+    static func connect(to endpoint: RedisEndpoint, options: RedisConnectionOptions, tlsContext: TLSClientContext?) throws(RedisError) -> RedisSocket {
         let deadline = ContinuousClock.now + options.connectTimeout
         let socket = RedisSocket(descriptor: try openTCP(to: endpoint, until: deadline), endpoint: endpoint)
-        if let tls = options.tls {
-            try socket.startTLS(tls, until: deadline)
+        if let tls = options.tls, let tlsContext {
+            try socket.startTLS(tls, context: tlsContext, until: deadline)
         }
         return socket
     }
@@ -269,11 +269,9 @@ final class RedisSocket {
 
     // MARK: TLS
 
-    private func startTLS(_ options: RedisTLSOptions, until deadline: ContinuousClock.Instant) throws(RedisError) {
-        let context = try Self.makeTLSContext(options, endpoint: endpoint)
+    private func startTLS(_ options: RedisTLSOptions, context: TLSClientContext, until deadline: ContinuousClock.Instant) throws(RedisError) {
         // The session holds its own reference to the context.
-        defer { SSL_CTX_free(context) }
-        guard let session = SSL_new(context) else {
+        guard let session = SSL_new(context.pointer) else {
             throw tlsFailure("cannot create a TLS session: \(Self.openSSLErrorReason())")
         }
         tls = session
@@ -339,58 +337,6 @@ final class RedisSocket {
         RedisError(code: .tls, message: "\(endpoint): \(message)")
     }
 
-    /// A client context for `options`. Files are checked for readability first, for a
-    /// clearer message than OpenSSL's; their contents never reach a message.
-    private static func makeTLSContext(_ options: RedisTLSOptions, endpoint: RedisEndpoint) throws(RedisError) -> OpaquePointer {
-        func failure(_ message: String) -> RedisError {
-            RedisError(code: .tls, message: "\(endpoint): \(message)")
-        }
-        func checkReadable(_ path: String, _ role: String) throws(RedisError) {
-            if access(path, R_OK) != 0 {
-                throw failure("cannot read the TLS \(role) file \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-        guard let context = SSL_CTX_new(TLS_client_method()) else {
-            throw failure("cannot create a TLS context: \(openSSLErrorReason())")
-        }
-        do throws(RedisError) {
-            ERR_clear_error()
-            _ = copenssl_set_minimum_tls12(context)
-            _ = copenssl_enable_partial_writes(context)
-            SSL_CTX_set_verify(context, options.verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nil)
-            if let caFile = options.caFile {
-                try checkReadable(caFile, "CA")
-                guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else {
-                    throw failure("cannot load the TLS CA file \(caFile): \(openSSLErrorReason())")
-                }
-            } else if SSL_CTX_set_default_verify_paths(context) != 1 {
-                throw failure("cannot load the system CA store: \(openSSLErrorReason())")
-            }
-            switch (options.certFile, options.keyFile) {
-            case (let certFile?, let keyFile?):
-                try checkReadable(certFile, "certificate")
-                try checkReadable(keyFile, "key")
-                guard SSL_CTX_use_certificate_chain_file(context, certFile) == 1 else {
-                    throw failure("cannot load the TLS certificate file \(certFile): \(openSSLErrorReason())")
-                }
-                guard SSL_CTX_use_PrivateKey_file(context, keyFile, SSL_FILETYPE_PEM) == 1 else {
-                    throw failure("cannot load the TLS key file \(keyFile): \(openSSLErrorReason())")
-                }
-                guard SSL_CTX_check_private_key(context) == 1 else {
-                    throw failure("the TLS key file \(keyFile) does not match the certificate \(certFile)")
-                }
-            case (nil, nil):
-                break
-            default:
-                throw failure("a TLS client certificate needs both a certificate file and a key file")
-            }
-            return context
-        } catch {
-            SSL_CTX_free(context)
-            throw error
-        }
-    }
-
     /// OpenSSL's reason for the first error queued on this thread, and whether it
     /// only means the peer closed the connection.
     private static func openSSLFailure() -> (reason: String, peerClosed: Bool) {
@@ -399,7 +345,7 @@ final class RedisSocket {
     }
 
     /// OpenSSL's reason for the first error queued on this thread.
-    private static func openSSLErrorReason() -> String {
+    static func openSSLErrorReason() -> String {
         let code = ERR_get_error()
         guard code != 0 else { return "unknown error" }
         if let reason = ERR_reason_error_string(code) { return String(cString: reason) }

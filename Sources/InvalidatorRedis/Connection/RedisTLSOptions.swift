@@ -1,7 +1,8 @@
 /// How to speak TLS to a Redis node. Nil where an options value holds it: plain TCP.
 ///
-/// Files are PEM and read on every connect, so a rotated certificate is picked up
-/// on the next reconnection.
+/// Files are PEM, looked at on every connect and read again when they changed, so a
+/// rotated certificate is used by the next connection; files that cannot be used (a
+/// rotation caught half-way) leave the last ones that could in use.
 package struct RedisTLSOptions: Sendable, Hashable {
     /// CA certificates that sign the server's certificate; nil uses the system's CA store.
     package var caFile: String?

@@ -25,8 +25,10 @@ package struct RemovalEstimate: Sendable {
 extension RedisPool {
     /// Counts, per node, the keys `operations` (deletes, patterns, tags) would remove, with
     /// the pool's routing, retries and circuit breakers, using only reads: EXISTS for a key,
-    /// SCAN MATCH for a pattern, SSCAN of a tag's set (and of the snapshot an unfinished
-    /// purge left) then EXISTS of each member on its owner. Other operations are left out.
+    /// one SCAN walk per node for all the patterns (each pattern counts every key it
+    /// matches, so a key several patterns match counts for each), SSCAN of a tag's set (and
+    /// of the snapshot an unfinished purge left) then EXISTS of each member on its owner.
+    /// Other operations are left out.
     package func estimateRemovals(_ operations: [CacheOperation], sampleSize: Int = 10) async -> RemovalEstimate {
         let placement: Placement
         do {
@@ -38,6 +40,15 @@ extension RedisPool {
             return RemovalEstimate(pool: configuration.name, targets: targets)
         }
         let counter = RemovalCounter(runner: runner, placement: placement, scanCount: configuration.tuning.scanCount, sampleSize: sampleSize)
+        var patternsByNode: [RedisEndpoint: [String]] = [:]
+        for operation in operations {
+            guard case .deletePattern(let pattern) = operation else { continue }
+            for node in placement.nodes(for: operation) { patternsByNode[node, default: []].append(pattern) }
+        }
+        var patternCounts: [RedisEndpoint: [String: RemovalEstimate.Target]] = [:]
+        for (node, patterns) in patternsByNode.sorted(by: { $0.key < $1.key }) {
+            patternCounts[node] = await counter.countPatterns(patterns, on: node)
+        }
         var targets: [RemovalEstimate.Target] = []
         for operation in operations {
             let nodes = placement.nodes(for: operation)
@@ -48,7 +59,8 @@ extension RedisPool {
             for node in nodes {
                 switch operation {
                 case .delete(let key): targets.append(await counter.countKey(key, operation: operation, on: node))
-                case .deletePattern(let pattern): targets.append(await counter.countPattern(pattern, operation: operation, on: node))
+                case .deletePattern(let pattern):
+                    if let counted = patternCounts[node]?[pattern] { targets.append(counted) }
                 case .purgeTag(let setKey): targets.append(await counter.countTag(setKey, operation: operation, on: node))
                 case .expire, .bump, .precompute, .publish: continue
                 }
@@ -90,14 +102,24 @@ private struct RemovalCounter {
         return .init(operation: operation, node: node, keys: tally.keys, sample: tally.sample, error: tally.error)
     }
 
-    func countPattern(_ pattern: String, operation: CacheOperation, on node: RedisEndpoint) async -> RemovalEstimate.Target {
-        var tally = Tally()
+    /// Each pattern's keys on `node`, by pattern, from one SCAN walk for all of them.
+    func countPatterns(_ patterns: [String], on node: RedisEndpoint) async -> [String: RemovalEstimate.Target] {
+        let patternSet = PatternSet(patterns)
+        var tallies = [Tally](repeating: Tally(), count: patterns.count)
         // SCAN may return a key more than once.
         var seen = Set<[UInt8]>()
-        tally.error = await scan(["SCAN"], match: pattern, on: node) { keys in
-            for key in keys where seen.insert(key).inserted { tally.add(key, sampleSize: sampleSize) }
+        let error = await scan(["SCAN"], match: patternSet.scanMatch, on: node) { keys in
+            for key in keys {
+                let matching = patternSet.matching(key)
+                guard !matching.isEmpty, seen.insert(key).inserted else { continue }
+                for position in matching { tallies[position].add(key, sampleSize: sampleSize) }
+            }
         }
-        return .init(operation: operation, node: node, keys: tally.keys, sample: tally.sample, error: tally.error)
+        var counts: [String: RemovalEstimate.Target] = [:]
+        for (pattern, tally) in zip(patterns, tallies) {
+            counts[pattern] = .init(operation: .deletePattern(pattern: pattern), node: node, keys: tally.keys, sample: tally.sample, error: error)
+        }
+        return counts
     }
 
     /// The members of the set and of its snapshot (a purge merges both), each checked where it lives.
@@ -131,13 +153,13 @@ private struct RemovalCounter {
     /// Pages through a SCAN-family command (`SCAN` or `SSCAN key`) to the end; returns the
     /// error that stopped it, if any.
     private func scan(
-        _ command: [String], match: String?, on node: RedisEndpoint, _ body: ([[UInt8]]) -> Void
+        _ command: [String], match: [UInt8]?, on node: RedisEndpoint, _ body: ([[UInt8]]) -> Void
     ) async -> RedisError? {
         var cursor = "0"
         repeat {
-            var arguments = command + [cursor]
-            if let match { arguments += ["MATCH", match] }
-            let outcome = await runner.run([arguments + ["COUNT", String(scanCount)]], on: node)[0]
+            var arguments = (command + [cursor]).map { Array($0.utf8) }
+            if let match { arguments += [Array("MATCH".utf8), match] }
+            let outcome = await runner.run([arguments + [Array("COUNT".utf8), Array(String(scanCount).utf8)]], on: node)[0]
             guard case .success(let reply) = outcome.result else { return outcome.error }
             guard let parts = reply.array, parts.count == 2, let next = parts[0].string, let keys = parts[1].array?.compactMap(\.bytes) else {
                 return RedisError(code: .protocolViolation, message: "unexpected scan reply from \(outcome.node)")

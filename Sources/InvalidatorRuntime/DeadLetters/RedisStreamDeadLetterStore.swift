@@ -1,6 +1,7 @@
 import InvalidatorCore
 import InvalidatorRedis
 import Logging
+import Metrics
 import Synchronization
 
 /// Dead letters as entries of a Redis stream: the whole record as JSON in
@@ -23,12 +24,17 @@ package struct RedisStreamDeadLetterStore: DeadLetterStore {
     package let maxRecords: Int?
     private let episode = FullEpisode()
     private let logger: Logger
+    private let metricsFactory: any MetricsFactory
 
-    package init(pool: RedisPool, stream: String, maxRecords: Int? = nil, logger: Logger = Logger(label: "invalidator.dead-letters")) {
+    package init(
+        pool: RedisPool, stream: String, maxRecords: Int? = nil, logger: Logger = Logger(label: "invalidator.dead-letters"),
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.pool = pool
         self.stream = stream
         self.maxRecords = maxRecords
         self.logger = logger
+        self.metricsFactory = metricsFactory
     }
 
     package func write(_ records: [DeadLetter]) async throws {
@@ -43,7 +49,7 @@ package struct RedisStreamDeadLetterStore: DeadLetterStore {
             note(refusedAt, cap: maxRecords)
             if let refusedAt { throw DeadLetterStoreFull(stream: stream, records: refusedAt, cap: maxRecords) }
         }
-        DeadLetterMetrics.recordWritten(records)
+        DeadLetterMetrics.recordWritten(records, factory: metricsFactory)
     }
 
     /// Logs the start and the end of a full episode, once each, however many writes wait through it.

@@ -4,8 +4,10 @@ import Metrics
 /// a backend: by default these go to whatever `MetricsSystem` has (a no-op until
 /// the executable bootstraps one); tests pass their own factory.
 ///
-/// - `invalidator_dead_letters_written_total{reason,pool,node}`: records durably stored
-///   (`pool` and `node` empty for records that never reached a pool).
+/// - `invalidator_dead_letters_written_total{reason,pool,node,target}`: records durably
+///   stored; `target` is the webhook target of a `delivery-failed` record (`pool` and
+///   `node` empty), empty for the others (`pool` and `node` empty too for records that
+///   never reached a pool).
 /// - `invalidator_dead_letters_replayed_total{result}`: records handled by `replay`;
 ///   `result` is `succeeded`, `failed` or `skipped`.
 /// - `invalidator_dead_letters_remaining`: records in the store (the worker counts a Redis
@@ -21,11 +23,11 @@ package enum DeadLetterMetrics {
     static func recordWritten(_ records: [DeadLetter], factory: any MetricsFactory = MetricsSystem.factory) {
         var counts: [[String]: Int] = [:]
         for record in records {
-            counts[[record.reason.rawValue, record.pool ?? "", record.node ?? ""], default: 0] += 1
+            counts[[record.reason.rawValue, record.pool ?? "", record.node ?? "", record.target ?? ""], default: 0] += 1
         }
         for (labels, count) in counts {
-            Counter(label: written, dimensions: [("reason", labels[0]), ("pool", labels[1]), ("node", labels[2])], factory: factory)
-                .increment(by: count)
+            let dimensions = [("reason", labels[0]), ("pool", labels[1]), ("node", labels[2]), ("target", labels[3])]
+            Counter(label: written, dimensions: dimensions, factory: factory).increment(by: count)
         }
     }
 

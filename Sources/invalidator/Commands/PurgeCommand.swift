@@ -162,7 +162,9 @@ enum PurgeOutput {
         }
         let total = rows.filter { $0.error == nil }.reduce(0) { $0 + $1.keys }
         let failed = rows.count { $0.error != nil }
-        lines.append("total    \(dryRun ? "would remove" : "removed") \(total) key\(total == 1 ? "" : "s")\(failed > 0 ? ", \(failed) FAILED" : "")")
+        // A dry run counts each operation on its own; a purge removes a key once.
+        let overlap = dryRun && Set(rows.map(\.operation)).count > 1 ? " (a key several operations match counts for each)" : ""
+        lines.append("total    \(dryRun ? "would remove" : "removed") \(total) key\(total == 1 ? "" : "s")\(overlap)\(failed > 0 ? ", \(failed) FAILED" : "")")
         return lines.joined(separator: "\n") + "\n"
     }
 

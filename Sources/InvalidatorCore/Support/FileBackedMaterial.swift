@@ -1,0 +1,103 @@
+import Foundation
+import Synchronization
+
+/// Something built from files that are replaced while the process runs (TLS
+/// certificates and keys that cert-manager renews in a mounted Secret): built again
+/// when a file changed, and kept as it was when the new files cannot be built from
+/// (a key not yet matching its certificate mid-rotation, a half-written file).
+///
+/// A change is a different inode, size or modification time of any of the paths
+/// (following symlinks, so a Secret's symlink swap counts), looked for at most once
+/// per `checkInterval`: a few `stat` calls.
+package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Sendable {
+    /// What a look-up did besides answering; the caller logs it.
+    package enum Change: Sendable {
+        /// The files changed and the material was built from them.
+        case reloaded(changed: [String])
+        /// The files changed and could not be built from: the previous material stays
+        /// in use. Reported once per state of the files.
+        case rejected(Failure, changed: [String])
+    }
+
+    private struct FileState: Hashable {
+        var device: UInt64
+        var inode: UInt64
+        var size: Int64
+        var modifiedSeconds: Int
+        var modifiedNanoseconds: Int
+        /// stat(2)'s errno when the file cannot be looked at (missing mid-swap).
+        var statError: Int32
+    }
+
+    private struct State {
+        var material: Material?
+        /// The files' states `material` was built from.
+        var builtFrom: [FileState] = []
+        /// The files' states the last failed build saw: told once, tried again at each check.
+        var rejected: [FileState]?
+        var checkedAt: ContinuousClock.Instant?
+    }
+
+    private let paths: [String]
+    private let checkInterval: Duration
+    private let build: @Sendable () throws(Failure) -> Material
+    private let state = Mutex(State())
+
+    /// - Parameters:
+    ///   - paths: the files `build` reads.
+    ///   - checkInterval: how long a look-up trusts the last check; zero checks at each.
+    ///   - build: reads the files.
+    package init(paths: [String], checkInterval: Duration, build: @escaping @Sendable () throws(Failure) -> Material) {
+        self.paths = paths
+        self.checkInterval = checkInterval
+        self.build = build
+    }
+
+    /// The material, built again first when the files changed since it was built.
+    /// Throws only while no build has succeeded yet: the last build's error.
+    package func current() throws(Failure) -> (material: Material, change: Change?) {
+        let result: Result<(Material, Change?), Failure> = state.withLock { state in
+            let now = ContinuousClock.now
+            if let material = state.material, let checkedAt = state.checkedAt, now - checkedAt < checkInterval {
+                return .success((material, nil))
+            }
+            state.checkedAt = now
+            let before = fileStates()
+            if let material = state.material, before == state.builtFrom {
+                return .success((material, nil))
+            }
+            let changed = paths.indices.filter { !state.builtFrom.indices.contains($0) || state.builtFrom[$0] != before[$0] }.map { paths[$0] }
+            do throws(Failure) {
+                let built = try build()
+                // A file written while it was read is read again at the next check (its
+                // state differs from `builtFrom`); the first material is used meanwhile.
+                let settled = fileStates() == before
+                if let material = state.material, !settled {
+                    state.checkedAt = nil
+                    return .success((material, nil))
+                }
+                let change: Change? = state.material == nil ? nil : .reloaded(changed: changed)
+                state = State(material: built, builtFrom: settled ? before : [], checkedAt: now)
+                return .success((built, change))
+            } catch {
+                let isNew = state.rejected != before
+                state.rejected = before
+                guard let material = state.material else { return .failure(error) }
+                return .success((material, isNew ? .rejected(error, changed: changed) : nil))
+            }
+        }
+        return try result.get()
+    }
+
+    private func fileStates() -> [FileState] {
+        paths.map { path in
+            var info = stat()
+            guard stat(path, &info) == 0 else {
+                return FileState(device: 0, inode: 0, size: 0, modifiedSeconds: 0, modifiedNanoseconds: 0, statError: errno)
+            }
+            return FileState(
+                device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
+                modifiedSeconds: info.st_mtim.tv_sec, modifiedNanoseconds: info.st_mtim.tv_nsec, statError: 0)
+        }
+    }
+}
