@@ -22,7 +22,9 @@ final class RedisSocket {
     static func connect(to endpoint: RedisEndpoint, options: RedisConnectionOptions, tlsContext: TLSClientContext?) throws(RedisError) -> RedisSocket {
         let deadline = ContinuousClock.now + options.connectTimeout
         let socket = RedisSocket(descriptor: try openTCP(to: endpoint, until: deadline), endpoint: endpoint)
-        if let tls = options.tls, let tlsContext {
+        if let tls = options.tls {
+            // Fails closed: TLS settings without a context never fall back to plain TCP.
+            guard let tlsContext else { throw socket.tlsFailure("no TLS context for a TLS connection") }
             try socket.startTLS(tls, context: tlsContext, until: deadline)
         }
         return socket
