@@ -24,7 +24,8 @@ import Testing
         await propertyCheck(count: 600, input: Self.globs, Self.globs) { narrow, wide in
             guard let inner = GlobPattern(narrow), let outer = GlobPattern(wide), inner.isContained(in: outer) else { return }
             proven += 1
-            for key in Self.keys where Glob.matches(narrow, key) {
+            // Not the empty key, which Redis's matcher treats apart (see the next test).
+            for key in Self.keys where !key.isEmpty && Glob.matches(narrow, key) {
                 #expect(Glob.matches(wide, key), "'\(narrow)' was proven inside '\(wide)', but '\(key)' matches only the first")
             }
         }
@@ -35,7 +36,10 @@ import Testing
     @Test func globsMatchAsRedisDoes() async {
         await propertyCheck(count: 600, input: Self.globs) { text in
             guard let glob = GlobPattern(text) else { return }
-            for key in Self.keys {
+            // Not the empty key: Redis's matcher matches it with nothing but the empty
+            // pattern, while as a language `*` contains it. No allowed pattern reaches it:
+            // an allow-list entry starts with literal text.
+            for key in Self.keys where !key.isEmpty {
                 #expect(glob.matches(key) == Glob.matches(text, key), "'\(text)' on '\(key)'")
             }
         }
@@ -50,7 +54,7 @@ import Testing
             let patterns = zip(prefixes, globs).map { $0 + $1 }
             let set = PatternSet(patterns)
             for key in Self.keys {
-                let expected = patterns.indices.filter { Glob.matches(patterns[$0], key) }
+                let expected = patterns.indices.filter { Glob.scanMatches(Array(patterns[$0].utf8)[...], Array(key.utf8)[...]) }
                 #expect(set.matching(Array(key.utf8)) == expected, "\(patterns) on '\(key)'")
                 #expect(set.firstMatch(Array(key.utf8)) == expected.first, "\(patterns) on '\(key)'")
             }
