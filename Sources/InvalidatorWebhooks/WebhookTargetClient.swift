@@ -270,8 +270,15 @@ final class WebhookTargetClient: Sendable {
     private static func tlsConfiguration(_ settings: InvalidatorCore.TLSConfiguration) throws(FileReadError) -> NIOSSL.TLSConfiguration {
         var tls = NIOSSL.TLSConfiguration.makeClientConfiguration()
         if let caFile = settings.caFile {
-            // In memory rather than `.file`: AsyncHTTPClient caches contexts by these settings.
-            tls.trustRoots = .certificates(try readCertificates(caFile))
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: caFile, isDirectory: &isDirectory), isDirectory.boolValue {
+                // A hashed CA directory (c_rehash): OpenSSL looks certificates up in it as needed.
+                tls.trustRoots = .file(caFile)
+            } else {
+                // In memory rather than `.file`: AsyncHTTPClient caches contexts by these
+                // settings, so a renewed CA file under the same path would go unread.
+                tls.trustRoots = .certificates(try readCertificates(caFile))
+            }
         }
         if let certFile = settings.certFile, let keyFile = settings.keyFile {
             tls.certificateChain = try readCertificates(certFile).map { .certificate($0) }

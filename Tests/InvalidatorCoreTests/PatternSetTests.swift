@@ -59,6 +59,9 @@ import Testing
         #expect(PatternSet(["a:*", "*:b"]).scanMatch == nil)
         #expect(PatternSet(["a:*", "b:*"]).scanMatch == nil)
         #expect(PatternSet([]).scanMatch == nil)
+        // One pattern (however often) is its own MATCH, prefix or not: the server filters exactly.
+        #expect(PatternSet(["*:tmp"]).scanMatch == Array("*:tmp".utf8))
+        #expect(PatternSet(["user:[ab]*", "user:[ab]*"]).scanMatch == Array("user:[ab]*".utf8))
         // A cut inside a UTF-8 sequence is still a byte prefix of every key that can match.
         #expect(PatternSet(["\u{e9}*", "\u{e8}*"]).commonPrefix == [0xC3])
     }

@@ -21,6 +21,16 @@ import Testing
         #expect(try server.call("CLIENT", "LIST").contains("laddr=127.0.0.1:\(server.tlsPort ?? 0)"))
     }
 
+    /// TLS settings never fall back to plain TCP, whatever the caller hands the socket:
+    /// the plain port would answer, the TLS connection must not be made.
+    @Test func aTLSConnectionWithoutAContextFailsInsteadOfGoingPlain() async throws {
+        let server = try await RedisServer.start()
+        let options = RedisConnectionOptions(tls: RedisTLSOptions(verify: false))
+        #expect {
+            _ = try RedisSocket.connect(to: endpoint(server.endpoint), options: options, tlsContext: nil)
+        } throws: { ($0 as? RedisError)?.code == .tls }
+    }
+
     @Test func mutualTLSNeedsTheClientCertificate() async throws {
         let certificates = try await TestCertificates.generate()
         let server = try await RedisServer.start(tls: certificates, requireClientCertificates: true)

@@ -32,9 +32,12 @@ package struct PatternSet: Sendable {
     package var isEmpty: Bool { patterns.isEmpty }
 
     /// The argument for `SCAN ... MATCH` that lets the server skip keys no pattern can
-    /// match: the common prefix, escaped, then `*`; nil when there is no common prefix.
+    /// match: the pattern itself when there is only one (a purge of `*:tmp` filters on
+    /// the server), else the common prefix, escaped, then `*`; nil when there is no
+    /// common prefix.
     package var scanMatch: [UInt8]? {
-        commonPrefix.isEmpty ? nil : Glob.escape(bytes: commonPrefix) + [UInt8(ascii: "*")]
+        if let first = patternBytes.first, patternBytes.allSatisfy({ $0 == first }) { return first }
+        return commonPrefix.isEmpty ? nil : Glob.escape(bytes: commonPrefix) + [UInt8(ascii: "*")]
     }
 
     /// The indices of the patterns that match `key`, ascending.

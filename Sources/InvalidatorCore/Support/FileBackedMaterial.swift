@@ -6,16 +6,18 @@ import Synchronization
 /// when a file changed, and kept as it was when the new files cannot be built from
 /// (a key not yet matching its certificate mid-rotation, a half-written file).
 ///
-/// A change is a different inode, size or modification time of any of the paths
-/// (following symlinks, so a Secret's symlink swap counts), looked for at most once
-/// per `checkInterval`: a few `stat` calls.
+/// A change is a different inode, size, modification or status-change time of any of
+/// the paths (following symlinks, so a Secret's symlink swap counts; a `chmod` too),
+/// looked for at most once per `checkInterval`: a few `stat` calls. Files that could not
+/// be built from are read again when they change or after `reminderInterval`, and a
+/// rejection that lasts is told again each time: the previous material is still in use.
 package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Sendable {
     /// What a look-up did besides answering; the caller logs it.
     package enum Change: Sendable {
         /// The files changed and the material was built from them.
         case reloaded(changed: [String])
         /// The files changed and could not be built from: the previous material stays
-        /// in use. Reported once per state of the files.
+        /// in use. Reported when it happens, then every `reminderInterval` while it lasts.
         case rejected(Failure, changed: [String])
     }
 
@@ -25,36 +27,53 @@ package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Send
         var size: Int64
         var modifiedSeconds: Int
         var modifiedNanoseconds: Int
+        var statusChangedSeconds: Int
+        var statusChangedNanoseconds: Int
         /// stat(2)'s errno when the file cannot be looked at (missing mid-swap).
         var statError: Int32
+    }
+
+    /// A failed build, kept until the files change.
+    private struct Rejection {
+        var states: [FileState]
+        var error: Failure
+        var reportedAt: ContinuousClock.Instant
     }
 
     private struct State {
         var material: Material?
         /// The files' states `material` was built from.
         var builtFrom: [FileState] = []
-        /// The files' states the last failed build saw: told once, tried again at each check.
-        var rejected: [FileState]?
+        var rejection: Rejection?
         var checkedAt: ContinuousClock.Instant?
     }
 
     private let paths: [String]
     private let checkInterval: Duration
+    private let reminderInterval: Duration
     private let build: @Sendable () throws(Failure) -> Material
     private let state = Mutex(State())
 
     /// - Parameters:
     ///   - paths: the files `build` reads.
     ///   - checkInterval: how long a look-up trusts the last check; zero checks at each.
+    ///   - reminderInterval: how often a rejection that lasts is told again.
     ///   - build: reads the files.
-    package init(paths: [String], checkInterval: Duration, build: @escaping @Sendable () throws(Failure) -> Material) {
+    package init(
+        paths: [String], checkInterval: Duration, reminderInterval: Duration = .seconds(60),
+        build: @escaping @Sendable () throws(Failure) -> Material
+    ) {
         self.paths = paths
         self.checkInterval = checkInterval
+        self.reminderInterval = reminderInterval
         self.build = build
     }
 
     /// The material, built again first when the files changed since it was built.
     /// Throws only while no build has succeeded yet: the last build's error.
+    ///
+    /// The build runs under the lock: concurrent look-ups wait for it rather than build
+    /// twice. It runs only when the files changed, a few times per certificate renewal.
     package func current() throws(Failure) -> (material: Material, change: Change?) {
         let result: Result<(Material, Change?), Failure> = state.withLock { state in
             let now = ContinuousClock.now
@@ -64,6 +83,13 @@ package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Send
             state.checkedAt = now
             let before = fileStates()
             if let material = state.material, before == state.builtFrom {
+                return .success((material, nil))
+            }
+            // Unchanged files that could not be built from are tried again (and the
+            // rejection told again) only every `reminderInterval`: a failure that was not
+            // the files' fault (no descriptor left) heals without them changing.
+            if let rejection = state.rejection, rejection.states == before, now - rejection.reportedAt < reminderInterval {
+                guard let material = state.material else { return .failure(rejection.error) }
                 return .success((material, nil))
             }
             let changed = paths.indices.filter { !state.builtFrom.indices.contains($0) || state.builtFrom[$0] != before[$0] }.map { paths[$0] }
@@ -80,10 +106,9 @@ package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Send
                 state = State(material: built, builtFrom: settled ? before : [], checkedAt: now)
                 return .success((built, change))
             } catch {
-                let isNew = state.rejected != before
-                state.rejected = before
+                state.rejection = Rejection(states: before, error: error, reportedAt: now)
                 guard let material = state.material else { return .failure(error) }
-                return .success((material, isNew ? .rejected(error, changed: changed) : nil))
+                return .success((material, .rejected(error, changed: changed)))
             }
         }
         return try result.get()
@@ -93,11 +118,14 @@ package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Send
         paths.map { path in
             var info = stat()
             guard stat(path, &info) == 0 else {
-                return FileState(device: 0, inode: 0, size: 0, modifiedSeconds: 0, modifiedNanoseconds: 0, statError: errno)
+                return FileState(
+                    device: 0, inode: 0, size: 0, modifiedSeconds: 0, modifiedNanoseconds: 0,
+                    statusChangedSeconds: 0, statusChangedNanoseconds: 0, statError: errno)
             }
             return FileState(
                 device: UInt64(info.st_dev), inode: UInt64(info.st_ino), size: Int64(info.st_size),
-                modifiedSeconds: info.st_mtim.tv_sec, modifiedNanoseconds: info.st_mtim.tv_nsec, statError: 0)
+                modifiedSeconds: info.st_mtim.tv_sec, modifiedNanoseconds: info.st_mtim.tv_nsec,
+                statusChangedSeconds: info.st_ctim.tv_sec, statusChangedNanoseconds: info.st_ctim.tv_nsec, statError: 0)
         }
     }
 }
