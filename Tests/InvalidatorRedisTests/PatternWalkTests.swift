@@ -213,19 +213,6 @@ import Testing
     }
 }
 
-/// A small seeded generator, so the random patterns are the same on every run.
-private struct SplitMix: RandomNumberGenerator {
-    var seed: UInt64
-
-    mutating func next() -> UInt64 {
-        seed &+= 0x9E37_79B9_7F4A_7C15
-        var mixed = seed
-        mixed = (mixed ^ (mixed >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        mixed = (mixed ^ (mixed >> 27)) &* 0x94D0_49BB_1331_11EB
-        return mixed ^ (mixed >> 31)
-    }
-}
-
 extension RedisServer {
     /// How many SCAN calls the server has answered (`INFO commandstats`).
     func scanCalls() throws -> Int {

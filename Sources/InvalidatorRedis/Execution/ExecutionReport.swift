@@ -229,7 +229,7 @@ struct ReportBuilder {
 extension CacheOperation {
     /// Patterns and tags take several commands (scans, unlinks, a snapshot); every
     /// other operation is one command.
-    fileprivate var isMultiStep: Bool {
+    var isMultiStep: Bool {
         switch self {
         case .deletePattern, .purgeTag: true
         case .delete, .expire, .bump, .precompute, .publish: false

@@ -14,6 +14,11 @@ struct NodeExecution {
     /// Key operations first (one pipeline), then patterns, then tags; precompute
     /// jobs are a separate, later stage so they only run once invalidation is done.
     mutating func apply(_ operations: [CacheOperation]) async {
+        // Most batches are key operations alone: no copy to split off patterns and tags.
+        guard operations.contains(where: \.isMultiStep) else {
+            await applyKeyOperations(operations)
+            return
+        }
         var keyOperations: [CacheOperation] = []
         var patterns: [(operation: CacheOperation, pattern: String)] = []
         var tags: [(operation: CacheOperation, setKey: String)] = []

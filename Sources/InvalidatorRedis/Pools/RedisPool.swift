@@ -72,10 +72,11 @@ package final class RedisPool: Sendable {
             var seen = Set<CacheOperation>(minimumCapacity: operations.count)
             unique = operations.filter { seen.insert($0).inserted }
         }
-        let invalidations = unique.filter { $0.kind != .precompute }
         let jobs = unique.compactMap { operation -> PrecomputeJob? in
             if case .precompute(let job) = operation { job } else { nil }
         }
+        // Most batches hold no precompute job: no copy of the operations without them.
+        let invalidations = jobs.isEmpty ? unique : unique.filter { $0.kind != .precompute }
         let (admittedJobs, duplicateJobs) = deduplicator.admit(jobs)
 
         var builder = ReportBuilder()

@@ -41,7 +41,10 @@ package struct BatchExecutor: Sendable {
         var owners: [[CacheOperation: Owner]] = []
         // Rules numbered for the removal groups: each rule's deletes get UNLINKs of their own.
         var ruleNumbers: [String: Int] = [:]
+        var ruleNames: [String] = []
         var lastRule: (name: String, number: Int)?
+        // Per pool, parallel to `work`: the rule of all its operations, when they share one.
+        var soleRules: [SoleRule] = []
         var workIndexByPool: [String: Int] = [:]
         // Indexes rather than elements throughout: a plan copied out of its array costs retains.
         var lastPool: (name: String, index: Int)?
@@ -51,6 +54,7 @@ package struct BatchExecutor: Sendable {
                 // Events of a batch mostly name the same pools: skip the hash when it repeats.
                 let index = lastPool.flatMap { $0.name == pool ? $0.index : nil } ?? workIndexByPool[pool] ?? {
                     work.append((pool, []))
+                    soleRules.append(SoleRule())
                     // Typically an operation or two per event: sized once, not regrown.
                     owners.append(Dictionary(minimumCapacity: plans.count * 2))
                     work[work.count - 1].operations.reserveCapacity(plans.count * 2)
@@ -65,10 +69,12 @@ package struct BatchExecutor: Sendable {
                     let rule = plans[eventIndex][poolPlanIndex].operations[operationIndex].rule
                     // Consecutive operations mostly come from one rule: skip the hash when it repeats.
                     let ruleNumber = lastRule.flatMap { $0.name == rule ? $0.number : nil } ?? ruleNumbers[rule] ?? {
-                        ruleNumbers[rule] = ruleNumbers.count
-                        return ruleNumbers.count - 1
+                        ruleNumbers[rule] = ruleNames.count
+                        ruleNames.append(rule)
+                        return ruleNames.count - 1
                     }()
                     lastRule = (rule, ruleNumber)
+                    soleRules[index].add(ruleNumber)
                     let owner = Owner(event: eventIndex, poolPlan: poolPlanIndex, operation: operationIndex, rule: ruleNumber)
                     if let first = owners[index].updateValue(owner, forKey: operation) {
                         owners[index][operation] = first
@@ -80,11 +86,14 @@ package struct BatchExecutor: Sendable {
         }
         guard !work.isEmpty else { return [:] }
         let reports = await pools.execute(work.indices.map { index in
+            // One rule: its deletes are one removal group, and none needs looking up.
+            guard soleRules[index].rule == nil else { return (work[index].pool, work[index].operations, nil) }
             let poolOwners = owners[index]
             return (work[index].pool, work[index].operations, { operation in poolOwners[operation]?.rule ?? -1 })
         })
         metrics.record(reports)
-        metrics.record(removalsByRule: Self.removalsByRule(reports, plans: plans, owners: owners, workIndexByPool: workIndexByPool))
+        metrics.record(removalsByRule: Self.removalsByRule(
+            reports, ruleNames: ruleNames, soleRules: soleRules, owners: owners, workIndexByPool: workIndexByPool))
         var failures: [Int: [NodeFailure]] = [:]
         for report in reports where !report.isSuccess {
             guard let index = workIndexByPool[report.pool] else { continue }
@@ -116,26 +125,48 @@ package struct BatchExecutor: Sendable {
         var rule: Int
     }
 
+    /// The rule all of a pool's operations come from, while they share one.
+    private struct SoleRule: Sendable {
+        private(set) var rule: Int?
+        private var isMixed = false
+
+        mutating func add(_ number: Int) {
+            guard !isMixed, rule != number else { return }
+            if rule == nil {
+                rule = number
+            } else {
+                rule = nil
+                isMixed = true
+            }
+        }
+    }
+
     /// Each removing operation's outcome, per node, counted for the rule of the event that owns it
-    /// (an operation several events ask for runs once, for its first asker).
+    /// (an operation several events ask for runs once, for its first asker). Counted by rule
+    /// number, and looked up only in pools whose operations come from several rules.
     private static func removalsByRule(
-        _ reports: [ExecutionReport], plans: [[PoolPlan]],
+        _ reports: [ExecutionReport], ruleNames: [String], soleRules: [SoleRule],
         owners: [[CacheOperation: Owner]], workIndexByPool: [String: Int]
     ) -> [String: WorkerMetrics.RuleRemovals] {
-        var byRule: [String: WorkerMetrics.RuleRemovals] = [:]
+        var byRule = [WorkerMetrics.RuleRemovals](repeating: .init(), count: ruleNames.count)
         for report in reports {
             guard let index = workIndexByPool[report.pool] else { continue }
+            let soleRule = soleRules[index].rule
             func add(_ operation: CacheOperation, removedKeys: Int, failed: Bool) {
-                guard operation.removesKeys, let owner = owners[index][operation] else { return }
-                let rule = plans[owner.event][owner.poolPlan].operations[owner.operation].rule
-                byRule[rule, default: .init()].add(removedKeys: removedKeys, failed: failed)
+                guard operation.removesKeys, let rule = soleRule ?? owners[index][operation]?.rule else { return }
+                byRule[rule].add(removedKeys: removedKeys, failed: failed)
             }
             for node in report.nodes {
                 for (operation, removed) in node.removals { add(operation, removedKeys: removed, failed: false) }
                 for failure in node.failed { add(failure.operation, removedKeys: failure.removedKeys, failed: true) }
             }
         }
-        return byRule
+        // Every operation counted adds to one of the outcomes: an untouched entry is a rule with none.
+        var removals: [String: WorkerMetrics.RuleRemovals] = [:]
+        for (number, counted) in byRule.enumerated() where counted != .init() {
+            removals[ruleNames[number]] = counted
+        }
+        return removals
     }
 }
 
