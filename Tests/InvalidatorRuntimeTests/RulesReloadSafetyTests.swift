@@ -145,8 +145,8 @@ import Testing
 
     /// Shows the scenario above can fail: without settling the half-written file is loaded.
     @Test func withoutSettlingTheHalfWrittenFileWouldBeLoaded() async throws {
-        // The first half alone for a whole second: a loaded machine's poll still sees it.
-        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .zero, gap: .seconds(1))
+        // The first half alone for three seconds: a loaded machine's 50 ms poll still sees it.
+        let (reloads, counts) = try await inPlaceWriteUnderReloader(settle: .zero, gap: .seconds(3))
         #expect(reloads == 2)
         #expect(counts == [1, 2])
     }
