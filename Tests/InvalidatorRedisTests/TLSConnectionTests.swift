@@ -1,4 +1,3 @@
-import Foundation
 import InvalidatorCore
 import TestSupport
 import Testing
@@ -113,27 +112,23 @@ import Testing
         let otherCA = try await TestCertificates.generate()
         let certificates = try await TestCertificates.generate()
         let server = try await RedisServer.start(tls: certificates, requireClientCertificates: true)
-        let certFile = certificates.directory.appendingPathComponent("mounted-tls.crt")
-        let keyFile = certificates.directory.appendingPathComponent("mounted-tls.key")
-        func mount(certificate: String, key: String?) throws {
-            try Data(contentsOf: URL(fileURLWithPath: certificate)).write(to: certFile)
-            if let key { try Data(contentsOf: URL(fileURLWithPath: key)).write(to: keyFile) }
-        }
-        let options = RedisConnectionOptions(tls: RedisTLSOptions(caFile: certificates.caFile, certFile: certFile.path, keyFile: keyFile.path))
+        let mounted = MountedTLSFiles(in: certificates.directory)
+        let options = RedisConnectionOptions(
+            tls: RedisTLSOptions(caFile: certificates.caFile, certFile: mounted.certificateFile, keyFile: mounted.keyFile))
         func ping() async -> RedisReply? {
             try? await RedisConnection(endpoint: endpoint(server.tlsEndpoint), options: options, logger: quietLogger).send(["PING"])
         }
 
-        try mount(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
+        try mounted.mount(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
         #expect(await ping() == nil, "the server refuses a certificate from another CA")
         let kept = RedisConnection(endpoint: endpoint(server.tlsEndpoint), options: options, logger: quietLogger)
-        try mount(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
+        try mounted.mount(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
         #expect(await ping() == .status("PONG"))
         #expect(try await kept.send(["PING"]) == .status("PONG"), "a connection made before the rotation connects with the new pair")
 
-        try Data("-----BEGIN CERTIFICATE-----\nMIIB".utf8).write(to: certFile)
+        try mounted.writeHalfCertificate()
         #expect(await ping() == .status("PONG"), "a half-written certificate keeps the previous pair in use")
-        try mount(certificate: otherCA.clientCertificateFile, key: nil)
+        try mounted.mount(certificate: otherCA.clientCertificateFile, key: nil)
         #expect(await ping() == .status("PONG"), "a certificate whose key is not written yet keeps the previous pair in use")
         #expect(try server.call("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes") != "0")
         // The call that finds its connection killed fails; the next one reconnects.

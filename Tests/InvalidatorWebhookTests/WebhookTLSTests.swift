@@ -79,41 +79,47 @@ import Testing
     }
 }
 
-/// Client certificates replaced in place, as cert-manager renews a mounted Secret.
+/// TLS files replaced in place, as cert-manager renews a mounted Secret.
 @Suite(.timeLimit(.minutes(2))) struct WebhookCertificateRotationTests {
     /// Longer than the client's check of the TLS files (every second).
     private let check: Duration = .milliseconds(1300)
+
+    /// A target at `server` with `tls`, each delivery tried once, its circuit never opening;
+    /// the server answers each request on a connection of its own, so each one's TLS settings are tried.
+    private func withTarget(
+        at server: HTTPTestServer, tls: TLSConfiguration, _ body: (WebhookDispatcher) async throws -> Void
+    ) async throws {
+        server.setDefaultReply(.answer(status: 200, headers: ["Connection": "close"]))
+        var target = WebhookTarget(name: "cdn", url: server.baseURL + "/purge")
+        target.tls = tls
+        try await withDispatcher([target], retry: RetryPolicy(attempts: 1), circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1000), body)
+    }
 
     @Test func aRotatedClientCertificateIsUsedWithoutARestartAndABrokenOneIsNot() async throws {
         let otherCA = try await TestCertificates.generate()
         let certificates = try await TestCertificates.generate()
         let server = try HTTPTestServer(certificates: certificates, requireClientCertificate: true)
-        // Each request on a connection of its own, so each one's TLS settings are tried.
-        server.setDefaultReply(.answer(status: 200, headers: ["Connection": "close"]))
-        let mounted = RotatedFiles(in: certificates.directory)
-        try mounted.write(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
-        var target = WebhookTarget(name: "cdn", url: server.baseURL + "/purge")
+        let mounted = MountedTLSFiles(in: certificates.directory)
+        try mounted.mount(certificate: otherCA.clientCertificateFile, key: otherCA.clientKeyFile)
         var tls = TLSConfiguration()
         tls.caFile = certificates.caFile
         tls.certFile = mounted.certificateFile
         tls.keyFile = mounted.keyFile
-        target.tls = tls
 
-        try await withDispatcher([target], retry: RetryPolicy(attempts: 1), circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1000)) {
-            dispatcher in
+        try await withTarget(at: server, tls: tls) { dispatcher in
             let refused = await dispatcher.deliver([tagsItem(["a"])])
             #expect(refused.count == 1, "the server refuses a certificate from another CA")
 
-            try mounted.write(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
+            try mounted.mount(certificate: certificates.clientCertificateFile, key: certificates.clientKeyFile)
             #expect(try await eventually { await dispatcher.deliver([tagsItem(["b"])]).isEmpty })
 
             // Half-written: the previous certificate stays in use.
-            try Data("-----BEGIN CERTIFICATE-----\nMIIB".utf8).write(to: URL(fileURLWithPath: mounted.certificateFile))
+            try mounted.writeHalfCertificate()
             try await Task.sleep(for: check)
             #expect(await dispatcher.deliver([tagsItem(["c"])]).isEmpty)
 
             // Mid-rotation: a new certificate whose key is not written yet does not fit the old key.
-            try Data(contentsOf: URL(fileURLWithPath: otherCA.clientCertificateFile)).write(to: URL(fileURLWithPath: mounted.certificateFile))
+            try mounted.mount(certificate: otherCA.clientCertificateFile, key: nil)
             try await Task.sleep(for: check)
             let accepted = server.connectionsAccepted
             #expect(await dispatcher.deliver([tagsItem(["d"])]).isEmpty)
@@ -121,45 +127,22 @@ import Testing
         }
         #expect(server.requests.map(tags) == [["b"], ["c"], ["d"]])
     }
-}
 
-extension WebhookCertificateRotationTests {
     /// A renewed CA bundle under the same path is trusted without a restart (the client
     /// reads it into memory: a CA given to AsyncHTTPClient by path would be cached by it).
     @Test func aRenewedCAFileIsTrustedWithoutARestart() async throws {
-        let otherCA = try await TestCertificates.generate()
         let certificates = try await TestCertificates.generate()
         let server = try HTTPTestServer(certificates: certificates)
-        server.setDefaultReply(.answer(status: 200, headers: ["Connection": "close"]))
-        let mountedCA = certificates.directory.appendingPathComponent("mounted-ca.pem")
-        try Data(contentsOf: URL(fileURLWithPath: otherCA.caFile)).write(to: mountedCA)
-        var target = WebhookTarget(name: "cdn", url: server.baseURL + "/purge")
+        let mounted = MountedTLSFiles(in: certificates.directory)
+        try mounted.mount(ca: certificates.otherCAFile)
         var tls = TLSConfiguration()
-        tls.caFile = mountedCA.path
-        target.tls = tls
+        tls.caFile = mounted.caFile
 
-        try await withDispatcher([target], retry: RetryPolicy(attempts: 1), circuitBreaker: CircuitBreakerPolicy(failureThreshold: 1000)) {
-            dispatcher in
+        try await withTarget(at: server, tls: tls) { dispatcher in
             #expect(await dispatcher.deliver([tagsItem(["a"])]).map(\.errorClass) == ["tls"], "a CA that did not sign the server")
-            try Data(contentsOf: URL(fileURLWithPath: certificates.caFile)).write(to: mountedCA)
+            try mounted.mount(ca: certificates.caFile)
             #expect(try await eventually { await dispatcher.deliver([tagsItem(["b"])]).isEmpty })
         }
         #expect(server.requests.map(tags) == [["b"]])
-    }
-}
-
-/// A client certificate and key at fixed paths, overwritten in place.
-private struct RotatedFiles {
-    let certificateFile: String
-    let keyFile: String
-
-    init(in directory: URL) {
-        certificateFile = directory.appendingPathComponent("mounted-tls.crt").path
-        keyFile = directory.appendingPathComponent("mounted-tls.key").path
-    }
-
-    func write(certificate: String, key: String) throws {
-        try Data(contentsOf: URL(fileURLWithPath: certificate)).write(to: URL(fileURLWithPath: certificateFile))
-        try Data(contentsOf: URL(fileURLWithPath: key)).write(to: URL(fileURLWithPath: keyFile))
     }
 }

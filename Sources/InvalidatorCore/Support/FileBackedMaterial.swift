@@ -33,7 +33,7 @@ package final class FileBackedMaterial<Material: Sendable, Failure: Error>: Send
         var statError: Int32
     }
 
-    /// A failed build, kept until the files change.
+    /// A failed build, answered from until the files change or `reminderInterval` passes.
     private struct Rejection {
         var states: [FileState]
         var error: Failure

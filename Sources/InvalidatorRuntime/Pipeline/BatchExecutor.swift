@@ -54,7 +54,7 @@ package struct BatchExecutor: Sendable {
                 // Events of a batch mostly name the same pools: skip the hash when it repeats.
                 let index = lastPool.flatMap { $0.name == pool ? $0.index : nil } ?? workIndexByPool[pool] ?? {
                     work.append((pool, []))
-                    soleRules.append(SoleRule())
+                    soleRules.append(.none)
                     // Typically an operation or two per event: sized once, not regrown.
                     owners.append(Dictionary(minimumCapacity: plans.count * 2))
                     work[work.count - 1].operations.reserveCapacity(plans.count * 2)
@@ -126,18 +126,21 @@ package struct BatchExecutor: Sendable {
     }
 
     /// The rule all of a pool's operations come from, while they share one.
-    private struct SoleRule: Sendable {
-        private(set) var rule: Int?
-        private var isMixed = false
+    private enum SoleRule: Sendable {
+        case none
+        case one(Int)
+        case several
 
         mutating func add(_ number: Int) {
-            guard !isMixed, rule != number else { return }
-            if rule == nil {
-                rule = number
-            } else {
-                rule = nil
-                isMixed = true
+            switch self {
+            case .none: self = .one(number)
+            case .one(let rule) where rule != number: self = .several
+            case .one, .several: break
             }
+        }
+
+        var rule: Int? {
+            if case .one(let rule) = self { rule } else { nil }
         }
     }
 
